@@ -1,0 +1,79 @@
+"""The `edge-agent` command line: one module per command group, registered in ``COMMANDS``.
+
+Errors that edge-agent raises on purpose (``EdgeAgentError``) are printed as one clear message
+with exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from edge_agent import __version__
+from edge_agent.errors import EdgeAgentError
+
+COMMANDS: dict[str, str] = {
+    "config": "edge_agent.cli.config_cmd:config",
+    "doctor": "edge_agent.cli.runtime_cmd:doctor",
+    "infer": "edge_agent.cli.runtime_cmd:infer",
+    "bench": "edge_agent.cli.runtime_cmd:bench",
+}
+"""Subcommand name -> "module:command", imported only when that subcommand runs."""
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands import on use, so `--help` and start-up stay fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """All registered subcommands, sorted."""
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the subcommand's module and return the command."""
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-agent")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="How much to log to stderr.",
+)
+def cli(log_level: str) -> None:
+    """edge-agent: run ML models on edge devices and manage them as a fleet.
+
+    Start with `edge-agent doctor` to see which runtimes and accelerators this device has, then
+    `edge-agent infer MODEL --input FILE` and `edge-agent bench MODEL`.
+    """
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EdgeAgentError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

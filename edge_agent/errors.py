@@ -1,0 +1,39 @@
+"""The one error hierarchy of edge-agent.
+
+Every error says what is wrong, where, and what to do about it. The CLI prints the message of an
+``EdgeAgentError`` without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EdgeAgentError(Exception):
+    """Base of every error edge-agent raises on purpose."""
+
+
+class ConfigError(EdgeAgentError):
+    """A config file is missing, malformed or fails validation."""
+
+
+class ModelError(EdgeAgentError):
+    """A model file cannot be loaded: missing, unreadable, truncated, wrong format."""
+
+
+class InputError(EdgeAgentError):
+    """Inputs given to a model do not match its input spec (name, shape, dtype)."""
+
+
+class RuntimeNotInstalledError(EdgeAgentError):
+    """The runtime a model format needs is not installed; the message names the package."""
+
+
+class DelegateError(EdgeAgentError):
+    """A hardware delegate / execution provider failed and the policy forbids falling back."""
+
+
+class UpdateError(EdgeAgentError):
+    """A model update could not be fetched, verified or installed."""
+
+
+class TransportError(EdgeAgentError):
+    """The MQTT transport failed (broker unreachable, refused, protocol error)."""

@@ -1,0 +1,1 @@
+"""MQTT transport: the topic scheme (``topics``) and the client wrapper."""
