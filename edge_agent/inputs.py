@@ -28,8 +28,10 @@ def read_inputs(path: Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray
         return _from_npz(path, specs)
     if suffix in IMAGE_SUFFIXES:
         return _single(specs, read_image(path, specs[0]), path)
-    raise InputError(f"{path}: unsupported input file; give a .npy, a .npz (one array per "
-                     f"input name) or an image ({', '.join(IMAGE_SUFFIXES)})")
+    raise InputError(
+        f"{path}: unsupported input file; give a .npy, a .npz (one array per "
+        f"input name) or an image ({', '.join(IMAGE_SUFFIXES)})"
+    )
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -50,15 +52,19 @@ def _from_npz(path: Path, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
         return _single(specs, next(iter(arrays.values())), path)
     missing = [spec.name for spec in specs if spec.name not in arrays]
     if missing:
-        raise InputError(f"{path}: no array for input(s) {', '.join(missing)}; the archive has "
-                         f"{', '.join(arrays) or 'nothing'}")
+        raise InputError(
+            f"{path}: no array for input(s) {', '.join(missing)}; the archive has "
+            f"{', '.join(arrays) or 'nothing'}"
+        )
     return {spec.name: fit_to_spec(arrays[spec.name], spec) for spec in specs}
 
 
 def _single(specs: Sequence[TensorSpec], array: np.ndarray, path: Path) -> dict[str, np.ndarray]:
     if len(specs) != 1:
-        raise InputError(f"{path}: the model takes {len(specs)} inputs "
-                         f"({', '.join(s.name for s in specs)}); give a .npz keyed by name")
+        raise InputError(
+            f"{path}: the model takes {len(specs)} inputs "
+            f"({', '.join(s.name for s in specs)}); give a .npz keyed by name"
+        )
     return {specs[0].name: fit_to_spec(array, specs[0])}
 
 
@@ -80,7 +86,9 @@ def fit_to_spec(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def _fits(shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
-    return len(shape) == len(want) and all(w in (DYNAMIC, s) for s, w in zip(shape, want))
+    return len(shape) == len(want) and all(
+        w in (DYNAMIC, s) for s, w in zip(shape, want, strict=True)
+    )
 
 
 def image_layout(spec: TensorSpec) -> tuple[str, int, int, int]:
@@ -92,8 +100,10 @@ def image_layout(spec: TensorSpec) -> tuple[str, int, int, int]:
         return "NCHW", shape[2], shape[3], shape[1]
     if len(shape) == 4 and shape[-1] in (1, 3):
         return "NHWC", shape[1], shape[2], shape[3]
-    raise InputError(f"input '{spec.name}' with shape {list(shape)} is not an image tensor "
-                     "(expected [N,H,W,C] or [N,C,H,W] with 1 or 3 channels)")
+    raise InputError(
+        f"input '{spec.name}' with shape {list(shape)} is not an image tensor "
+        "(expected [N,H,W,C] or [N,C,H,W] with 1 or 3 channels)"
+    )
 
 
 def read_image(path: Path, spec: TensorSpec) -> np.ndarray:
@@ -114,10 +124,7 @@ def read_image(path: Path, spec: TensorSpec) -> np.ndarray:
     if height > 0 and width > 0 and image.shape[:2] != (height, width):
         interpolation = cv2.INTER_AREA if image.shape[0] > height else cv2.INTER_LINEAR
         image = cv2.resize(image, (width, height), interpolation=interpolation)
-    if channels == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    else:
-        image = image[..., np.newaxis]
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if channels == 3 else image[..., np.newaxis]
     pixels = image.astype(np.float32) / np.float32(255.0)
     batch = pixels[np.newaxis]
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if layout == "NCHW" else batch

@@ -23,8 +23,10 @@ def models_dir() -> Path:
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A private Mosquitto broker on a free port, stopped after the test."""
     if mosquitto_binary() is None:
-        pytest.fail("mosquitto is not installed: run `make test` (installs it as root) or "
-                    "apt-get install mosquitto")
+        pytest.fail(
+            "mosquitto is not installed: run `make test` (installs it as root) or "
+            "apt-get install mosquitto"
+        )
     broker = start_broker(tmp_path_factory.mktemp("mosquitto"))
     yield broker
     broker.stop()

@@ -39,8 +39,13 @@ def check(files: tuple[Path, ...]) -> None:
 
 
 @config.command("schema")
-@click.option("--kind", type=click.Choice(["agent", "device"]), default="agent",
-              show_default=True, help="Which document's schema to print.")
+@click.option(
+    "--kind",
+    type=click.Choice(["agent", "device"]),
+    default="agent",
+    show_default=True,
+    help="Which document's schema to print.",
+)
 def schema(kind: str) -> None:
     """Print the JSON Schema of agent or device configs (for editors and CI linting)."""
     model = AgentConfig if kind == "agent" else DeviceConfig

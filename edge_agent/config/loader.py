@@ -95,7 +95,9 @@ def validate(
     except ValidationError as exc:
         problems = [_describe(model, error, source, lines or {}) for error in exc.errors()]
         noun = "problem" if len(problems) == 1 else "problems"
-        raise ConfigError(f"{source}: {len(problems)} {noun}:\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(
+            f"{source}: {len(problems)} {noun}:\n  " + "\n  ".join(problems)
+        ) from None
 
 
 def _describe(

@@ -26,6 +26,7 @@ ORT_PROVIDERS: dict[str, str] = {
     "acl": "ACLExecutionProvider",
     "armnn": "ArmNNExecutionProvider",
     "xnnpack": "XnnpackExecutionProvider",
+    "azure": "AzureExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
 """Canonical provider name (as written in device configs) -> ONNX Runtime's name."""
@@ -93,8 +94,13 @@ def plan_onnx(
         if ort_name in available:
             attempts.append(Attempt(pref.name, ort_name, _stringify(pref.options)))
         else:
-            skipped.append(SkippedDelegate(pref.name, f"{ort_name} is not in this onnxruntime "
-                                           f"build (it has: {', '.join(available) or 'none'})"))
+            skipped.append(
+                SkippedDelegate(
+                    pref.name,
+                    f"{ort_name} is not in this onnxruntime "
+                    f"build (it has: {', '.join(available) or 'none'})",
+                )
+            )
     if policy == "fail" and (not attempts or attempts[0].name != preferences[0].name):
         raise DelegateError(
             f"on_delegate_failure is 'fail' and the first preference "

@@ -7,6 +7,7 @@ is kept. XNNPACK is LiteRT's default CPU delegate; `cpu` turns it off (reference
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import threading
@@ -73,6 +74,19 @@ def find_runtime() -> LiteRTRuntime:
     )
 
 
+def library_problem(library: str) -> str | None:
+    """Why the dynamic loader cannot load ``library``, or None when it can.
+
+    Checked before LiteRT's own ``load_delegate``, whose half-built Delegate object raises
+    again from ``__del__`` when the library is missing (noise on stderr at every fallback).
+    """
+    try:
+        ctypes.CDLL(library)
+    except OSError as exc:
+        return f"cannot load {library}: {exc}"
+    return None
+
+
 class LiteRTBackend:
     """A `.tflite` model on the best LiteRT delegate that loads and runs."""
 
@@ -108,21 +122,30 @@ class LiteRTBackend:
             except Exception as exc:  # a delegate failing is expected; the reason is kept
                 last_error = exc
                 reason = f"{type(exc).__name__}: {exc}".strip()
-                log.warning("%s: delegate %s failed, trying the next: %s", self.path, attempt.name,
-                            reason)
+                log.warning(
+                    "%s: delegate %s failed, trying the next: %s", self.path, attempt.name, reason
+                )
                 skipped.append(SkippedDelegate(attempt.name, reason))
         tried = "; ".join(f"{s.name}: {s.reason}" for s in skipped)
         raise DelegateError(
             f"{self.path}: no delegate could run the model (tried {tried}). "
-            + ("on_delegate_failure is 'fail', so CPU was not tried"
-               if self._settings.on_delegate_failure == "fail" else "")
+            + (
+                "on_delegate_failure is 'fail', so CPU was not tried"
+                if self._settings.on_delegate_failure == "fail"
+                else ""
+            )
         ) from last_error
 
     def _build(self, attempt: Attempt) -> Any:
         runtime = self._runtime
-        kwargs: dict[str, Any] = {"model_path": str(self.path),
-                                  "num_threads": self._settings.threads}
+        kwargs: dict[str, Any] = {
+            "model_path": str(self.path),
+            "num_threads": self._settings.threads,
+        }
         if attempt.target:
+            problem = library_problem(attempt.target)
+            if problem:
+                raise OSError(problem)
             kwargs["experimental_delegates"] = [
                 runtime.load_delegate(attempt.target, dict(attempt.options) or None)
             ]
@@ -165,6 +188,8 @@ class LiteRTBackend:
         """Run one inference (see ``Backend.run``); thread-safe."""
         arrays = prepare_inputs(self.inputs, inputs, self.path.name)
         with self._lock:
+            if self._interpreter is None:
+                raise ModelError(f"{self.path}: the model was closed")
             try:
                 values = self._invoke(arrays)
             except InputError:
@@ -175,8 +200,6 @@ class LiteRTBackend:
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         interpreter = self._interpreter
-        if interpreter is None:
-            raise ModelError(f"{self.path}: the model was closed")
         resized = False
         for position, (index, array) in enumerate(zip(self._input_indices, arrays, strict=True)):
             if array.shape != self._input_shapes[position]:
@@ -197,8 +220,9 @@ class LiteRTBackend:
             raise ModelError(
                 f"{self.path}: inference failed on delegate '{attempt.name}': {error}"
             ) from error
-        log.warning("%s: delegate %s failed at run time, falling back: %s", self.path,
-                    attempt.name, error)
+        log.warning(
+            "%s: delegate %s failed at run time, falling back: %s", self.path, attempt.name, error
+        )
         skipped = [*self.delegate.skipped, SkippedDelegate(attempt.name, f"failed at run: {error}")]
         self._bind_from(self._attempt_index + 1, skipped)
         return self._invoke(arrays)

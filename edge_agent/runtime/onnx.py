@@ -39,13 +39,25 @@ SessionFactory = Callable[..., Any]
 Injected by tests (``tests/fakes``) to make a provider fail on purpose."""
 
 _ORT_TYPES: dict[str, str] = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
-    "tensor(uint16)": "uint16", "tensor(int32)": "int32", "tensor(uint32)": "uint32",
-    "tensor(int64)": "int64", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32",
+    "tensor(uint32)": "uint32",
+    "tensor(int64)": "int64",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
 }
-_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 def import_onnxruntime() -> Any:
@@ -76,7 +88,8 @@ class OnnxBackend:
         self._ort = import_onnxruntime()
         self._make_session: SessionFactory = session_factory or self._ort.InferenceSession
         self._plan: DelegatePlan = plan_onnx(
-            settings.onnx.providers, self._ort.get_available_providers(),
+            settings.onnx.providers,
+            self._ort.get_available_providers(),
             settings.on_delegate_failure,
         )
         self._session: Any = None
@@ -101,19 +114,25 @@ class OnnxBackend:
             except Exception as exc:  # a provider failing is expected; the reason is kept
                 last_error = exc
                 reason = f"{type(exc).__name__}: {exc}".strip()
-                log.warning("%s: provider %s failed, trying the next: %s", self.path,
-                            attempt.name, reason)
+                log.warning(
+                    "%s: provider %s failed, trying the next: %s", self.path, attempt.name, reason
+                )
                 skipped.append(SkippedDelegate(attempt.name, reason))
                 continue
             bound_chain = list(session.get_providers())
             if attempt.target not in bound_chain:
                 # ORT drops a provider that fails to initialise and carries on without it.
-                skipped.append(SkippedDelegate(
-                    attempt.name, f"onnxruntime dropped {attempt.target} while creating the "
-                    "session (its log says why: missing CUDA/TensorRT libraries, usually)"))
+                skipped.append(
+                    SkippedDelegate(
+                        attempt.name,
+                        f"onnxruntime dropped {attempt.target} while creating the "
+                        "session (its log says why: missing CUDA/TensorRT libraries, usually)",
+                    )
+                )
                 if self._settings.on_delegate_failure == "fail":
-                    raise DelegateError(f"{self.path}: {skipped[-1].reason}; "
-                                        "on_delegate_failure is 'fail'")
+                    raise DelegateError(
+                        f"{self.path}: {skipped[-1].reason}; on_delegate_failure is 'fail'"
+                    )
             self._attempt_index = index
             self.delegate = BoundDelegate(
                 name=primary_provider(placement, bound_chain),
@@ -123,8 +142,9 @@ class OnnxBackend:
             )
             return
         tried = "; ".join(f"{s.name}: {s.reason}" for s in skipped)
-        raise DelegateError(f"{self.path}: no execution provider could run the model ({tried})"
-                            ) from last_error
+        raise DelegateError(
+            f"{self.path}: no execution provider could run the model ({tried})"
+        ) from last_error
 
     def _open(self, chain: list[tuple[str, dict[str, str]]], profile_dir: Path) -> Any:
         ort = self._ort
@@ -149,8 +169,9 @@ class OnnxBackend:
             return self._make_session(str(model_path), options, providers=chain)
         except Exception as exc:
             if _is_model_problem(exc):
-                raise ModelError(f"{self.path}: onnxruntime cannot load the model: "
-                                 f"{_first_line(exc)}") from None
+                raise ModelError(
+                    f"{self.path}: onnxruntime cannot load the model: {_first_line(exc)}"
+                ) from None
             raise
 
     def _optimized_cache_path(self, chain: list[tuple[str, dict[str, str]]]) -> Path | None:
@@ -183,7 +204,8 @@ class OnnxBackend:
         provider_of_node = {
             str(event["name"]): event["args"]["provider"]
             for event in events
-            if event.get("cat") == "Node" and "provider" in event.get("args", {})
+            if event.get("cat") == "Node"
+            and "provider" in event.get("args", {})
             and str(event.get("name", "")).endswith("_kernel_time")
         }  # keyed by node: every warm-up run lists each node again
         return count_placement(provider_of_node.values())
@@ -195,6 +217,8 @@ class OnnxBackend:
     ) -> dict[str, np.ndarray]:
         """Run one inference (see ``Backend.run``); thread-safe, as ORT sessions are."""
         arrays = prepare_inputs(self.inputs, inputs, self.path.name)
+        if self._session is None:
+            raise ModelError(f"{self.path}: the model was closed")
         try:
             values = self._invoke(arrays)
         except InputError:
@@ -204,10 +228,7 @@ class OnnxBackend:
         return finish_outputs(self.outputs, values, dequantize)
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        session = self._session
-        if session is None:
-            raise ModelError(f"{self.path}: the model was closed")
-        values: list[np.ndarray] = session.run(
+        values: list[np.ndarray] = self._session.run(
             self._output_names, dict(zip(self._input_names, arrays, strict=True))
         )
         return values
@@ -215,12 +236,17 @@ class OnnxBackend:
     def _fall_back_and_invoke(self, arrays: list[np.ndarray], error: Exception) -> list[np.ndarray]:
         attempt = self._plan.attempts[self._attempt_index]
         if self._attempt_index + 1 >= len(self._plan.attempts):
-            raise ModelError(f"{self.path}: inference failed on provider '{self.delegate.name}': "
-                             f"{_first_line(error)}") from error
-        log.warning("%s: provider %s failed at run time, falling back: %s", self.path,
-                    attempt.name, error)
-        skipped = [*self.delegate.skipped,
-                   SkippedDelegate(attempt.name, f"failed at run: {_first_line(error)}")]
+            raise ModelError(
+                f"{self.path}: inference failed on provider '{self.delegate.name}': "
+                f"{_first_line(error)}"
+            ) from error
+        log.warning(
+            "%s: provider %s failed at run time, falling back: %s", self.path, attempt.name, error
+        )
+        skipped = [
+            *self.delegate.skipped,
+            SkippedDelegate(attempt.name, f"failed at run: {_first_line(error)}"),
+        ]
         self._bind_from(self._attempt_index + 1, skipped)
         return self._invoke(arrays)
 
@@ -243,16 +269,20 @@ class OnnxBackend:
 def _spec(arg: Any) -> TensorSpec:
     type_name = str(arg.type)
     if type_name not in _ORT_TYPES:
-        raise ModelError(f"tensor '{arg.name}' has type {type_name}, which edge-agent does not "
-                         "handle (tensors of numbers and booleans only)")
+        raise ModelError(
+            f"tensor '{arg.name}' has type {type_name}, which edge-agent does not "
+            "handle (tensors of numbers and booleans only)"
+        )
     shape = tuple(d if isinstance(d, int) and d >= 0 else DYNAMIC for d in (arg.shape or ()))
     return TensorSpec(name=str(arg.name), shape=shape, dtype=np.dtype(_ORT_TYPES[type_name]))
 
 
 def _is_model_problem(exc: Exception) -> bool:
     kind = type(exc).__name__
-    return kind in ("InvalidProtobuf", "InvalidGraph", "NoSuchFile", "Fail", "NotImplemented") \
+    return (
+        kind in ("InvalidProtobuf", "InvalidGraph", "NoSuchFile", "Fail", "NotImplemented")
         and "provider" not in str(exc).lower()
+    )
 
 
 def _first_line(exc: BaseException) -> str:

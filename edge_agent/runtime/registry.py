@@ -73,8 +73,9 @@ def check_model_file(path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         if not looks_tflite:
-            raise ModelError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier); "
-                             "is it another format with the wrong extension?")
+            raise ModelError(
+                f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier); "
+                "is it another format with the wrong extension?"
+            )
     elif suffix == ".onnx" and looks_tflite:
         raise ModelError(f"{path}: this is a TFLite model named .onnx; rename it to .tflite")
-

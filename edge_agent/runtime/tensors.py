@@ -23,9 +23,10 @@ def quantize(values: np.ndarray, quantization: Quantization, dtype: np.dtype) ->
 
 def dequantize(stored: np.ndarray, quantization: Quantization) -> np.ndarray:
     """Stored integers -> real values as float32."""
-    return (stored.astype(np.float32) - np.float32(quantization.zero_point)) * np.float32(
-        quantization.scale
+    real: np.ndarray = (stored.astype(np.float32) - np.float32(quantization.zero_point)) * (
+        np.float32(quantization.scale)
     )
+    return real
 
 
 def zeros_for(spec: TensorSpec, dynamic_size: int = 1) -> np.ndarray:
@@ -44,9 +45,7 @@ def prepare_inputs(
     """
     if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
         expected = ", ".join(spec.name for spec in specs)
-        raise InputError(
-            f"model '{model}' takes inputs [{expected}], got [{', '.join(inputs)}]"
-        )
+        raise InputError(f"model '{model}' takes inputs [{expected}], got [{', '.join(inputs)}]")
     return [_prepare_one(spec, inputs[spec.name], model) for spec in specs]
 
 

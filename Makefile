@@ -1,0 +1,61 @@
+# make demo  - see edge-agent work on this machine (no services needed)
+# make test  - the whole test suite, as CI runs it (.ci/run)
+# Both create .venv and install what they need; the Mosquitto broker is installed with apt when
+# missing and you are root (otherwise the target says what to install).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all venv broker demo test lint typecheck bench docs clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "edge-agent needs Python 3.10+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+broker:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the Mosquitto broker (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+		systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
+	else \
+		echo "The tests need the Mosquitto broker: sudo apt-get install mosquitto" >&2; exit 1; \
+	fi
+
+demo: venv
+	@echo "== what this device can run"
+	$(BIN)/edge-agent doctor
+	@echo "== a digit through LiteRT (int8) and ONNX Runtime (int8)"
+	$(BIN)/edge-agent infer models/digits/digits_int8.tflite --input models/digits/samples/digit_3_3.png --top-k 3
+	$(BIN)/edge-agent infer models/digits/digits_int8.onnx --input models/digits/samples/digit_7_1.png --top-k 3
+	@echo "== benchmark"
+	$(BIN)/edge-agent bench models/digits32/digits32_int8.tflite --runs 200
+	$(BIN)/edge-agent bench models/digits32/digits32_fp32.onnx --runs 200
+
+test: venv broker
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check edge_agent tests benchmarks models
+	$(BIN)/ruff format --check edge_agent tests benchmarks models
+	$(BIN)/mypy
+
+typecheck: lint
+
+bench: venv
+	$(BIN)/python benchmarks/runtime_overhead.py
+
+docs: venv
+	$(BIN)/edge-agent config reference > docs/config-reference.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
