@@ -1,0 +1,261 @@
+"""The MQTT client every edge-agent component uses: paho-mqtt 2.x behind a small surface.
+
+Why a wrapper: paho's callbacks run on its network thread, where an exception from a handler
+(a garbage payload, say) would be swallowed or kill the loop, and subscriptions of a clean
+session vanish on reconnect. Here handlers are isolated, subscriptions are restored on every
+reconnect, reconnection backs off on its own, and connection failures become TransportError
+with a reason a person can act on. Topics come from ``edge_agent.transport.topics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from edge_agent.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+Handler = Callable[[Message], None]
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the broker is: ``mqtt://host:1883`` or ``mqtts://host:8883``."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> BrokerAddress:
+        """Parse a broker URL; TransportError says what a valid one looks like."""
+        parsed = urlparse(url)
+        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
+            raise TransportError(
+                f"invalid broker URL {url!r}: use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+            )
+        tls = parsed.scheme == "mqtts"
+        return cls(parsed.hostname, parsed.port or (8883 if tls else 1883), tls)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Files for TLS to the broker (per-device client certificates optional)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class LastWill:
+    """What the broker publishes for us if we vanish (the retained 'offline' status)."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class MqttClient:
+    """A connected MQTT client with resilient subscriptions. Thread-safe for publish/subscribe."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+        keepalive_s: int = 30,
+        will: LastWill | None = None,
+        clean_session: bool = True,
+        max_inflight: int = 100,
+    ) -> None:
+        self.address = BrokerAddress.from_url(url)
+        self.client_id = client_id
+        self._keepalive_s = keepalive_s
+        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._connection_listeners: list[Callable[[bool], None]] = []
+        self._last_error = ""
+        self._paho = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+        )
+        self._paho.max_inflight_messages_set(max_inflight)
+        self._paho.max_queued_messages_set(0)  # unbounded in memory; durable queues are ours
+        self._paho.reconnect_delay_set(min_delay=1, max_delay=30)
+        if username is not None:
+            self._paho.username_pw_set(username, password)
+        if self.address.tls or tls is not None:
+            files = tls or TlsFiles()
+            self._paho.tls_set(
+                ca_certs=str(files.ca_file) if files.ca_file else None,
+                certfile=str(files.cert_file) if files.cert_file else None,
+                keyfile=str(files.key_file) if files.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if will is not None:
+            self._paho.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._paho.on_connect = self._on_connect
+        self._paho.on_disconnect = self._on_disconnect
+        self._paho.on_message = self._on_message
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect and start the network thread; TransportError if not connected in time.
+
+        After the first connection, paho reconnects by itself (1 s .. 30 s backoff).
+        """
+        try:
+            self._paho.connect_async(self.address.host, self.address.port, self._keepalive_s)
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot reach the broker at {self._where()}: {exc}") from None
+        self._paho.loop_start()
+        if not self._connected.wait(timeout_s):
+            self._paho.loop_stop()
+            reason = self._last_error or "no answer"
+            raise TransportError(
+                f"could not connect to the broker at {self._where()} within {timeout_s:.0f} s "
+                f"({reason}); check that it runs and the URL, credentials and TLS files are right"
+            )
+
+    def start_in_background(self) -> None:
+        """Start connecting without waiting (the agent must start even when the broker is down)."""
+        self._paho.connect_async(self.address.host, self.address.port, self._keepalive_s)
+        self._paho.loop_start()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected right now."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected (True) or the timeout passes (False)."""
+        return self._connected.wait(timeout_s)
+
+    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(True)`` on every (re)connect and ``listener(False)`` on every loss."""
+        self._connection_listeners.append(listener)
+
+    def close(self) -> None:
+        """Disconnect cleanly (no last will) and stop the network thread."""
+        self._paho.disconnect()
+        self._paho.loop_stop()
+        self._connected.clear()
+        # paho leaves loop_start()'s wake-up socket pair to __del__, which a reference cycle
+        # can delay past interpreter checks; release it now (private, hence the guard).
+        reset = getattr(self._paho, "_reset_sockets", None)
+        if reset is not None:
+            reset()
+
+    def __enter__(self) -> MqttClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- messages --------------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
+        """Queue a message; ``.wait_for_publish()`` / ``.is_published()`` on the result tell
+        when the broker acknowledged it (QoS 1)."""
+        return self._paho.publish(topic, payload, qos=qos, retain=retain)
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Deliver messages matching ``topic_filter`` to ``handler``, across reconnects.
+
+        A handler that raises is logged and the message dropped; the connection carries on.
+        """
+        with self._lock:
+            self._subscriptions[topic_filter] = (qos, handler)
+        self._paho.message_callback_add(topic_filter, self._dispatcher(handler))
+        if self.connected:
+            self._paho.subscribe(topic_filter, qos)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        """Stop delivering ``topic_filter``."""
+        with self._lock:
+            self._subscriptions.pop(topic_filter, None)
+        self._paho.message_callback_remove(topic_filter)
+        self._paho.unsubscribe(topic_filter)
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _dispatcher(self, handler: Handler) -> Callable[..., None]:
+        def dispatch(_client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+            received = Message(
+                message.topic, bytes(message.payload), message.qos, bool(message.retain)
+            )
+            try:
+                handler(received)
+            except Exception:  # a bad message must not take the connection down
+                log.exception("handler for %s failed on a message; dropped it", message.topic)
+
+        return dispatch
+
+    def _on_connect(
+        self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any
+    ) -> None:
+        if reason.is_failure:
+            self._last_error = f"broker refused: {reason}"
+            log.warning("broker %s refused the connection: %s", self._where(), reason)
+            return
+        with self._lock:
+            subscriptions = list(self._subscriptions.items())
+        for topic_filter, (qos, _handler) in subscriptions:
+            self._paho.subscribe(topic_filter, qos)
+        self._connected.set()
+        self._notify(True)
+
+    def _on_disconnect(
+        self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        self._last_error = f"disconnected: {reason}"
+        if was_connected:
+            log.warning("lost the broker at %s (%s); reconnecting", self._where(), reason)
+            self._notify(False)
+
+    def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        log.debug("message on %s with no handler", message.topic)
+
+    def _notify(self, connected: bool) -> None:
+        for listener in list(self._connection_listeners):
+            try:
+                listener(connected)
+            except Exception:
+                log.exception("connection listener failed")
+
+    def _where(self) -> str:
+        scheme = "mqtts" if self.address.tls else "mqtt"
+        return f"{scheme}://{self.address.host}:{self.address.port}"
