@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.errors import TransportError
 
@@ -102,7 +103,7 @@ class MqttClient:
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._last_error = ""
         self._paho = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=clean_session,
             protocol=mqtt.MQTTv311,
@@ -186,8 +187,11 @@ class MqttClient:
     def publish(
         self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
     ) -> mqtt.MQTTMessageInfo:
-        """Queue a message; ``.wait_for_publish()`` / ``.is_published()`` on the result tell
-        when the broker acknowledged it (QoS 1)."""
+        """Queue a message for the broker.
+
+        ``.wait_for_publish()`` / ``.is_published()`` on the result tell when the broker
+        acknowledged it (QoS 1).
+        """
         return self._paho.publish(topic, payload, qos=qos, retain=retain)
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
