@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config.schema import DelegateFailurePolicy, LiteRTDelegate, OnnxProvider
+from edge_agent.config.schema import (
+    DelegateFailurePolicy,
+    LiteRTDelegate,
+    OnnxProvider,
+    RuntimeSettings,
+)
 from edge_agent.errors import DelegateError
 from edge_agent.runtime.base import SkippedDelegate
 
@@ -161,3 +166,24 @@ def _stringify(options: Mapping[str, object]) -> dict[str, str]:
         key: (str(value).lower() if isinstance(value, bool) else str(value))
         for key, value in options.items()
     }
+
+
+def demote(settings: RuntimeSettings, model_format: str, crashed: str) -> RuntimeSettings:
+    """Settings whose preference list starts after the delegate that ``crashed``.
+
+    Used after repeated native crashes: the next worker must not bind the same delegate again.
+    CPU is the floor (a crash on CPU leaves the list at CPU).
+    """
+    demoted = settings.model_copy(deep=True)
+    demoted.on_delegate_failure = "fallback"
+    if model_format == "tflite":
+        delegates = settings.litert.delegates
+        names = [d.name for d in delegates]
+        after = delegates[names.index(crashed) + 1 :] if crashed in names else []
+        demoted.litert.delegates = after or [LiteRTDelegate(name="cpu")]
+    else:
+        providers = settings.onnx.providers
+        provider_names = [p.name for p in providers]
+        rest = providers[provider_names.index(crashed) + 1 :] if crashed in provider_names else []
+        demoted.onnx.providers = rest or [OnnxProvider(name="cpu")]
+    return demoted

@@ -1,0 +1,330 @@
+"""The HTTP server of the local inference API, on 127.0.0.1:PORT or a Unix socket.
+
+The standard library's threading HTTP server is enough here: requests come from processes on
+the same device, one thread each, with keep-alive; a web framework would add megabytes and no
+capability we use. Every failure of a request becomes a 4xx with ``{"error": message}`` (or a
+503 when the model itself cannot run); a 500 means a bug, and is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socketserver
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.api.openapi import openapi_spec
+from edge_agent.api.protocol import (
+    HEADER_LENGTH,
+    ProtocolError,
+    decode_request,
+    encode_response,
+    tensor_metadata,
+)
+from edge_agent.errors import EdgeAgentError, InputError
+from edge_agent.serving.metrics import ServingMetrics
+from edge_agent.serving.served import ModelRegistry, ServedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 64 << 20
+_MODEL_PATH = re.compile(
+    r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$"
+)
+PLATFORMS = {"tflite": "tensorflow_lite", "onnx": "onnxruntime_onnx"}
+
+
+class ApiError(Exception):
+    """A request failure with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiServer:
+    """Serves the models of a ModelRegistry over the Open Inference Protocol."""
+
+    def __init__(
+        self,
+        models: ModelRegistry,
+        metrics: ServingMetrics,
+        *,
+        ready: Callable[[], bool] = lambda: True,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.models = models
+        self.metrics = metrics
+        self.ready = ready
+        self.max_body_bytes = max_body_bytes
+        self._server: socketserver.BaseServer | None = None
+        self._thread: threading.Thread | None = None
+        self.address = ""
+
+    def start(self, listen: str) -> str:
+        """Listen on ``HOST:PORT`` (port 0 picks a free one) or ``unix:/path``; returns where."""
+        handler = _make_handler(self, tcp=not listen.startswith("unix:"))
+        if listen.startswith("unix:"):
+            path = Path(listen.removeprefix("unix:"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() or path.is_symlink():
+                path.unlink()
+            server: socketserver.BaseServer = _UnixHTTPServer(str(path), handler)
+            os.chmod(path, 0o660)
+            self.address = f"unix:{path}"
+        else:
+            host, _, port = listen.rpartition(":")
+            tcp = _TcpHTTPServer((host or "127.0.0.1", int(port)), handler)
+            server = tcp
+            bound_host, bound_port = tcp.server_address[:2]
+            self.address = f"{bound_host!s}:{bound_port}"
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="api", daemon=True)
+        self._thread.start()
+        log.info("inference API listening on %s", self.address)
+        return self.address
+
+    def stop(self) -> None:
+        """Stop accepting requests and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self.address.startswith("unix:"):
+                Path(self.address.removeprefix("unix:")).unlink(missing_ok=True)
+            self._server = None
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, headers: Any, body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Route one request; returns status, body and extra headers."""
+        path = path.split("?", 1)[0].rstrip("/") or "/"
+        if method == "GET":
+            if path == "/v2/health/live":
+                return _json(200, {"live": True})
+            if path == "/v2/health/ready":
+                ready = self.ready() and len(self.models) > 0
+                return _json(200 if ready else 503, {"ready": ready})
+            if path == "/v2":
+                return _json(
+                    200,
+                    {
+                        "name": "edge-agent",
+                        "version": __version__,
+                        "extensions": ["binary_tensor_data", "model_repository"],
+                    },
+                )
+            if path == "/metrics":
+                return (
+                    200,
+                    self.metrics.exposition(),
+                    {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+                )
+            if path in ("/v2/openapi.json", "/openapi.json"):
+                return _json(200, openapi_spec(self.models.names()))
+        match = _MODEL_PATH.match(path)
+        if match:
+            served = self._model(match["name"], match["version"])
+            action = match["action"]
+            if method == "GET" and action is None:
+                return _json(200, self._metadata(served))
+            if method == "GET" and action == "/ready":
+                return _json(200, {"name": served.name, "ready": True})
+            if method == "POST" and action == "/infer":
+                return self._infer(served, headers, body)
+            raise ApiError(405, f"{method} is not allowed on {path}")
+        if method == "POST" and path == "/v2/repository/index":
+            return _json(
+                200,
+                [
+                    {"name": m.name, "version": m.active.version, "state": "READY", "reason": ""}
+                    for m in self.models
+                ],
+            )
+        raise ApiError(404, f"no such endpoint: {method} {path} (see /v2/openapi.json)")
+
+    def _model(self, name: str, version: str | None) -> ServedModel:
+        served = self.models.get(name)
+        if served is None:
+            raise ApiError(
+                404,
+                f"unknown model '{name}'; this agent serves: "
+                f"{', '.join(self.models.names()) or 'nothing yet'}",
+            )
+        if version is not None and version != served.active.version:
+            raise ApiError(
+                404,
+                f"model '{name}' version {version} is not served; version "
+                f"{served.active.version} is",
+            )
+        return served
+
+    @staticmethod
+    def _metadata(served: ServedModel) -> dict[str, Any]:
+        active = served.active
+        runtime = getattr(active.backend, "runtime_format", "") or active.backend.format
+        return {
+            "name": served.name,
+            "versions": [active.version],
+            "platform": PLATFORMS.get(runtime, runtime),
+            "inputs": [tensor_metadata(spec) for spec in active.inputs],
+            "outputs": [tensor_metadata(spec) for spec in active.outputs],
+        }
+
+    def _infer(
+        self, served: ServedModel, headers: Any, body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        header_length = headers.get(HEADER_LENGTH)
+        try:
+            length = int(header_length) if header_length is not None else None
+        except ValueError:
+            raise ApiError(400, f"{HEADER_LENGTH} must be an integer") from None
+        try:
+            request = decode_request(body, length)
+        except ProtocolError as exc:
+            raise ApiError(400, str(exc)) from None
+        try:
+            result = served.run(request.inputs)
+        except InputError as exc:
+            raise ApiError(400, str(exc)) from None
+        except EdgeAgentError as exc:
+            raise ApiError(503, f"model '{served.name}' failed: {exc}") from None
+        order = [spec.name for spec in served.active.outputs]
+        try:
+            payload, json_length = encode_response(
+                served.name, result.version, request, result.outputs, order or list(result.outputs)
+            )
+        except ProtocolError as exc:
+            raise ApiError(400, str(exc)) from None
+        if json_length is None:
+            return 200, payload, {"Content-Type": "application/json"}
+        return (
+            200,
+            payload,
+            {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(json_length)},
+        )
+
+
+def _json(status: int, body: Any) -> tuple[int, bytes, dict[str, str]]:
+    return status, json.dumps(body).encode(), {"Content-Type": "application/json"}
+
+
+class _QuietErrors:
+    """Clients that hang up mid-request are normal; log them at debug, not as tracebacks."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s dropped", client_address, exc_info=True)
+
+
+class _TcpHTTPServer(_QuietErrors, ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _UnixHTTPServer(_QuietErrors, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = tcp  # headers and body go out as two writes
+        server_version = f"edge-agent/{__version__}"
+
+        def do_GET(self) -> None:
+            self._respond("GET", b"")
+
+        def do_POST(self) -> None:
+            try:
+                body = self._read_body()
+            except ApiError as exc:
+                self._send(
+                    exc.status,
+                    json.dumps({"error": str(exc)}).encode(),
+                    {"Content-Type": "application/json", "Connection": "close"},
+                )
+                self.close_connection = True
+                return
+            self._respond("POST", body)
+
+        def do_PUT(self) -> None:
+            self._method_not_allowed()
+
+        def do_DELETE(self) -> None:
+            self._method_not_allowed()
+
+        def do_PATCH(self) -> None:
+            self._method_not_allowed()
+
+        def _method_not_allowed(self) -> None:
+            self._read_body_quietly()
+            self._send(
+                405, b'{"error": "method not allowed"}', {"Content-Type": "application/json"}
+            )
+
+        def _read_body(self) -> bytes:
+            raw = self.headers.get("Content-Length")
+            if raw is None:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    raise ApiError(411, "chunked bodies are not supported; send Content-Length")
+                return b""
+            try:
+                length = int(raw)
+            except ValueError:
+                raise ApiError(400, "Content-Length must be an integer") from None
+            if length < 0:
+                raise ApiError(400, "Content-Length must not be negative")
+            if length > api.max_body_bytes:
+                raise ApiError(
+                    413,
+                    f"request body of {length} bytes exceeds the limit of "
+                    f"{api.max_body_bytes} bytes",
+                )
+            return self.rfile.read(length)
+
+        def _read_body_quietly(self) -> None:
+            try:
+                self._read_body()
+            except ApiError:
+                self.close_connection = True
+
+        def _respond(self, method: str, body: bytes) -> None:
+            try:
+                status, payload, headers = api.handle(method, self.path, self.headers, body)
+            except ApiError as exc:
+                status, payload, headers = (
+                    exc.status,
+                    json.dumps({"error": str(exc)}).encode(),
+                    {"Content-Type": "application/json"},
+                )
+            except Exception:
+                log.exception("bug: unhandled error for %s %s", method, self.path)
+                status, payload, headers = (
+                    500,
+                    b'{"error": "internal error (see the agent log)"}',
+                    {"Content-Type": "application/json"},
+                )
+            self._send(status, payload, headers)
+
+        def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def address_string(self) -> str:
+            return self.client_address[0] if isinstance(self.client_address, tuple) else "unix"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s %s", self.address_string(), format % args)
+
+    return Handler

@@ -1,0 +1,258 @@
+"""Health-gated hot swap: shadow-check a candidate version, activate it, watch it, roll back.
+
+1. The candidate is loaded beside the active version (by the caller).
+2. Shadow check: the buffered recent requests are replayed on it, then live traffic is mirrored
+   to it for ``shadow_seconds`` on a background thread (bounded queue: under load mirror
+   requests are dropped, never the live ones). Agreement, errors and latency are compared.
+3. Pass: ``ServedModel.swap`` makes it active (requests in flight finish on the old version);
+   the old version stays loaded as the rollback target. Fail: the candidate is closed.
+4. Watch: for ``watch_seconds`` the new version's errors and latency are judged; a breach swaps
+   the previous version back automatically. ``rollback()`` does the same on demand.
+
+Every step is reported through ``on_event`` (the daemon publishes it on the rollout topic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_agent.errors import ModelError
+from edge_agent.serving.gates import Evidence, SwapGates, judge_shadow, judge_watch, outputs_agree
+from edge_agent.serving.served import InferenceResult, LoadedVersion, ServedModel
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+@dataclass
+class Verdict:
+    """The outcome of a shadow check."""
+
+    ok: bool
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class SwapController:
+    """Owns version changes of one ServedModel."""
+
+    def __init__(
+        self,
+        served: ServedModel,
+        gates: SwapGates,
+        *,
+        on_event: Callable[[Event], None] = lambda event: None,
+        buffer_size: int = 64,
+        buffer_every: int = 8,
+    ) -> None:
+        self.served = served
+        self.gates = gates
+        self._on_event = on_event
+        self._recent: deque[tuple[Mapping[str, np.ndarray], dict[str, np.ndarray]]] = deque(
+            maxlen=buffer_size
+        )
+        self._buffer_every = max(1, buffer_every)
+        self._seen = 0
+        self._mirror: queue.Queue[tuple[Mapping[str, np.ndarray], InferenceResult]] | None = None
+        self.previous: LoadedVersion | None = None
+        self._watch: _Watch | None = None
+        self._lock = threading.RLock()
+        served.add_observer(self._observe)
+        served.add_error_observer(self._observe_error)
+
+    # -- observers (hot path: O(1)) ----------------------------------------------------------
+
+    def _observe(self, inputs: Mapping[str, np.ndarray], result: InferenceResult) -> None:
+        self._seen += 1
+        if self._seen % self._buffer_every == 0:
+            self._recent.append(({k: np.array(v) for k, v in inputs.items()}, result.outputs))
+        mirror = self._mirror
+        if mirror is not None:
+            with contextlib.suppress(queue.Full):  # the shadow is behind: live traffic never waits
+                mirror.put_nowait((inputs, result))
+        watch = self._watch
+        if watch is not None and result.version == watch.version:
+            watch.record(result.latency_s, failed=False)
+
+    def _observe_error(self, version: str, _error: BaseException) -> None:
+        watch = self._watch
+        if watch is not None and version == watch.version:
+            watch.record(0.0, failed=True)
+
+    # -- the swap ----------------------------------------------------------------------------
+
+    def try_candidate(self, candidate: LoadedVersion) -> Verdict:
+        """Shadow-check ``candidate``; activate it when the gates pass, else close it."""
+        with self._lock:
+            self._emit("shadow", candidate.version, "shadow check started")
+            evidence = Evidence(candidate_latencies_s=[], active_latencies_s=[])
+            self._replay_buffer(candidate, evidence)
+            self._mirror_live(candidate, evidence)
+            ok, reason = judge_shadow(evidence, self.gates)
+            verdict = Verdict(ok, reason, evidence.summary())
+            if not ok:
+                candidate.drain_and_close(timeout_s=5)
+                self._emit("rejected", candidate.version, reason, verdict.evidence)
+                return verdict
+            self._finish_watch()
+            old = self.served.swap(candidate)
+            if self.previous is not None:
+                self.previous.drain_and_close()
+            self.previous = old
+            baseline = evidence.p95_ms(evidence.active_latencies_s)
+            self._watch = _Watch(candidate.version, baseline, self.gates, self._rollback_from_watch)
+            self._emit("active", candidate.version, reason, verdict.evidence)
+            return verdict
+
+    def rollback(self, reason: str) -> LoadedVersion:
+        """Make the previous version active again now (operator-forced or a failed watch)."""
+        with self._lock:
+            if self.previous is None:
+                raise ModelError(f"{self.served.name}: no previous version to roll back to")
+            self._finish_watch()
+            restored, self.previous = self.previous, None
+            rejected = self.served.swap(restored)
+            rejected.drain_and_close()
+            self._emit("rolled_back", rejected.version, reason, {"restored": restored.version})
+            return restored
+
+    def watch_expired(self) -> bool:
+        """End the watch window if its time is up; True when no watch is running any more."""
+        with self._lock:
+            if self._watch is not None and self._watch.expired():
+                self._emit("watch_passed", self._watch.version, "watch window passed")
+                self._watch = None
+            return self._watch is None
+
+    def close(self) -> None:
+        """Release the rollback target (the active version is closed by its owner)."""
+        with self._lock:
+            self._watch = None
+            if self.previous is not None:
+                self.previous.drain_and_close()
+                self.previous = None
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _replay_buffer(self, candidate: LoadedVersion, evidence: Evidence) -> None:
+        for inputs, active_outputs in list(self._recent):
+            self._compare(candidate, inputs, active_outputs, None, evidence)
+
+    def _mirror_live(self, candidate: LoadedVersion, evidence: Evidence) -> None:
+        if self.gates.shadow_seconds <= 0:
+            return
+        mirror: queue.Queue[tuple[Mapping[str, np.ndarray], InferenceResult]] = queue.Queue(64)
+        self._mirror = mirror
+        deadline = time.monotonic() + self.gates.shadow_seconds
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    inputs, result = mirror.get(timeout=min(remaining, 0.1))
+                except queue.Empty:
+                    continue
+                self._compare(candidate, inputs, result.outputs, result.latency_s, evidence)
+        finally:
+            self._mirror = None
+
+    @staticmethod
+    def _compare(
+        candidate: LoadedVersion,
+        inputs: Mapping[str, np.ndarray],
+        active_outputs: dict[str, np.ndarray],
+        active_latency: float | None,
+        evidence: Evidence,
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            outputs = candidate.backend.run(inputs)
+        except Exception as exc:  # a failing candidate is evidence, not a crash
+            evidence.errors += 1
+            log.info("candidate %s failed a shadow inference: %s", candidate.version, exc)
+            return
+        assert evidence.candidate_latencies_s is not None
+        evidence.candidate_latencies_s.append(time.perf_counter() - start)
+        if active_latency is not None and evidence.active_latencies_s is not None:
+            evidence.active_latencies_s.append(active_latency)
+        evidence.compared += 1
+        evidence.agreed += outputs_agree(outputs, active_outputs)
+
+    def _finish_watch(self) -> None:
+        self._watch = None
+
+    def _rollback_from_watch(self, reason: str) -> None:
+        threading.Thread(target=self._safe_rollback, args=(reason,), daemon=True).start()
+
+    def _safe_rollback(self, reason: str) -> None:
+        try:
+            self.rollback(reason)
+        except ModelError as exc:
+            log.error("automatic rollback failed: %s", exc)
+
+    def _emit(
+        self, state: str, version: str, reason: str, evidence: Mapping[str, Any] | None = None
+    ) -> None:
+        event: Event = {
+            "model": self.served.name,
+            "version": version,
+            "state": state,
+            "reason": reason,
+            "time": time.time(),
+        }
+        if evidence:
+            event["evidence"] = dict(evidence)
+        log.info("%s v%s: %s (%s)", self.served.name, version, state, reason)
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("swap event listener failed")
+
+
+class _Watch:
+    """Errors and latency of a freshly activated version, judged as they come in."""
+
+    def __init__(
+        self,
+        version: str,
+        baseline_p95_ms: float | None,
+        gates: SwapGates,
+        on_breach: Callable[[str], None],
+    ) -> None:
+        self.version = version
+        self._baseline = baseline_p95_ms
+        self._gates = gates
+        self._on_breach = on_breach
+        self._until = time.monotonic() + gates.watch_seconds
+        self._latencies: deque[float] = deque(maxlen=512)
+        self._requests = 0
+        self._errors = 0
+        self._fired = False
+
+    def expired(self) -> bool:
+        return time.monotonic() > self._until
+
+    def record(self, latency_s: float, failed: bool) -> None:
+        if self._fired or self.expired():
+            return
+        self._requests += 1
+        if failed:
+            self._errors += 1
+        else:
+            self._latencies.append(latency_s)
+        if self._requests % 16 and not failed:
+            return  # judge every 16th request, and on every error: O(1) amortized
+        p95 = float(np.percentile(self._latencies, 95) * 1000) if self._latencies else None
+        reason = judge_watch(self._requests, self._errors, p95, self._baseline, self._gates)
+        if reason is not None:
+            self._fired = True
+            self._on_breach(reason)
