@@ -7,8 +7,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The operator's conversion tools (TensorFlow, onnx2tf) live in a venv of their own, so the
+# device venv above proves the device install works without them.
+CVENV  := .venv-convert
+CBIN   := $(CVENV)/bin
+CSTAMP := $(CVENV)/.installed
+CONVERT_TESTS := tests/unit/convert tests/integration/test_convert_onnx.py tests/integration/test_convert_tflite.py
 
-.PHONY: all venv broker demo test lint typecheck bench docs clean
+.PHONY: all venv venv-convert broker demo test test-device test-convert lint typecheck bench docs clean
 
 all: test
 
@@ -20,6 +26,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(CSTAMP): pyproject.toml
+	$(PYTHON) -m venv $(CVENV)
+	$(CBIN)/python -m pip install -q --upgrade pip
+	$(CBIN)/python -m pip install -q -e '.[convert]' pytest pytest-timeout
+	$(CBIN)/python -m pip install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
+	touch $(CSTAMP)
+
+venv-convert: $(CSTAMP)
 
 broker:
 	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
@@ -41,8 +56,13 @@ demo: venv
 	$(BIN)/edge-agent bench models/digits32/digits32_int8.tflite --runs 200
 	$(BIN)/edge-agent bench models/digits32/digits32_fp32.onnx --runs 200
 
-test: venv broker
+test: test-device test-convert
+
+test-device: venv broker
 	$(BIN)/python -m pytest
+
+test-convert: venv-convert
+	$(CBIN)/python -m pytest -p no:cacheprovider $(CONVERT_TESTS)
 
 lint: venv
 	$(BIN)/ruff check edge_agent tests benchmarks models
@@ -58,4 +78,4 @@ docs: venv
 	$(BIN)/edge-agent config reference > docs/config-reference.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CVENV) .pytest_cache .mypy_cache .ruff_cache
