@@ -221,9 +221,11 @@ class LatencySettings(StrictModel):
 
 
 class DriftThresholds(StrictModel):
-    """When a window statistic counts as drift. A feature drifts when any of its statistics
-    crosses its threshold; an alarm clears when every statistic is below threshold x
-    `clear_ratio`."""
+    """When a window statistic counts as drift.
+
+    A feature drifts when any of its statistics crosses its threshold; an alarm clears when
+    every statistic is below threshold x `clear_ratio`.
+    """
 
     psi: float = Field(
         default=0.25,
