@@ -37,13 +37,17 @@ $(CSTAMP): pyproject.toml
 venv-convert: $(CSTAMP)
 
 broker:
-	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	@missing=""; \
+	{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing the Mosquitto broker (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+		echo "installing$$missing (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
 	else \
-		echo "The tests need the Mosquitto broker: sudo apt-get install mosquitto" >&2; exit 1; \
+		echo "The tests need:$$missing. Install them: sudo apt-get install$$missing" >&2; exit 1; \
 	fi
 
 demo: venv

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "edge_agent.cli.runtime_cmd:doctor",
     "infer": "edge_agent.cli.runtime_cmd:infer",
     "bench": "edge_agent.cli.runtime_cmd:bench",
+    "run": "edge_agent.cli.run_cmd:run",
     "convert": "edge_agent.cli.convert_cmd:convert",
 }
 """Subcommand name -> "module:command", imported only when that subcommand runs."""

@@ -16,7 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from edge_agent.config.base import StrictModel
+from edge_agent.config.serving_schema import ServingSettings
 
 OptionValue = str | int | float | bool
 """Delegate / provider options are flat scalars, passed to the runtime as they are."""
@@ -39,12 +42,6 @@ OnnxProviderName = Literal[
 ]
 DelegateFailurePolicy = Literal["fallback", "fail"]
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 class LiteRTDelegate(StrictModel):
@@ -424,6 +421,11 @@ class ModelEntry(StrictModel):
         description="Name the model is served and reported under.",
     )
     path: Path = Field(description="Path of the `.tflite` or `.onnx` file.")
+    profile: Path | None = Field(
+        default=None,
+        description="Reference profile for drift detection (`edge-agent convert profile`; "
+        "built from held-out data, not the training set). No drift detection without it.",
+    )
 
 
 class BrokerSettings(StrictModel):
@@ -482,6 +484,10 @@ class AgentConfig(StrictModel):
     telemetry: TelemetrySettings = Field(
         default_factory=TelemetrySettings,
         description="Telemetry, drift detection, outbox and power policy.",
+    )
+    serving: ServingSettings = Field(
+        default_factory=ServingSettings,
+        description="Process isolation, hot-swap health gates and the watchdog.",
     )
 
     @field_validator("models")

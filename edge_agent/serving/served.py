@@ -160,6 +160,11 @@ class ModelRegistry:
                 raise ModelError(f"a model named '{model.name}' is already served")
             self._models[model.name] = model
 
+    def remove(self, name: str) -> ServedModel | None:
+        """Stop serving ``name``; returns the model (its versions are still open)."""
+        with self._lock:
+            return self._models.pop(name, None)
+
     def get(self, name: str) -> ServedModel | None:
         """The model served under ``name``, if any."""
         return self._models.get(name)

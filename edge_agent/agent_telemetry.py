@@ -1,0 +1,151 @@
+"""The agent's reporting: latency, sensors, power policy and drift into the outbox, to MQTT.
+
+Hot path: each served model gets an observer that records latency (a DDSketch insert) and
+offers the sample to the model's drift monitor (a coin flip, usually a decrement). Everything
+else (profiling windows, reading sysfs, SQLite commits, publishing) runs on other threads or in
+the periodic ``report``. The outbox is the record of what is still to send: telemetry survives
+a broker outage and a kill -9 there, not in paho's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.config.schema import SensorSettings, TelemetrySettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.serving.served import InferenceResult, ServedModel
+from edge_agent.telemetry.drift import DriftMonitor
+from edge_agent.telemetry.latency import LatencyRecorder, energy_per_inference_j
+from edge_agent.telemetry.outbox import Outbox, Priority
+from edge_agent.telemetry.power_policy import PowerState, decide
+from edge_agent.telemetry.profile import Profile
+from edge_agent.telemetry.publisher import OutboxPublisher
+from edge_agent.telemetry.sensors import SystemSnapshot, read_sensors
+from edge_agent.transport.client import MqttClient
+from edge_agent.transport.topics import DeviceChannel
+
+log = logging.getLogger(__name__)
+
+
+class AgentTelemetry:
+    """Collects and queues everything the agent reports about itself."""
+
+    def __init__(
+        self,
+        device_id: str,
+        settings: TelemetrySettings,
+        sensors: SensorSettings,
+        store_dir: Path,
+        mqtt: MqttClient | None,
+    ) -> None:
+        self.device_id = device_id
+        self.settings = settings
+        self.sensor_settings = sensors
+        self.latency = LatencyRecorder(relative_accuracy=settings.latency.relative_accuracy)
+        self.outbox = Outbox(
+            store_dir / "outbox.db", settings.outbox.max_bytes, settings.outbox.synchronous
+        )
+        self.publisher: OutboxPublisher | None = None
+        if mqtt is not None:
+            self.publisher = OutboxPublisher(
+                self.outbox,
+                device_id,
+                mqtt,
+                inflight=settings.outbox.inflight,
+                batch=settings.outbox.batch,
+            )
+            self.publisher.start()
+        self.drift: dict[str, DriftMonitor] = {}
+        self.power = PowerState()
+        self._snapshot: SystemSnapshot | None = None
+
+    def attach(self, served: ServedModel, reference: Profile | None) -> None:
+        """Record latency for ``served``, and its drift when a reference profile exists."""
+        name = served.name
+        record = self.latency.record
+        monitor: DriftMonitor | None = None
+        if reference is not None and self.settings.drift.enabled:
+            monitor = DriftMonitor(name, reference, self.settings.drift, emit=self._drift_report)
+            monitor.start()
+            self.drift[name] = monitor
+
+        def on_result(inputs: Mapping[str, np.ndarray], result: InferenceResult) -> None:
+            record(name, result.delegate, result.latency_s)
+            if monitor is not None:
+                first_output = next(iter(result.outputs.values()), None)
+                monitor.observe(next(iter(inputs.values())), first_output)
+
+        def on_error(_version: str, _error: BaseException) -> None:
+            record(name, served.active.backend.delegate.name, 0.0, ok=False)
+
+        served.add_observer(on_result)
+        served.add_error_observer(on_error)
+
+    def detach(self, name: str) -> None:
+        """Stop the drift monitor of a model no longer served."""
+        monitor = self.drift.pop(name, None)
+        if monitor is not None:
+            monitor.stop()
+
+    def report(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Queue one telemetry report (latency, load, sensors, power) and apply the policy."""
+        snapshot = read_sensors(self.sensor_settings, previous=self._snapshot)
+        self._snapshot = snapshot
+        load = self.latency.collect()
+        sensors = snapshot.as_dict()
+        seconds = float(load.get("period_s") or 0.0)
+        total = sum(int(m.get("count", 0)) for m in load.get("models", []))
+        decision = decide(
+            self.power,
+            snapshot.battery_pct,
+            snapshot.battery_charging,
+            snapshot.max_temp_c,
+            self.settings.power,
+        )
+        self.power = decision.state
+        report = {
+            "device_id": self.device_id,
+            "state": status.get("state"),
+            "models": status.get("models"),
+            "load": load,
+            "system": sensors,
+            "energy_per_inference_j": energy_per_inference_j(snapshot.power_w, total, seconds),
+            "power_mode": decision.state.mode,
+            "outbox": self.outbox.stats(),
+        }
+        self._enqueue(DeviceChannel.TELEMETRY, Priority.TELEMETRY, report)
+        if decision.changed:
+            self._enqueue(
+                DeviceChannel.TELEMETRY,
+                Priority.ALARM,
+                {"event": "power_policy", **decision.report()},
+            )
+        return report
+
+    def _drift_report(self, report: dict[str, Any]) -> None:
+        self._enqueue(DeviceChannel.DRIFT, Priority.DRIFT, report)
+        for transition in report.get("transitions", []):
+            self._enqueue(
+                DeviceChannel.DRIFT,
+                Priority.ALARM,
+                {"event": "drift_alarm", "model": report.get("model"), **transition},
+            )
+
+    def _enqueue(self, channel: DeviceChannel, priority: Priority, payload: dict[str, Any]) -> None:
+        try:
+            self.outbox.enqueue(channel, priority, payload)
+        except EdgeAgentError as exc:  # a full disk must not stop inference
+            log.error("telemetry record dropped: %s", exc)
+
+    def close(self) -> None:
+        """Stop the drift workers and the publisher; the outbox keeps what was not sent."""
+        for name in list(self.drift):
+            self.detach(name)
+        if self.publisher is not None:
+            self.publisher.stop()
+        self.outbox.close()

@@ -1,0 +1,83 @@
+"""Config of how the agent serves models: isolation, swap gates, the watchdog."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edge_agent.config.base import StrictModel
+
+
+class SwapGateSettings(StrictModel):
+    """What a new model version must show before it serves, and keep showing after."""
+
+    shadow_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Seconds of live traffic mirrored to the candidate (after the buffered "
+        "recent requests are replayed on it).",
+    )
+    min_samples: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Shadow comparisons needed before judging; fewer rejects the candidate.",
+    )
+    min_agreement: float = Field(
+        default=0.98,
+        ge=0,
+        le=1,
+        description="Share of inputs on which candidate and active version must agree "
+        "(classifiers: same top-1 class; other outputs: cosine similarity >= 0.99).",
+    )
+    max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Share of inferences allowed to fail."
+    )
+    max_latency_ratio: float = Field(
+        default=2.0,
+        gt=0,
+        le=1000,
+        description="Candidate latency p95 may be at most this multiple of the active one's.",
+    )
+    watch_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="After activation, how long errors and latency are watched; a breach "
+        "rolls back to the previous version automatically.",
+    )
+    watch_min_requests: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Requests needed in the watch window before a rollback can be decided.",
+    )
+
+
+class ServingSettings(StrictModel):
+    """How models are served."""
+
+    isolation: Literal["auto", "process", "inline"] = Field(
+        default="auto",
+        description="`process` runs inference in a supervised worker process (a delegate that "
+        "segfaults is contained, restarted and demoted); `inline` in the agent; `auto` isolates "
+        "when an accelerator delegate is preferred.",
+    )
+    gates: SwapGateSettings = Field(
+        default_factory=SwapGateSettings, description="Health gates of a model swap."
+    )
+    stall_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A pipeline that has made no progress for this long counts as stuck: the "
+        "systemd watchdog pings stop, so systemd restarts the agent.",
+    )
+    status_interval_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How often the retained status and the telemetry report are published.",
+    )

@@ -1,0 +1,378 @@
+"""The agent: wires models, the local API, MQTT, telemetry and systemd into one process.
+
+Start-up is offline-first: models load and the API serves before any broker is reached; the
+MQTT client connects in the background and keeps reconnecting. systemd hears READY=1 once the
+models are loaded, and WATCHDOG=1 only while the agent makes progress (a stuck pipeline stops
+the pings and systemd restarts the agent). SIGTERM drains in-flight requests and flushes the
+outbox; SIGHUP re-reads the config and applies it without dropping the active models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_agent import __version__, systemd
+from edge_agent.agent_telemetry import AgentTelemetry
+from edge_agent.api import ApiServer
+from edge_agent.config import AgentConfig, load_agent_config, resolve_device_config, validate
+from edge_agent.config.schema import ModelEntry, RuntimeSettings
+from edge_agent.config.serving_schema import ServingSettings
+from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
+from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
+from edge_agent.serving.gates import SwapGates
+from edge_agent.serving.loading import load_version
+from edge_agent.serving.metrics import ServingMetrics
+from edge_agent.serving.swap import SwapController
+from edge_agent.telemetry.profile import load_profile
+from edge_agent.transport import topics
+from edge_agent.transport.client import LastWill, Message, MqttClient, TlsFiles
+from edge_agent.transport.topics import DeviceChannel
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[], float]
+"""Returns the monotonic time of a component's last progress (pipelines register these)."""
+
+
+class Agent:
+    """One device's agent process."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        config_path: Path | None = None,
+        serving: ServingSettings | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.serving = serving or config.serving
+        device, self.device_source = resolve_device_config(config.device)
+        self.device = device
+        self.runtime: RuntimeSettings = config.runtime or device.runtime
+        self.models = ModelRegistry()
+        self.metrics = ServingMetrics()
+        self.controllers: dict[str, SwapController] = {}
+        self._entries: dict[str, ModelEntry] = {}
+        self.api = ApiServer(self.models, self.metrics, ready=lambda: self.ready)
+        self.mqtt: MqttClient | None = None
+        self.ready = False
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._progress: dict[str, Progress] = {}
+        self.telemetry: AgentTelemetry | None = None
+        self._events: list[dict[str, Any]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load every model, start the API, then MQTT in the background; READY=1 to systemd."""
+        systemd.notify("STATUS=loading models")
+        if self.config.broker is not None:
+            self._make_mqtt()
+        self.telemetry = AgentTelemetry(
+            self.config.device_id,
+            self.config.telemetry,
+            self.device.sensors,
+            self.config.store_dir,
+            self.mqtt,
+        )
+        for entry in self.config.models:
+            self._add_model(entry)
+        self.api.start(self.config.api.listen)
+        if self.mqtt is not None:
+            self._connect_mqtt()
+        self.ready = True
+        systemd.notify(
+            "READY=1", f"STATUS=serving {len(self.models)} model(s) on {self.api.address}"
+        )
+        log.info(
+            "agent %s ready: %d model(s), API on %s",
+            self.config.device_id,
+            len(self.models),
+            self.api.address,
+        )
+
+    def serve_forever(self) -> int:
+        """Run until SIGTERM/SIGINT (exit 0); SIGHUP reloads the config. Main thread only."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        watchdog = systemd.watchdog_interval_s()
+        next_status = 0.0
+        next_report = time.monotonic() + self.config.telemetry.latency.report_interval_s
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if watchdog is not None and self.healthy():
+                systemd.notify("WATCHDOG=1")
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            for controller in self.controllers.values():
+                controller.watch_expired()
+            if now >= next_status:
+                self.publish_status()
+                next_status = now + self.serving.status_interval_seconds
+            if now >= next_report and self.telemetry is not None:
+                self.telemetry.report(self.status())
+                next_report = now + self.config.telemetry.latency.report_interval_s
+            self._stop.wait(min(watchdog or 1.0, 1.0))
+        self.stop()
+        return 0
+
+    def request_stop(self) -> None:
+        """Ask ``serve_forever`` to stop (from any thread)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Ask ``serve_forever`` to reload the config (from any thread)."""
+        self._reload.set()
+
+    def stop(self) -> None:
+        """Stop serving: API first (in-flight requests finish), then MQTT, then the models."""
+        systemd.notify("STOPPING=1")
+        self.ready = False
+        self.api.stop()
+        if self.telemetry is not None:
+            self.telemetry.report(self.status())  # the last period, kept in the outbox
+            if self.telemetry.publisher is not None and self.mqtt is not None:
+                self._flush_outbox(timeout_s=5.0)
+            self.telemetry.close()
+        if self.mqtt is not None:
+            self.publish_status(state="offline")
+            self.mqtt.close()
+        for controller in self.controllers.values():
+            controller.close()
+        for served in self.models:
+            served.active.drain_and_close()
+        log.info("agent %s stopped", self.config.device_id)
+
+    def _flush_outbox(self, timeout_s: float) -> None:
+        """Give the publisher a moment to send what is queued (the rest waits on disk)."""
+        assert self.telemetry is not None and self.mqtt is not None
+        deadline = time.monotonic() + timeout_s
+        while (
+            self.mqtt.connected and len(self.telemetry.outbox) > 0 and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def register_progress(self, name: str, progress: Progress) -> None:
+        """Let a component (a pipeline) take part in the watchdog decision."""
+        self._progress[name] = progress
+
+    def healthy(self) -> bool:
+        """True while nothing registered for the watchdog is stuck."""
+        now = time.monotonic()
+        return all(now - last() <= self.serving.stall_seconds for last in self._progress.values())
+
+    def status(self, state: str | None = None) -> dict[str, Any]:
+        """The retained status document."""
+        models = []
+        degraded = False
+        for served in self.models:
+            backend = served.active.backend
+            model_degraded = bool(getattr(backend, "degraded", False))
+            degraded |= model_degraded
+            models.append(
+                {
+                    "name": served.name,
+                    "version": served.active.version,
+                    "delegate": backend.delegate.name,
+                    "degraded": model_degraded,
+                }
+            )
+        if state is None:
+            state = "degraded" if degraded or not self.healthy() else "online"
+        return {
+            "device_id": self.config.device_id,
+            "state": state,
+            "agent_version": __version__,
+            "device_class": self.device.device_class,
+            "models": models,
+            "api": self.api.address,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "time": time.time(),
+        }
+
+    # -- models ----------------------------------------------------------------------------
+
+    def _gates(self) -> SwapGates:
+        return SwapGates(**self.serving.gates.model_dump())
+
+    def _add_model(self, entry: ModelEntry, version: str = "1") -> ServedModel:
+        loaded = load_version(
+            entry.name, version, entry.path, self.runtime, isolation=self.serving.isolation
+        )
+        served = ServedModel(entry.name, loaded)
+        self.models.add(served)
+        self.metrics.attach(served)
+        if self.telemetry is not None:
+            reference = load_profile(entry.profile) if entry.profile is not None else None
+            self.telemetry.attach(served, reference)
+        self.controllers[entry.name] = SwapController(
+            served, self._gates(), on_event=self._on_swap_event
+        )
+        self._entries[entry.name] = entry
+        log.info(
+            "%s v%s loaded from %s on %s",
+            entry.name,
+            version,
+            entry.path,
+            served.active.backend.delegate.name,
+        )
+        return served
+
+    def swap_in(self, name: str, version: str, path: Path) -> bool:
+        """Load ``path`` as a new version of ``name`` and put it through the swap gates."""
+        controller = self.controllers[name]
+        candidate: LoadedVersion = load_version(
+            name, version, path, self.runtime, isolation=self.serving.isolation
+        )
+        verdict = controller.try_candidate(candidate)
+        self.metrics.swaps.labels(name, "activate" if verdict.ok else "reject").inc()
+        self.metrics.mark_active(controller.served)
+        return verdict.ok
+
+    def _on_swap_event(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+        if event["state"] == "rolled_back":
+            self.metrics.swaps.labels(event["model"], "rollback").inc()
+            served = self.models.get(event["model"])
+            if served is not None:
+                self.metrics.mark_active(served)
+        if self.mqtt is not None:
+            self.mqtt.publish(
+                topics.device_topic(self.config.device_id, DeviceChannel.ROLLOUT),
+                json.dumps(event),
+                qos=1,
+            )
+
+    def reload(self) -> None:
+        """Re-read the config file; add, remove and swap models; never drop a working one."""
+        if self.config_path is None:
+            log.info("reload asked, but the agent runs without a config file")
+            return
+        try:
+            fresh = load_agent_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            systemd.notify(f"STATUS=reload refused: {str(exc).splitlines()[0]}")
+            return
+        wanted = {entry.name: entry for entry in fresh.models}
+        for name in list(self._entries):
+            if name not in wanted:
+                served = self.models.remove(name)
+                self.controllers.pop(name).close()
+                if self.telemetry is not None:
+                    self.telemetry.detach(name)
+                self._entries.pop(name)
+                if served is not None:
+                    served.active.drain_and_close()
+                log.info("%s: no longer served", name)
+        for name, entry in wanted.items():
+            try:
+                if name not in self._entries:
+                    self._add_model(entry)
+                elif entry.path != self._entries[name].path:
+                    current = int(self.models.get(name).active.version)  # type: ignore[union-attr]
+                    if self.swap_in(name, str(current + 1), entry.path):
+                        self._entries[name] = entry
+            except (EdgeAgentError, ValueError) as exc:
+                log.error("reload: model %s kept as it was: %s", name, exc)
+        for key in ("api", "broker", "device"):
+            if getattr(fresh, key) != getattr(self.config, key):
+                log.warning("reload: a change of `%s` takes effect at the next restart", key)
+        systemd.notify(f"STATUS=serving {len(self.models)} model(s) (reloaded)")
+
+    # -- MQTT ------------------------------------------------------------------------------
+
+    def _make_mqtt(self) -> None:
+        broker = self.config.broker
+        assert broker is not None
+        password = broker.password_file.read_text().strip() if broker.password_file else None
+        status_topic = topics.device_topic(self.config.device_id, DeviceChannel.STATUS)
+        offline = json.dumps({"device_id": self.config.device_id, "state": "offline"}).encode()
+        tls = None
+        if broker.ca_file or broker.cert_file:
+            tls = TlsFiles(broker.ca_file, broker.cert_file, broker.key_file)
+        self.mqtt = MqttClient(
+            broker.url,
+            f"edge-agent-{self.config.device_id}",
+            username=broker.username,
+            password=password,
+            tls=tls,
+            keepalive_s=broker.keepalive_s,
+            will=LastWill(status_topic, offline),
+        )
+        self.mqtt.on_connection_change(self._on_connection_change)
+        self.mqtt.subscribe(
+            topics.device_topic(self.config.device_id, DeviceChannel.CMD), self._on_command
+        )
+
+    def _connect_mqtt(self) -> None:
+        assert self.mqtt is not None
+        try:
+            self.mqtt.start_in_background()
+        except (OSError, ValueError, TransportError) as exc:  # e.g. DNS down: keep serving
+            log.warning("MQTT not started yet (%s); serving offline", exc)
+
+    def _on_connection_change(self, connected: bool) -> None:
+        if connected:
+            self.publish_status()
+
+    def publish_status(self, state: str | None = None) -> None:
+        """Publish the retained status (when connected; the last will covers disconnects)."""
+        if self.mqtt is None or not self.mqtt.connected:
+            return
+        topic = topics.device_topic(self.config.device_id, DeviceChannel.STATUS)
+        info = self.mqtt.publish(topic, json.dumps(self.status(state)), qos=1, retain=True)
+        if state == "offline":
+            info.wait_for_publish(2)
+
+    def _on_command(self, message: Message) -> None:
+        """Commands can ask for things; they can never install anything."""
+        try:
+            command = json.loads(message.payload).get("command")
+        except (ValueError, AttributeError):
+            log.warning("ignored a command that is not a JSON object: %r", message.payload[:80])
+            return
+        if command == "status":
+            self.publish_status()
+        elif command == "reload":
+            self.request_reload()
+        else:
+            log.warning("ignored unknown command %r", command)
+
+
+def quick_config(
+    model: Path,
+    name: str | None,
+    api: str,
+    broker: str | None,
+    device_id: str | None,
+    device: str,
+    store_dir: Path,
+) -> AgentConfig:
+    """The agent config `edge-agent run --model FILE` stands for."""
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:64]
+    data: dict[str, Any] = {
+        "device_id": device_id or host.strip("-_") or "edge-agent",
+        "device": device,
+        "models": [{"name": name or model.stem, "path": str(model)}],
+        "api": {"listen": api},
+        "store_dir": str(store_dir),
+    }
+    if broker:
+        data["broker"] = {"url": broker}
+    return validate(AgentConfig, data, source="the command line")

@@ -1,0 +1,262 @@
+"""The agent process end to end: systemd protocol, MQTT status and telemetry, API, reload, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edge_agent.telemetry.profile import build_profile, save_profile
+from edge_agent.transport import topics
+from edge_agent.transport.client import Message, MqttClient
+from edge_agent.transport.topics import DeviceChannel
+from tests.fixtures.mosquitto import Broker, free_port, start_broker
+
+BIN = Path(sys.executable).parent / "edge-agent"
+
+
+def agent_config(
+    tmp_path: Path,
+    models_dir: Path,
+    broker_url: str,
+    api_port: int,
+    model_file: str = "digits_fp32.onnx",
+) -> Path:
+    data = np.load(models_dir / "digits" / "test_set.npz")
+    profile = tmp_path / "digits.profile.json"
+    if not profile.exists():
+        x = data["x"].transpose(0, 3, 1, 2)
+        save_profile(build_profile(x, None), profile)
+    config = {
+        "device_id": "cam-07",
+        "device": "x86-generic",
+        "store_dir": str(tmp_path / "state"),
+        "models": [
+            {
+                "name": "digits",
+                "path": str(models_dir / "digits" / model_file),
+                "profile": str(profile),
+            }
+        ],
+        "broker": {"url": broker_url, "keepalive_s": 5},
+        "api": {"listen": f"127.0.0.1:{api_port}"},
+        "telemetry": {"latency": {"report_interval_s": 1}},
+        "serving": {
+            "status_interval_seconds": 1,
+            "gates": {
+                "shadow_seconds": 0.5,
+                "min_samples": 5,
+                "watch_seconds": 5,
+                "max_latency_ratio": 100,
+            },
+        },
+    }
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class NotifySocket:
+    """What systemd listens on: a datagram socket, with NOTIFY_SOCKET pointing at it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.seen: list[str] = []
+
+    def wait_for(self, field: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(field in message for message in self.seen):
+                return True
+            try:
+                self.seen.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def infer(port: int, x: np.ndarray) -> dict:
+    body = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "data": x.ravel().tolist(),
+                }
+            ]
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v2/models/digits/infer",
+        body,
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_for_api(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the agent exited; see agent.log"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the agent's API never became ready")
+
+
+def subscribe(broker: Broker, *channels: DeviceChannel) -> tuple[MqttClient, queue.Queue]:
+    box: queue.Queue[Message] = queue.Queue()
+    client = MqttClient(broker.url, f"watcher-{time.monotonic_ns()}")
+    client.connect()
+    for channel in channels:
+        client.subscribe(topics.device_topic("cam-07", channel), box.put)
+    return client, box
+
+
+def next_on(box: queue.Queue, channel: DeviceChannel, timeout: float, where=lambda d: True):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            message = box.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if message.topic.endswith("/" + channel.value):
+            document = json.loads(message.payload)
+            if where(document):
+                return document
+    raise AssertionError(f"nothing matching on {channel.value} within {timeout} s")
+
+
+@pytest.fixture
+def notify(tmp_path):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+def start_agent(config: Path, notify: NotifySocket) -> subprocess.Popen:
+    """The agent as systemd would start it; its log goes to agent.log beside the config."""
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
+    env.pop("WATCHDOG_PID", None)
+    with (config.parent / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(BIN), "--log-level", "info", "run", "--config", str(config)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_agent_serves_reports_reloads_and_stops_cleanly(mosquitto, models_dir, tmp_path, notify):
+    api_port = free_port()
+    config = agent_config(tmp_path, models_dir, mosquitto.url, api_port)
+    watcher, box = subscribe(
+        mosquitto,
+        DeviceChannel.STATUS,
+        DeviceChannel.TELEMETRY,
+        DeviceChannel.ROLLOUT,
+        DeviceChannel.DRIFT,
+    )
+    process = start_agent(config, notify)
+    try:
+        assert notify.wait_for("READY=1", 60), notify.seen
+        wait_for_api(api_port, process)
+        status = next_on(box, DeviceChannel.STATUS, 20, lambda d: d["state"] == "online")
+        assert status["models"] == [
+            {"name": "digits", "version": "1", "delegate": "cpu", "degraded": False}
+        ]
+        x = np.load(models_dir / "digits" / "test_set.npz")["x"].transpose(0, 3, 1, 2)
+        for i in range(30):
+            assert infer(api_port, x[i : i + 1])["model_version"] == "1"
+        telemetry = next_on(
+            box, DeviceChannel.TELEMETRY, 20, lambda d: d["data"].get("load", {}).get("models")
+        )
+        (load,) = telemetry["data"]["load"]["models"]
+        assert load["model"] == "digits" and load["count"] > 0
+        assert notify.wait_for("WATCHDOG=1", 10)
+
+        # SIGHUP with a new model file: shadow-checked, then active as version 2
+        agent_config(tmp_path, models_dir, mosquitto.url, api_port, "digits_int8.onnx")
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        version = "1"
+        while version != "2" and time.monotonic() < deadline:  # traffic for the shadow check
+            version = infer(api_port, x[:1])["model_version"]
+        assert version == "2"
+        event = next_on(box, DeviceChannel.ROLLOUT, 10, lambda d: d["state"] == "active")
+        assert event["version"] == "2" and event["model"] == "digits"
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert notify.wait_for("STOPPING=1", 5)
+        next_on(box, DeviceChannel.STATUS, 10, lambda d: d["state"] == "offline")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        watcher.close()
+
+
+def test_agent_starts_and_serves_without_a_broker_then_connects_when_one_appears(
+    models_dir, tmp_path, notify
+):
+    api_port, broker_port = free_port(), free_port()
+    config = agent_config(tmp_path, models_dir, f"mqtt://127.0.0.1:{broker_port}", api_port)
+    process = start_agent(config, notify)
+    broker = None
+    try:
+        assert notify.wait_for("READY=1", 60)
+        wait_for_api(api_port, process)
+        x = np.load(models_dir / "digits" / "test_set.npz")["x"].transpose(0, 3, 1, 2)
+        assert infer(api_port, x[:1])["model_version"] == "1"  # offline, still serving
+        broker = start_broker(tmp_path / "late-broker", port=broker_port)
+        watcher, box = subscribe(broker, DeviceChannel.STATUS, DeviceChannel.TELEMETRY)
+        try:  # retained status (published on connect) reaches a late subscriber
+            next_on(box, DeviceChannel.STATUS, 60, lambda d: d["state"] == "online")
+            # telemetry queued while offline drains from the outbox
+            next_on(box, DeviceChannel.TELEMETRY, 30, lambda d: "load" in d["data"])
+        finally:
+            watcher.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if broker is not None:
+            broker.stop()
+
+
+def test_a_bad_config_fails_at_start_with_the_reason(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "device_id: cam-07\nmodels:\n  - {name: m, path: /nope.onnx}\n"
+        "api: {listen: 'not an address'}\n"
+    )
+    result = subprocess.run(
+        [str(BIN), "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "api.listen" in result.stderr and "Traceback" not in result.stderr
