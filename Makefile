@@ -76,7 +76,10 @@ lint: venv
 typecheck: lint
 
 bench: venv
-	$(BIN)/python benchmarks/runtime_overhead.py
+	$(BIN)/python -m benchmarks.runtime_overhead
+	$(BIN)/python -m benchmarks.isolation
+	$(BIN)/python -m benchmarks.api
+	$(BIN)/python -m benchmarks.telemetry
 
 docs: venv
 	$(BIN)/edge-agent config reference > docs/config-reference.md

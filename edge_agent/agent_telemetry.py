@@ -10,7 +10,7 @@ a broker outage and a kill -9 there, not in paho's memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,11 @@ class AgentTelemetry:
         sensors: SensorSettings,
         store_dir: Path,
         mqtt: MqttClient | None,
+        *,
+        on_drift_transition: Callable[[str, bool], None] = lambda model, raised: None,
     ) -> None:
         self.device_id = device_id
+        self._on_drift_transition = on_drift_transition
         self.settings = settings
         self.sensor_settings = sensors
         self.latency = LatencyRecorder(relative_accuracy=settings.latency.relative_accuracy)
@@ -129,12 +132,14 @@ class AgentTelemetry:
 
     def _drift_report(self, report: dict[str, Any]) -> None:
         self._enqueue(DeviceChannel.DRIFT, Priority.DRIFT, report)
+        model = str(report.get("model"))
         for transition in report.get("transitions", []):
             self._enqueue(
                 DeviceChannel.DRIFT,
                 Priority.ALARM,
-                {"event": "drift_alarm", "model": report.get("model"), **transition},
+                {"event": "drift_alarm", "model": model, **transition},
             )
+            self._on_drift_transition(model, transition.get("to") == "alarm")
 
     def _enqueue(self, channel: DeviceChannel, priority: Priority, payload: dict[str, Any]) -> None:
         try:

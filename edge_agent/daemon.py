@@ -22,10 +22,14 @@ from typing import Any
 from edge_agent import __version__, systemd
 from edge_agent.agent_telemetry import AgentTelemetry
 from edge_agent.api import ApiServer
+from edge_agent.capture.capturer import SampleCapture
+from edge_agent.capture.store import SampleStore
+from edge_agent.capture.uploader import SampleUploader
 from edge_agent.config import AgentConfig, load_agent_config, resolve_device_config, validate
 from edge_agent.config.schema import ModelEntry, RuntimeSettings
 from edge_agent.config.serving_schema import ServingSettings
 from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
+from edge_agent.pipeline.runner import Pipeline, build_pipeline
 from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
 from edge_agent.serving.gates import SwapGates
 from edge_agent.serving.loading import load_version
@@ -70,6 +74,10 @@ class Agent:
         self._reload = threading.Event()
         self._progress: dict[str, Progress] = {}
         self.telemetry: AgentTelemetry | None = None
+        self.pipelines: list[Pipeline] = []
+        self.capture: SampleCapture | None = None
+        self.samples: SampleStore | None = None
+        self.uploader: SampleUploader | None = None
         self._events: list[dict[str, Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -85,12 +93,15 @@ class Agent:
             self.device.sensors,
             self.config.store_dir,
             self.mqtt,
+            on_drift_transition=self._on_drift_transition,
         )
         for entry in self.config.models:
             self._add_model(entry)
+        self._start_capture()
         self.api.start(self.config.api.listen)
         if self.mqtt is not None:
             self._connect_mqtt()
+        self._start_pipelines()
         self.ready = True
         systemd.notify(
             "READY=1", f"STATUS=serving {len(self.models)} model(s) on {self.api.address}"
@@ -141,7 +152,15 @@ class Agent:
         """Stop serving: API first (in-flight requests finish), then MQTT, then the models."""
         systemd.notify("STOPPING=1")
         self.ready = False
+        for pipeline in self.pipelines:
+            pipeline.stop()
         self.api.stop()
+        if self.capture is not None:
+            self.capture.close()
+        if self.uploader is not None:
+            self.uploader.stop()
+        if self.samples is not None:
+            self.samples.close()
         if self.telemetry is not None:
             self.telemetry.report(self.status())  # the last period, kept in the outbox
             if self.telemetry.publisher is not None and self.mqtt is not None:
@@ -164,6 +183,46 @@ class Agent:
             self.mqtt.connected and len(self.telemetry.outbox) > 0 and time.monotonic() < deadline
         ):
             time.sleep(0.05)
+
+    # -- pipelines and capture ---------------------------------------------------------------
+
+    def _start_capture(self) -> None:
+        settings = self.config.capture
+        if not settings.enabled:
+            return
+        self.samples = SampleStore(
+            settings.dir or self.config.store_dir / "samples",
+            settings.max_bytes,
+            settings.max_age_s,
+        )
+        self.capture = SampleCapture(settings, self.samples)
+        for served in self.models:
+            if not settings.models or served.name in settings.models:
+                self.capture.attach(served)
+        if self.mqtt is not None:
+            self.uploader = SampleUploader(
+                self.samples, self.mqtt, self.config.device_id, settings.upload
+            )
+            self.uploader.start()
+
+    def _start_pipelines(self) -> None:
+        for settings in self.config.pipelines:
+            pipeline = build_pipeline(
+                settings, self.models, device_id=self.config.device_id, client=self.mqtt
+            )
+            pipeline.start()
+            self.pipelines.append(pipeline)
+            self.register_progress(f"pipeline:{pipeline.name}", _progress_of(pipeline))
+            log.info(
+                "pipeline %s started (%s -> %s)",
+                pipeline.name,
+                settings.source.type,
+                settings.model,
+            )
+
+    def _on_drift_transition(self, model: str, raised: bool) -> None:
+        if self.capture is not None:
+            self.capture.drift_alarm(model, raised)
 
     # -- health ----------------------------------------------------------------------------
 
@@ -202,6 +261,7 @@ class Agent:
             "models": models,
             "api": self.api.address,
             "uptime_s": round(time.time() - self.started_at, 1),
+            "pipelines": [p.stats() for p in self.pipelines],
             "time": time.time(),
         }
 
@@ -340,6 +400,18 @@ class Agent:
         if state == "offline":
             info.wait_for_publish(2)
 
+    def _sample_now(self, command: dict[str, Any]) -> None:
+        if self.capture is None:
+            _ignored("sample-now needs capture.enabled: true")
+            return
+        try:
+            count = max(1, min(int(command.get("count", 1)), 1000))
+        except (TypeError, ValueError):
+            _ignored(f"sample-now count {command.get('count')!r} is not a number")
+            return
+        model = command.get("model")
+        self.capture.capture_now(count, model if isinstance(model, str) else None)
+
     def _on_command(self, message: Message) -> None:
         """Commands can ask for things; they can never install anything."""
         try:
@@ -351,8 +423,27 @@ class Agent:
             self.publish_status()
         elif command == "reload":
             self.request_reload()
+        elif command == "sample-now":
+            self._sample_now(json.loads(message.payload))
         else:
             log.warning("ignored unknown command %r", command)
+
+
+def _progress_of(pipeline: Pipeline) -> Progress:
+    """When ``pipeline`` last made progress.
+
+    A finished finite source (a video file that ended) is not a stuck pipeline: it counts as
+    progressing now.
+    """
+
+    def last_progress() -> float:
+        return pipeline.last_progress if pipeline.running else time.monotonic()
+
+    return last_progress
+
+
+def _ignored(reason: str) -> None:
+    log.warning("command ignored: %s", reason)
 
 
 def quick_config(

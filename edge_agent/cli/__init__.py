@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "bench": "edge_agent.cli.runtime_cmd:bench",
     "run": "edge_agent.cli.run_cmd:run",
     "convert": "edge_agent.cli.convert_cmd:convert",
+    "samples": "edge_agent.cli.samples_cmd:samples",
 }
 """Subcommand name -> "module:command", imported only when that subcommand runs."""
 

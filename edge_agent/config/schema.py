@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from edge_agent.config.base import StrictModel
+from edge_agent.config.pipeline_schema import CaptureSettings, PipelineSettings
 from edge_agent.config.serving_schema import ServingSettings
 
 OptionValue = str | int | float | bool
@@ -489,12 +490,29 @@ class AgentConfig(StrictModel):
         default_factory=ServingSettings,
         description="Process isolation, hot-swap health gates and the watchdog.",
     )
+    pipelines: list[PipelineSettings] = Field(
+        default_factory=list,
+        description="Pipelines: source -> preprocess -> model -> postprocess -> sinks.",
+    )
+    capture: CaptureSettings = Field(
+        default_factory=CaptureSettings,
+        description="Sampled capture of inputs and outputs, and their upload.",
+    )
+
+    @field_validator("pipelines")
+    @classmethod
+    def _unique_pipeline_names(cls, pipelines: list[PipelineSettings]) -> list[PipelineSettings]:
+        _require_unique([p.name for p in pipelines], "pipeline")
+        return pipelines
 
     @field_validator("models")
     @classmethod
     def _unique_model_names(cls, models: list[ModelEntry]) -> list[ModelEntry]:
-        names = [m.name for m in models]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        _require_unique([m.name for m in models], "model")
         return models
+
+
+def _require_unique(names: list[str], what: str) -> None:
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(duplicates)}")

@@ -8,8 +8,14 @@
     ea/v1/<device>/samples       QoS 1; sampled inputs/outputs (chunked)
     ea/v1/<device>/rollout       QoS 1; rollout state transitions with reasons
     ea/v1/<device>/cmd           commands that cannot install anything unverified
+    ea/v1/<device>/results/<p>   pipeline <p>'s results (JSON, QoS from its config)
     ea/v1/registry/notify        retained; newest timestamp version
     ea/v1/registry/req/<device>  chunk requests; answers on ea/v1/registry/resp/<device>
+    ea/v1/monitor/alerts         the central monitor's alerts (firing / resolved), QoS 1
+
+Shared subscriptions (``$share/<group>/<filter>``, MQTT 5 and Mosquitto >= 1.6 for 3.1.1 too)
+let several monitor instances split one channel: :func:`shared` builds them, :func:`unshared`
+gives the plain filter a received topic is matched against.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from enum import Enum
 
 PREFIX = "ea/v1"
 REGISTRY = "registry"
+MONITOR = "monitor"
+SHARE = "$share"
+_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_PIPELINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESULTS = "results"
 
 
 class DeviceChannel(str, Enum):
@@ -36,10 +47,10 @@ class DeviceChannel(str, Enum):
 
 def check_device_id(device_id: str) -> str:
     """Return ``device_id`` if it is safe inside a topic (no '/', '+', '#', not 'registry')."""
-    if not _DEVICE_ID.match(device_id) or device_id == REGISTRY:
+    if not _DEVICE_ID.match(device_id) or device_id in (REGISTRY, MONITOR):
         raise ValueError(
             f"invalid device id {device_id!r}: use 1-64 letters, digits, '_' or '-', starting "
-            "with a letter or digit (and not 'registry')"
+            "with a letter or digit (and not 'registry' or 'monitor')"
         )
     return device_id
 
@@ -52,6 +63,50 @@ def device_topic(device_id: str, channel: DeviceChannel) -> str:
 def all_devices(channel: DeviceChannel) -> str:
     """Subscription filter for one channel of every device (the monitor's view)."""
     return f"{PREFIX}/+/{channel.value}"
+
+
+def device_results(device_id: str, pipeline: str) -> str:
+    """``ea/v1/<device>/results/<pipeline>``: a pipeline's results (not a trust channel)."""
+    if not _PIPELINE.match(pipeline):
+        raise ValueError(
+            f"invalid pipeline name {pipeline!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return f"{PREFIX}/{check_device_id(device_id)}/{RESULTS}/{pipeline}"
+
+
+def all_results(device_id: str = "+") -> str:
+    """Subscription filter for every pipeline's results of one device (or of all: ``+``)."""
+    device = device_id if device_id == "+" else check_device_id(device_id)
+    return f"{PREFIX}/{device}/{RESULTS}/+"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """``$share/<group>/<filter>``: the broker hands each message to one member of ``group``.
+
+    Brokers do not send retained messages to shared subscriptions, so retained channels
+    (``status``) are subscribed to plainly by every instance.
+    """
+    if not _GROUP.match(group):
+        raise ValueError(
+            f"invalid shared-subscription group {group!r}: use 1-64 letters, digits, '_' or "
+            "'-', starting with a letter or digit"
+        )
+    return f"{SHARE}/{group}/{topic_filter}"
+
+
+def unshared(topic_filter: str) -> str:
+    """The plain filter inside ``$share/<group>/<filter>`` (any other filter unchanged)."""
+    if topic_filter.startswith(SHARE + "/"):
+        parts = topic_filter.split("/", 2)
+        if len(parts) == 3:
+            return parts[2]
+    return topic_filter
+
+
+def monitor_alerts() -> str:
+    """Where the central monitor publishes alerts (JSON, QoS 1, not retained)."""
+    return f"{PREFIX}/{MONITOR}/alerts"
 
 
 def registry_notify() -> str:

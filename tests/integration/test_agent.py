@@ -260,3 +260,55 @@ def test_a_bad_config_fails_at_start_with_the_reason(tmp_path):
     )
     assert result.returncode == 2
     assert "api.listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_agent_runs_a_video_pipeline_with_capture_from_its_config(models_dir, tmp_path):
+    from edge_agent.capture.store import SampleStore
+    from edge_agent.config import AgentConfig
+    from edge_agent.daemon import Agent
+    from tests.fixtures.video import make_digits_video
+
+    video = make_digits_video(tmp_path / "digits.avi", count=40)
+    results = tmp_path / "results.jsonl"
+    config = AgentConfig.model_validate(
+        {
+            "device_id": "cam-08",
+            "device": "x86-generic",
+            "store_dir": str(tmp_path / "state"),
+            "api": {"listen": "127.0.0.1:0"},
+            "models": [
+                {"name": "digits32", "path": str(models_dir / "digits32" / "digits32_int8.tflite")}
+            ],
+            "pipelines": [
+                {
+                    "name": "door-cam",
+                    "model": "digits32",
+                    "source": {"type": "video", "path": str(video.path)},
+                    "postprocess": {
+                        "type": "classification",
+                        "labels_file": str(models_dir / "digits32" / "labels.txt"),
+                    },
+                    "sinks": [{"type": "jsonl", "path": str(results)}],
+                }
+            ],
+            "capture": {"enabled": True, "random_rate": 1.0},
+        }
+    )
+    agent = Agent(config)
+    agent.start()
+    try:
+        (pipeline,) = agent.pipelines
+        assert pipeline.wait_finished(60)
+        assert agent.healthy()  # a finished video is not a stuck pipeline
+        status = agent.status()
+        assert status["pipelines"][0]["processed"] == 40
+        assert agent.capture is not None and agent.capture.flush(10)
+    finally:
+        agent.stop()
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [int(r["result"]["top"][0]["label"]) for r in records] == video.labels
+    store = SampleStore(tmp_path / "state" / "samples")
+    try:
+        assert len(store.list()) == 40  # every inference captured (random_rate 1.0)
+    finally:
+        store.close()

@@ -1,0 +1,85 @@
+"""When samples may be uploaded: pure decisions on power, time of day and bandwidth.
+
+:func:`upload_blocked` combines them into one reason string (or None) so the uploader can
+report *why* it is waiting; :class:`TokenBucket` paces bytes under ``max_bytes_per_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edge_agent.config.pipeline_schema import UploadSettings
+from edge_agent.telemetry.sensors import PowerSupply
+
+_MAINS_TYPES = ("mains", "usb", "usb_pd", "usb_c", "ups")
+
+
+def parse_time_window(text: str) -> tuple[int, int]:
+    """``"22:00-06:00"`` -> (start, end) in minutes after midnight; ValueError if malformed."""
+    try:
+        start_text, end_text = text.split("-")
+        sh, sm = (int(v) for v in start_text.split(":"))
+        eh, em = (int(v) for v in end_text.split(":"))
+    except ValueError:
+        raise ValueError(f"time window {text!r}: use HH:MM-HH:MM") from None
+    if not (0 <= sh < 24 and 0 <= eh < 24 and 0 <= sm < 60 and 0 <= em < 60):
+        raise ValueError(f"time window {text!r}: hours 00-23, minutes 00-59")
+    return sh * 60 + sm, eh * 60 + em
+
+
+def in_time_window(window: tuple[int, int], minute_of_day: int) -> bool:
+    """Whether ``minute_of_day`` is in [start, end) (may span midnight; start == end: all day)."""
+    start, end = window
+    if start == end:
+        return True
+    if start < end:
+        return start <= minute_of_day < end
+    return minute_of_day >= start or minute_of_day < end
+
+
+def on_mains(supplies: Sequence[PowerSupply]) -> bool:
+    """True when an external supply is online, or nothing says we run on a battery.
+
+    A device without any battery is on mains; a battery reporting ``Discharging`` with no
+    online external supply means it is not.
+    """
+    external = [s for s in supplies if (s.type or "").lower() in _MAINS_TYPES]
+    if any(s.online for s in external):
+        return True
+    batteries = [s for s in supplies if (s.type or "").lower() == "battery"]
+    if not batteries:
+        return True
+    return not any((b.status or "").lower() == "discharging" for b in batteries)
+
+
+def upload_blocked(settings: UploadSettings, minute_of_day: int,
+                   supplies: Sequence[PowerSupply]) -> str | None:
+    """Why uploading must wait now, or None when it may go."""
+    if not settings.enabled:
+        return "upload disabled"
+    if settings.time_window is not None and not in_time_window(
+            parse_time_window(settings.time_window), minute_of_day):
+        return f"outside the upload window {settings.time_window}"
+    if settings.only_on_mains and not on_mains(supplies):
+        return "on battery (only_on_mains)"
+    return None
+
+
+class TokenBucket:
+    """Paces a byte stream to ``rate`` bytes/s with bursts up to ``burst`` bytes."""
+
+    def __init__(self, rate: float | None, burst: float, now: float) -> None:
+        """``rate`` None: unlimited."""
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = now
+
+    def delay_for(self, nbytes: int, now: float) -> float:
+        """Seconds to wait before sending ``nbytes`` (they are booked, so wait then send)."""
+        if self.rate is None:
+            return 0.0
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= nbytes
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
