@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "run": "edge_agent.cli.run_cmd:run",
     "convert": "edge_agent.cli.convert_cmd:convert",
     "samples": "edge_agent.cli.samples_cmd:samples",
+    "repo": "edge_agent.cli.repo_cmd:repo",
+    "models": "edge_agent.cli.models_cmd:models",
+    "registry": "edge_agent.cli.registry_cmd:registry",
 }
 """Subcommand name -> "module:command", imported only when that subcommand runs."""
 

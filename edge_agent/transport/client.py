@@ -102,6 +102,7 @@ class MqttClient:
         self._connected = threading.Event()
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._last_error = ""
+        self._closing = False
         self._paho = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -167,6 +168,7 @@ class MqttClient:
 
     def close(self) -> None:
         """Disconnect cleanly (no last will) and stop the network thread."""
+        self._closing = True
         self._paho.disconnect()
         self._paho.loop_stop()
         self._connected.clear()
@@ -247,7 +249,8 @@ class MqttClient:
         self._connected.clear()
         self._last_error = f"disconnected: {reason}"
         if was_connected:
-            log.warning("lost the broker at %s (%s); reconnecting", self._where(), reason)
+            if not self._closing:
+                log.warning("lost the broker at %s (%s); reconnecting", self._where(), reason)
             self._notify(False)
 
     def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -1,0 +1,228 @@
+"""`edge-agent models`: the device's model store, and a one-shot signed pull."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from edge_agent.store import InstalledModel, ModelStore
+from edge_agent.transport.client import MqttClient
+from edge_agent.trust.device import DeviceUpdater, provision
+from edge_agent.trust.link import RegistryLink
+from edge_agent.trust.transfer import FetchSettings
+from edge_agent.update import Transition, UpdateLimits, UpdateManager, UpdateState
+
+_STORE = click.option(
+    "--store",
+    "store_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The model store directory.",
+)
+
+
+@click.group()
+def models() -> None:
+    """Installed models: list, activate, roll back, and pull signed ones from the registry."""
+
+
+@models.command("list")
+@_STORE
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def list_models(store_dir: Path, as_json: bool) -> None:
+    """Every installed version and its slot (read-only: safe while the agent runs)."""
+    store = ModelStore(store_dir, readonly=True)
+    installed = store.list()
+    if as_json:
+        click.echo(json.dumps([_as_dict(m) for m in installed], indent=2))
+        return
+    table = Table()
+    for column in ("name", "version", "state", "manifest version", "installed", "sha256"):
+        table.add_column(column)
+    for m in installed:
+        table.add_row(
+            m.name,
+            str(m.version),
+            m.state,
+            str(m.manifest.get("version", "")),
+            datetime.fromtimestamp(m.installed_at, timezone.utc).isoformat(timespec="seconds"),
+            m.sha256[:16],
+        )
+    Console().print(table)
+
+
+@models.command("activate")
+@_STORE
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+def activate(store_dir: Path, name: str, version: int) -> None:
+    """Make VERSION of NAME active (verified first); the old active becomes previous."""
+    with ModelStore(store_dir) as store:
+        model = store.activate(name, version)
+    click.echo(f"{model.name} v{model.version} active ({model.path})")
+
+
+@models.command("rollback")
+@_STORE
+@click.argument("name")
+def rollback(store_dir: Path, name: str) -> None:
+    """Make the previous version of NAME active again."""
+    with ModelStore(store_dir) as store:
+        model = store.rollback(name)
+    click.echo(f"{model.name} v{model.version} active again ({model.path})")
+
+
+@models.command("pull")
+@click.option("--broker", required=True, help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT].")
+@click.option(
+    "--root",
+    "root_json",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The repository's root.json (the trust anchor this device is given).",
+)
+@_STORE
+@click.option("--device-id", required=True, help="This device's id (its MQTT topics).")
+@click.option(
+    "--model",
+    "names",
+    multiple=True,
+    help="Model to pull (repeatable; default: every model in the registry).",
+)
+@click.option(
+    "--chunk-bytes", type=click.IntRange(256, 1 << 20), default=64 * 1024, show_default=True
+)
+@click.option(
+    "--window",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Chunk requests in flight.",
+)
+@click.option(
+    "--chunk-timeout",
+    type=click.FloatRange(min=0.05),
+    default=5.0,
+    show_default=True,
+    help="Seconds before a chunk request is re-sent.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=900.0,
+    show_default=True,
+    help="Longest the download of one model may take, seconds.",
+)
+@click.option(
+    "--allow-downgrade",
+    is_flag=True,
+    help="Install an older signed release than the newest installed one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the final transitions as JSON.")
+def pull(
+    broker: str,
+    root_json: Path,
+    store_dir: Path,
+    device_id: str,
+    names: tuple[str, ...],
+    chunk_bytes: int,
+    window: int,
+    chunk_timeout: float,
+    timeout: float,
+    allow_downgrade: bool,
+    as_json: bool,
+) -> None:
+    """Refresh signed metadata, download, verify, install and activate the newest models.
+
+    Exits 0 when every model is active and up to date, 1 with the reason otherwise. The
+    download resumes where an interrupted pull stopped.
+    """
+    metadata_dir = store_dir / "trust" / "metadata"
+    download_dir = store_dir / "trust" / "downloads"
+    provision(metadata_dir, root_json)
+    settings = FetchSettings(
+        chunk_bytes=chunk_bytes, window=window, chunk_timeout_s=chunk_timeout, deadline_s=timeout
+    )
+    results: list[Transition] = []
+    with ModelStore(store_dir) as store, MqttClient(broker, f"{device_id}-pull") as client:
+        client.connect()
+        link = RegistryLink(client, device_id)
+
+        def source(cancel: threading.Event) -> DeviceUpdater:
+            return DeviceUpdater(
+                metadata_dir, client, device_id, download_dir, settings, cancel=cancel, link=link
+            )
+
+        if not names:
+            with source(threading.Event()) as updater:
+                updater.refresh()
+                names = tuple(sorted({r.name for r in updater.releases()}))
+        manager = UpdateManager(
+            store,
+            source,
+            lambda topic, payload: client.publish(topic, payload, qos=1),
+            device_id,
+            limits=UpdateLimits(download_s=timeout),
+            allow_downgrade=allow_downgrade,
+        )
+        with _progress(as_json) as bar:
+            for name in names:
+                task = bar.add_task(name, total=None) if bar is not None else None
+
+                def show(done: int, total: int, task: object = task) -> None:
+                    if bar is not None and task is not None:
+                        bar.update(task, completed=done, total=total)  # type: ignore[arg-type]
+
+                results.append(manager.update(name, show))
+        link.close()
+    failed = [r for r in results if r.state is not UpdateState.ACTIVE]
+    if as_json:
+        click.echo(json.dumps([json.loads(r.to_json()) for r in results], indent=2))
+    else:
+        for r in results:
+            colour = "green" if r.state is UpdateState.ACTIVE else "red"
+            click.secho(f"{r.model} v{r.version}: {r.state.value} ({r.reason})", fg=colour)
+    if not names:
+        click.secho("the registry has no models", fg="yellow", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(quiet: bool) -> Progress | _NoProgress:
+    if quiet:
+        return _NoProgress()
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _as_dict(model: InstalledModel) -> dict[str, object]:
+    return {
+        "name": model.name,
+        "version": model.version,
+        "state": model.state,
+        "path": str(model.path),
+        "sha256": model.sha256,
+        "installed_at": model.installed_at,
+        "manifest_version": model.manifest.get("version"),
+    }

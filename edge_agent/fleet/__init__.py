@@ -1,0 +1,1 @@
+"""Operator side: the registry server (and, later, the rollout controller and monitor)."""

@@ -1,0 +1,391 @@
+"""The on-device model store: content-addressed files and staged / active / previous slots.
+
+Layout::
+
+    STORE/
+      lock                      flock: one process owns the store
+      state.json                which versions exist and which slot each is in
+      blobs/<sha256>.<suffix>   model files, named by their hash (.tflite / .onnx kept)
+
+Every change is two steps, each atomic: a new blob is written to a temp file, fsynced, hashed
+and renamed into ``blobs/`` (an orphan blob after a crash is only garbage), then ``state.json``
+is replaced atomically (temp file, fsync, rename, fsync dir). So after ``kill -9`` at any
+point the store is the state before or after the change, never between; activation is one
+rename. Loading verifies locally (hash of the file against the state), with no network.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import copy
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from edge_agent.errors import ModelError, UpdateError
+from edge_agent.manifest import write_file_atomically
+
+State = Literal["staged", "active", "previous", "inactive"]
+MODEL_SUFFIXES = (".tflite", ".onnx")
+STATE_FILE = "state.json"
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """One installed model version."""
+
+    name: str
+    version: int
+    path: Path
+    sha256: str
+    manifest: dict[str, Any]
+    state: State
+    installed_at: float  # seconds since the epoch
+
+
+class ModelStore:
+    """Installs, activates, rolls back and collects model versions under ``root``.
+
+    One process owns a store (``readonly=True`` opens it to look, without the lock); inside
+    that process all methods are thread-safe.
+    """
+
+    def __init__(self, root: Path, *, readonly: bool = False) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._lock_file: IO[str] | None = None
+        if not readonly:
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            self._remove_temp_files()
+        self._state = self._load()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the store's lock."""
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> ModelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def staged(self, name: str) -> InstalledModel | None:
+        """The version waiting for activation."""
+        return self._slot(name, "staged")
+
+    def active(self, name: str) -> InstalledModel | None:
+        """The version serving."""
+        return self._slot(name, "active")
+
+    def previous(self, name: str) -> InstalledModel | None:
+        """The version a rollback returns to."""
+        return self._slot(name, "previous")
+
+    def get(self, name: str, version: int) -> InstalledModel | None:
+        """One installed version, whatever its state."""
+        with self._lock:
+            entry = self._models().get(name)
+            if entry is None or str(version) not in entry["versions"]:
+                return None
+            return self._installed(name, version, entry)
+
+    def list(self) -> list[InstalledModel]:
+        """Every installed version, by name then version."""
+        with self._lock:
+            return [
+                self._installed(name, int(v), entry)
+                for name, entry in sorted(self._models().items())
+                for v in sorted(entry["versions"], key=int)
+            ]
+
+    def rejected(self, name: str) -> dict[int, str]:
+        """Versions of ``name`` refused on this device, with the reason (never reinstalled)."""
+        with self._lock:
+            entry = self._models().get(name, {})
+            return {int(v): str(r["reason"]) for v, r in entry.get("rejected", {}).items()}
+
+    def newest_version(self, name: str) -> int | None:
+        """The highest version ever installed here (for downgrade checks)."""
+        with self._lock:
+            entry = self._models().get(name)
+            if entry is None:
+                return None
+            installed = [int(v) for v in entry["versions"]]
+            return max([*installed, entry.get("highest") or 0]) or None
+
+    def verify(self, model: InstalledModel) -> None:
+        """Re-hash ``model``'s file; UpdateError when it is missing or altered on disk."""
+        if not model.path.is_file():
+            raise UpdateError(
+                f"{model.path}: {model.name} v{model.version} is missing from "
+                "the store; reinstall it (`edge-agent models pull`)"
+            )
+        if _sha256_file(model.path) != model.sha256:
+            raise UpdateError(
+                f"{model.path}: {model.name} v{model.version} was altered on disk "
+                "(sha256 differs); it will not be loaded; reinstall it"
+            )
+
+    # -- changing -------------------------------------------------------------------------
+
+    def install(
+        self, name: str, version: int, source_file: Path, manifest: dict[str, Any], sha256: str
+    ) -> InstalledModel:
+        """Copy ``source_file`` into the store as the staged version of ``name``.
+
+        Raises UpdateError when the bytes do not hash to ``sha256`` or the version was rejected
+        here before; ModelError for a file type the runtimes cannot load.
+        """
+        self._writable()
+        suffix = source_file.suffix
+        if suffix not in MODEL_SUFFIXES:
+            raise ModelError(f"{source_file}: not a model file ({', '.join(MODEL_SUFFIXES)})")
+        if version < 1:
+            raise UpdateError(f"{name}: version must be >= 1, got {version}")
+        with self._lock:
+            reason = self.rejected(name).get(version)
+            if reason is not None:
+                raise UpdateError(
+                    f"{name} v{version} was rejected here ({reason}); it is never reinstalled"
+                )
+            blob = self.blobs / f"{sha256}{suffix}"
+            if not (blob.is_file() and _sha256_file(blob) == sha256):
+                self._copy_verified(source_file, blob, sha256)
+            with self._editing() as models:
+                entry = models.setdefault(name, _empty_entry())
+                entry["versions"][str(version)] = {
+                    "sha256": sha256,
+                    "suffix": suffix,
+                    "manifest": manifest,
+                    "installed_at": time.time(),
+                }
+                entry["highest"] = max(version, entry.get("highest") or 0)
+                if entry["active"] != version:
+                    entry["staged"] = version
+            return self._installed(name, version, entry)
+
+    def activate(self, name: str, version: int) -> InstalledModel:
+        """Make ``version`` active (verified first); the old active becomes previous."""
+        self._writable()
+        with self._lock:
+            model = self.get(name, version)
+            if model is None:
+                raise UpdateError(
+                    f"{name} v{version} is not installed here; "
+                    f"installed: {self._versions_text(name)}"
+                )
+            self.verify(model)
+            with self._editing() as models:
+                entry = models[name]
+                if entry["active"] != version:
+                    entry["previous"] = entry["active"]
+                    entry["active"] = version
+                if entry["staged"] == version:
+                    entry["staged"] = None
+                if entry["previous"] == version:
+                    entry["previous"] = None
+            return self._installed(name, version, entry)
+
+    def rollback(self, name: str) -> InstalledModel:
+        """Make the previous version active again; the rolled-back one stays, inactive."""
+        self._writable()
+        with self._lock:
+            previous = self.previous(name)
+            if previous is None:
+                raise UpdateError(f"{name}: no previous version to roll back to")
+            self.verify(previous)
+            with self._editing() as models:
+                entry = models[name]
+                entry["active"], entry["previous"] = previous.version, None
+            return self._installed(name, previous.version, entry)
+
+    def reject(self, name: str, version: int, reason: str) -> None:
+        """Drop a staged (or inactive) version and remember why; it is never reinstalled."""
+        self._writable()
+        with self._lock, self._editing() as models:
+            entry = models.setdefault(name, _empty_entry())
+            if entry["active"] == version:
+                raise UpdateError(f"{name} v{version} is active: roll back before rejecting it")
+            entry["versions"].pop(str(version), None)
+            entry["rejected"][str(version)] = {"reason": reason, "at": time.time()}
+            entry["highest"] = max(version, entry.get("highest") or 0)
+            for slot in ("staged", "previous"):
+                if entry[slot] == version:
+                    entry[slot] = None
+
+    def gc(self, keep: int = 2) -> builtins.list[Path]:
+        """Forget inactive versions beyond the newest ``keep`` per model; delete loose blobs.
+
+        The active, previous and staged versions are always kept. Returns deleted files.
+        """
+        self._writable()
+        with self._lock:
+            with self._editing() as models:
+                for entry in models.values():
+                    slots = {entry["active"], entry["previous"], entry["staged"]} - {None}
+                    others = sorted(
+                        (int(v) for v in entry["versions"] if int(v) not in slots), reverse=True
+                    )
+                    for version in others[max(0, keep - len(slots)) :]:
+                        del entry["versions"][str(version)]
+            used = {
+                f"{info['sha256']}{info['suffix']}"
+                for entry in self._models().values()
+                for info in entry["versions"].values()
+            }
+            deleted = []
+            for blob in self.blobs.iterdir():
+                if blob.name not in used:
+                    blob.unlink()
+                    deleted.append(blob)
+            return deleted
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        handle = (self.root / "lock").open("a")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UpdateError(
+                f"{self.root}: the model store is in use by another process "
+                "(the agent?); stop it, or open the store read-only"
+            ) from None
+        self._lock_file = handle
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise UpdateError(f"{self.root}: opened read-only")
+
+    def _remove_temp_files(self) -> None:
+        for directory in (self.root, self.blobs):
+            for leftover in directory.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+    def _load(self) -> dict[str, Any]:
+        path = self.root / STATE_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"schema": SCHEMA, "models": {}}
+        except (OSError, ValueError) as exc:
+            raise UpdateError(
+                f"{path}: unreadable store state ({exc}); the store is not "
+                "modified: move the file aside to start an empty store"
+            ) from None
+        if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+            raise UpdateError(f"{path}: unknown store state format; upgrade edge-agent")
+        return raw
+
+    @contextmanager
+    def _editing(self) -> Iterator[dict[str, Any]]:
+        """Change a copy of the state; it becomes current only once it is on disk."""
+        draft = copy.deepcopy(self._state)
+        yield draft["models"]
+        data = json.dumps(draft, indent=1, sort_keys=True).encode()
+        write_file_atomically(self.root / STATE_FILE, data)
+        self._state = draft
+
+    def _models(self) -> dict[str, Any]:
+        if self.readonly:
+            self._state = self._load()  # another process owns it: read the latest
+        models: dict[str, Any] = self._state["models"]
+        return models
+
+    def _slot(self, name: str, slot: str) -> InstalledModel | None:
+        with self._lock:
+            entry = self._models().get(name)
+            if entry is None or entry[slot] is None:
+                return None
+            return self._installed(name, int(entry[slot]), entry)
+
+    def _installed(self, name: str, version: int, entry: dict[str, Any]) -> InstalledModel:
+        info = entry["versions"][str(version)]
+        state: State = "inactive"
+        slots: tuple[State, ...] = ("active", "previous", "staged")
+        for slot in slots:
+            if entry[slot] == version:
+                state = slot
+        return InstalledModel(
+            name,
+            version,
+            self.blobs / f"{info['sha256']}{info['suffix']}",
+            info["sha256"],
+            info["manifest"],
+            state,
+            info["installed_at"],
+        )
+
+    def _versions_text(self, name: str) -> str:
+        entry = self._models().get(name)
+        versions = sorted(int(v) for v in entry["versions"]) if entry else []
+        return ", ".join(f"v{v}" for v in versions) or "none"
+
+    def _copy_verified(self, source: Path, blob: Path, sha256: str) -> None:
+        digest = hashlib.sha256()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{blob.name}.", suffix=".tmp", dir=self.blobs)
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != sha256:
+                raise UpdateError(
+                    f"{source}: sha256 {digest.hexdigest()[:16]}... is not the "
+                    f"expected {sha256[:16]}... (tampered or corrupted); not "
+                    "installed"
+                )
+            os.chmod(tmp_name, 0o444)
+            os.replace(tmp_name, blob)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        dir_fd = os.open(self.blobs, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _empty_entry() -> dict[str, Any]:
+    return {
+        "active": None,
+        "previous": None,
+        "staged": None,
+        "versions": {},
+        "rejected": {},
+        "highest": None,
+    }
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,237 @@
+"""The device's TUF client: refresh signed metadata and download model targets over MQTT.
+
+One ``DeviceUpdater`` per update cycle (ngclient's Updater refreshes once, with one reference
+time), run in a worker thread (never paho's callback thread), holding a lock file on the
+metadata directory so two processes never update the same trust state. The device is
+provisioned with ``root.json`` only (:func:`provision`); everything else is verified from it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+from typing import IO
+
+from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+from tuf.ngclient import Updater, UpdaterConfig
+
+from edge_agent.errors import UpdateError
+from edge_agent.manifest import write_file_atomically
+from edge_agent.transport.client import MqttClient
+from edge_agent.trust.fetcher import METADATA_URL, TARGETS_URL, MqttFetcher, registry_path
+from edge_agent.trust.link import RegistryLink
+from edge_agent.trust.partial import DownloadResult, ResumableDownload
+from edge_agent.trust.targets import ModelRelease, newest_release, release_of, releases_of
+from edge_agent.trust.transfer import FetchSettings, Progress
+
+
+def provision(metadata_dir: Path, root_json: Path) -> None:
+    """Install the trust anchor ``root_json`` into an empty ``metadata_dir``.
+
+    An already provisioned directory is left alone (its root may have been rotated since);
+    a file that is not root metadata signed by its own threshold is refused.
+    """
+    if (metadata_dir / "root.json").exists():
+        return
+    try:
+        data = root_json.read_bytes()
+        md = Metadata[Root].from_bytes(data)
+        if not isinstance(md.signed, Root):
+            raise UpdateError(f"{root_json}: holds {md.signed.type} metadata, not root")
+        md.verify_delegate(Root.type, md)
+    except OSError as exc:
+        raise UpdateError(f"{root_json}: cannot read the root metadata: {exc}") from None
+    except (tuf_errors.RepositoryError, ValueError, KeyError, TypeError) as exc:
+        raise UpdateError(f"{root_json}: not valid self-signed TUF root metadata: {exc}") from None
+    metadata_dir.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(metadata_dir / "root.json", data)
+
+
+def describe_tuf_error(exc: Exception) -> str:
+    """A reason a person can act on, for errors ngclient raises during refresh/download."""
+    kind = type(exc).__name__
+    if isinstance(exc, tuf_errors.ExpiredMetadataError):
+        return (
+            f"signed metadata has expired ({exc}): a freeze attack, a registry whose "
+            "operator has not run `repo refresh`, or a device clock that is wrong"
+        )
+    if isinstance(exc, tuf_errors.BadVersionNumberError):
+        return f"metadata version went backwards ({exc}): rollback attack refused"
+    if isinstance(exc, tuf_errors.UnsignedMetadataError):
+        return f"metadata is not signed by enough trusted keys ({exc})"
+    if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
+        return f"metadata does not match what the signed snapshot/timestamp says ({exc})"
+    if isinstance(exc, tuf_errors.DownloadError):
+        return f"could not fetch from the registry: {exc}"
+    if isinstance(exc, tuf_errors.RepositoryError):
+        return f"metadata refused ({kind}: {exc})"
+    return f"{kind}: {exc}"
+
+
+class DeviceUpdater:
+    """Signed-metadata refresh and verified, resumable target downloads for one device."""
+
+    def __init__(
+        self,
+        metadata_dir: Path,
+        client: MqttClient,
+        device_id: str,
+        download_dir: Path,
+        settings: FetchSettings | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        link: RegistryLink | None = None,
+    ) -> None:
+        self.metadata_dir = metadata_dir
+        self.download_dir = download_dir
+        self.settings = settings or FetchSettings()
+        self.cancel = cancel or threading.Event()
+        self.link = link or RegistryLink(client, device_id)
+        self._owns_link = link is None
+        self._updater: Updater | None = None
+        self._lock_file: IO[str] | None = None
+        self.last_download: DownloadResult | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the lock file and stop listening for registry answers."""
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+        if self._owns_link:
+            self.link.close()
+
+    def __enter__(self) -> DeviceUpdater:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _take_lock(self) -> None:
+        if self._lock_file is not None:
+            return
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.metadata_dir / ".lock").open("a")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UpdateError(
+                f"{self.metadata_dir}: another process is updating from this trust state; "
+                "wait for it (or stop the agent before `models pull`)"
+            ) from None
+        self._lock_file = handle
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Fetch and verify timestamp -> snapshot -> targets (root rotations first).
+
+        Raises UpdateError with the reason (expired, rolled back, badly signed, unreachable).
+        """
+        self._take_lock()
+        if not (self.metadata_dir / "root.json").exists():
+            raise UpdateError(
+                f"{self.metadata_dir}: no trusted root.json; provision the device with the "
+                "repository's root metadata (`models pull --root ROOT.json`)"
+            )
+        updater = Updater(
+            str(self.metadata_dir),
+            METADATA_URL,
+            target_dir=str(self.download_dir),
+            target_base_url=TARGETS_URL,
+            fetcher=MqttFetcher(self.link, self.settings, self.cancel),
+            config=UpdaterConfig(prefix_targets_with_hash=True),
+            bootstrap=None,
+        )
+        try:
+            updater.refresh()
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
+            raise UpdateError(f"metadata refresh failed: {describe_tuf_error(exc)}") from exc
+        self._updater = updater
+
+    def releases(self) -> list[ModelRelease]:
+        """Every model release in the verified targets metadata of the last refresh."""
+        self._require_refresh()
+        # ngclient persisted targets.json after verifying it in this very refresh; the
+        # chosen release is re-read through get_targetinfo() (the trusted set) below.
+        md = Metadata[Targets].from_file(str(self.metadata_dir / "targets.json"))
+        if not isinstance(md.signed, Targets):
+            raise UpdateError(f"{self.metadata_dir}/targets.json: not targets metadata")
+        return releases_of(md.signed.targets)
+
+    def latest(self, name: str) -> ModelRelease:
+        """The newest signed release of model ``name``; UpdateError if there is none."""
+        candidate = newest_release(self.releases(), name)
+        if candidate is None:
+            raise UpdateError(f"no signed release of model {name!r} in the registry")
+        return self._trusted(candidate.target_path)
+
+    def lookup(self, target_path: str) -> TargetFile | None:
+        """The signed description of any target (rollout plans too); None if unsigned."""
+        self._require_refresh()
+        assert self._updater is not None
+        try:
+            return self._updater.get_targetinfo(target_path)
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
+            raise UpdateError(f"looking up {target_path}: {describe_tuf_error(exc)}") from exc
+
+    def download(
+        self, release: ModelRelease, progress: Progress | None = None
+    ) -> tuple[Path, ModelRelease]:
+        """Download ``release`` (resuming), verified against signed metadata."""
+        trusted = self._trusted(release.target_path)
+        assert self._updater is not None
+        target = self._updater.get_targetinfo(trusted.target_path)
+        assert target is not None
+        remote = registry_path(TARGETS_URL + target.get_prefixed_paths()[0])
+        download = ResumableDownload(self.download_dir, target, remote, self.settings)
+        try:
+            result = download.run(self.link, self.cancel, progress)
+        except tuf_errors.DownloadError as exc:
+            raise UpdateError(
+                f"downloading {trusted.target_path} failed: {describe_tuf_error(exc)} "
+                "(what arrived is kept and the next try resumes)"
+            ) from exc
+        self.last_download = result
+        return result.path, trusted
+
+    def download_latest(
+        self, name: str, progress: Progress | None = None
+    ) -> tuple[Path, ModelRelease]:
+        """Refresh if needed, then download the newest release of ``name``."""
+        if self._updater is None:
+            self.refresh()
+        return self.download(self.latest(name), progress)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _require_refresh(self) -> None:
+        if self._updater is None:
+            raise UpdateError("call refresh() first: no verified metadata yet")
+
+    def _trusted(self, target_path: str) -> ModelRelease:
+        self._require_refresh()
+        assert self._updater is not None
+        try:
+            target = self._updater.get_targetinfo(target_path)
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
+            raise UpdateError(f"looking up {target_path}: {describe_tuf_error(exc)}") from exc
+        release = release_of(target) if target is not None else None
+        if release is None:
+            raise UpdateError(f"{target_path} is not a model target in signed metadata")
+        return release
+
+
+def clean_downloads(download_dir: Path, keep: set[Path]) -> None:
+    """Remove finished downloads not in ``keep`` (partials stay: they are resumable)."""
+    if not download_dir.is_dir():
+        return
+    for path in download_dir.iterdir():
+        if path.is_file() and not path.name.endswith((".part", ".part.json")) and path not in keep:
+            os.unlink(path)

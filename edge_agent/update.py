@@ -1,0 +1,316 @@
+"""The update state machine: one model update from "is there something new?" to active.
+
+::
+
+    idle -> downloading -> verified -> staged -> (shadow check) -> active
+                 |             |          |            |
+                 +-------------+----------+------------+--> failed (reason)
+    active -> rolled_back (reason)          a bad version is rejected, never reinstalled
+
+Every transition is published as JSON on the device's rollout topic. Each state has a time
+limit, ``cancel()`` stops whatever runs, and every run starts afresh from idle, so a failed
+update never blocks the next (a partial download is kept and resumed). The active model is
+only replaced by ``ModelStore.activate``, after the new file verified and passed the check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge_agent.errors import EdgeAgentError, UpdateError
+from edge_agent.store import InstalledModel, ModelStore
+from edge_agent.transport import topics
+from edge_agent.transport.topics import DeviceChannel
+from edge_agent.trust.targets import ModelRelease, check_installable
+from edge_agent.trust.transfer import Progress
+
+log = logging.getLogger(__name__)
+
+CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
+"""Before this the device clock is certainly wrong (no RTC, no NTP yet): expiry cannot be
+checked, so nothing is activated."""
+
+
+class UpdateState(str, Enum):
+    """States of one update."""
+
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    VERIFIED = "verified"
+    STAGED = "staged"
+    ACTIVE = "active"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True)
+class ShadowVerdict:
+    """What the shadow check concluded about a staged model."""
+
+    ok: bool
+    reason: str = ""
+
+
+def accept_without_check(_model: InstalledModel) -> ShadowVerdict:
+    """The default shadow check: accept (the daemon injects a real one)."""
+    return ShadowVerdict(True, "no shadow check configured")
+
+
+@dataclass(frozen=True)
+class UpdateLimits:
+    """The longest each state may last, in seconds."""
+
+    refresh_s: float = 120.0
+    download_s: float = 900.0
+    install_s: float = 120.0
+    shadow_s: float = 300.0
+
+
+class ModelSource(Protocol):
+    """Where verified models come from (``DeviceUpdater``; tests may inject their own)."""
+
+    cancel: threading.Event
+
+    def refresh(self) -> None:
+        """Fetch and verify signed metadata."""
+
+    def latest(self, name: str) -> ModelRelease:
+        """The newest signed release of ``name``."""
+
+    def download(
+        self, release: ModelRelease, progress: Progress | None = None
+    ) -> tuple[Path, ModelRelease]:
+        """A verified local file of ``release``."""
+
+    def close(self) -> None:
+        """Release what the source holds."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One published state change."""
+
+    device: str
+    model: str
+    version: int | None
+    state: UpdateState
+    reason: str
+    timestamp: float
+
+    def to_json(self) -> bytes:
+        """The payload on the rollout topic."""
+        return json.dumps(
+            {
+                "device": self.device,
+                "model": self.model,
+                "version": self.version,
+                "state": self.state.value,
+                "reason": self.reason,
+                "timestamp": self.timestamp,
+            }
+        ).encode()
+
+
+class _Deadline:
+    """Sets ``cancel`` when a state overstays its limit; remembers that it did."""
+
+    def __init__(self, cancel: threading.Event, seconds: float) -> None:
+        self.fired = False
+        self._cancel = cancel
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._cancel.set()
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+class UpdateManager:
+    """Runs updates of models in ``store`` from a ``ModelSource``, one at a time."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        source_factory: Callable[[threading.Event], ModelSource],
+        publish: Callable[[str, bytes], Any],
+        device_id: str,
+        *,
+        shadow_check: Callable[[InstalledModel], ShadowVerdict] = accept_without_check,
+        limits: UpdateLimits | None = None,
+        allow_downgrade: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.source_factory = source_factory
+        self.publish = publish
+        self.device_id = topics.check_device_id(device_id)
+        self.shadow_check = shadow_check
+        self.limits = limits or UpdateLimits()
+        self.allow_downgrade = allow_downgrade
+        self.clock = clock
+        self.state = UpdateState.IDLE
+        self.history: list[Transition] = []
+        self._run_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._topic = topics.device_topic(device_id, DeviceChannel.ROLLOUT)
+
+    def cancel(self) -> None:
+        """Stop the running update (it ends as failed: cancelled)."""
+        self._cancel.set()
+
+    def update(self, name: str, progress: Progress | None = None) -> Transition:
+        """Bring model ``name`` to its newest signed release; returns the final transition.
+
+        Never raises for a failed update (the failure is the returned, published transition);
+        UpdateError only when another update is already running.
+        """
+        if not self._run_lock.acquire(blocking=False):
+            raise UpdateError("an update is already running; cancel it or wait")
+        try:
+            self._cancel = threading.Event()
+            self.state = UpdateState.IDLE
+            return self._run(name, progress)
+        finally:
+            self.state = UpdateState.IDLE
+            self._run_lock.release()
+
+    def roll_back(self, name: str, reason: str) -> Transition:
+        """Return to the previous version after the active one proved bad; reject the bad one."""
+        bad = self.store.active(name)
+        restored = self.store.rollback(name)
+        if bad is not None:
+            self.store.reject(name, bad.version, reason)
+        version = bad.version if bad is not None else restored.version
+        return self._emit(
+            name, version, UpdateState.ROLLED_BACK, f"{reason}; v{restored.version} active again"
+        )
+
+    # -- the run -------------------------------------------------------------------------
+
+    def _run(self, name: str, progress: Progress | None) -> Transition:
+        version: int | None = None
+        source: ModelSource | None = None
+        try:
+            if self.clock() < CLOCK_FLOOR:
+                stamp = datetime.fromtimestamp(self.clock(), timezone.utc).isoformat()
+                raise UpdateError(
+                    f"the device clock reads {stamp}, which cannot be right: "
+                    "metadata expiry cannot be checked, so nothing is installed; "
+                    "fix the time (NTP / RTC) first"
+                )
+            source = self.source_factory(self._cancel)
+            with self._limit(self.limits.refresh_s, "refreshing signed metadata"):
+                source.refresh()
+                release = source.latest(name)
+            version = release.release
+            active = self.store.active(name)
+            if active is not None and active.version == release.release:
+                return Transition(
+                    self.device_id, name, version, UpdateState.ACTIVE, "up to date", self.clock()
+                )
+            check_installable(
+                release,
+                self.store.newest_version(name),
+                self.store.rejected(name),
+                allow_downgrade=self.allow_downgrade,
+            )
+            self._emit(name, version, UpdateState.DOWNLOADING, f"release {version}")
+            with self._limit(self.limits.download_s, "downloading"):
+                path, trusted = source.download(release, progress)
+            self._emit(
+                name, version, UpdateState.VERIFIED, "length and sha256 match signed metadata"
+            )
+            with self._limit(self.limits.install_s, "installing"):
+                staged = self.store.install(name, version, path, trusted.manifest, trusted.sha256)
+            self._emit(name, version, UpdateState.STAGED, str(staged.path.name))
+            verdict = self._shadow(staged)
+            if not verdict.ok:
+                self.store.reject(name, version, f"shadow check: {verdict.reason}")
+                return self._emit(
+                    name, version, UpdateState.FAILED, f"shadow check refused it: {verdict.reason}"
+                )
+            self._check_cancel("activating")
+            self.store.activate(name, version)
+            return self._emit(name, version, UpdateState.ACTIVE, verdict.reason or "activated")
+        except EdgeAgentError as exc:
+            return self._emit(name, version, UpdateState.FAILED, str(exc))
+        except Exception as exc:  # a bug must not wedge the agent's update loop
+            log.exception("update of %s failed unexpectedly", name)
+            return self._emit(name, version, UpdateState.FAILED, f"internal error: {exc!r}")
+        finally:
+            if source is not None:
+                source.close()
+
+    def _shadow(self, staged: InstalledModel) -> ShadowVerdict:
+        """Run the check in its own thread so its time limit holds even if it hangs."""
+        outcome: list[ShadowVerdict] = []
+
+        def check() -> None:
+            try:
+                outcome.append(self.shadow_check(staged))
+            except Exception as exc:
+                outcome.append(ShadowVerdict(False, f"the check raised {exc!r}"))
+
+        worker = threading.Thread(target=check, name="shadow-check", daemon=True)
+        worker.start()
+        deadline = time.monotonic() + self.limits.shadow_s
+        while worker.is_alive() and time.monotonic() < deadline and not self._cancel.is_set():
+            worker.join(0.05)
+        if outcome:
+            return outcome[0]
+        self._check_cancel("shadow check")
+        return ShadowVerdict(False, f"took longer than {self.limits.shadow_s:g} s")
+
+    def _limit(self, seconds: float, what: str) -> _Limit:
+        return _Limit(self, seconds, what)
+
+    def _check_cancel(self, what: str) -> None:
+        if self._cancel.is_set():
+            raise UpdateError(f"cancelled while {what}")
+
+    def _emit(self, name: str, version: int | None, state: UpdateState, reason: str) -> Transition:
+        transition = Transition(self.device_id, name, version, state, reason, self.clock())
+        self.state = state
+        self.history.append(transition)
+        try:
+            self.publish(self._topic, transition.to_json())
+        except Exception:  # reporting must never decide the update
+            log.exception("could not publish the %s transition", state.value)
+        return transition
+
+
+class _Limit:
+    """A state's time limit: cancels the source, and turns its error into a clear reason."""
+
+    def __init__(self, manager: UpdateManager, seconds: float, what: str) -> None:
+        self.manager, self.what, self.seconds = manager, what, seconds
+        self._deadline = _Deadline(manager._cancel, seconds)
+
+    def __enter__(self) -> None:
+        self._deadline.__enter__()
+
+    def __exit__(self, exc_type: object, exc: object, _tb: object) -> None:
+        self._deadline.__exit__()
+        if self._deadline.fired:
+            raise UpdateError(
+                f"{self.what} took longer than {self.seconds:g} s; stopped "
+                "(the next update resumes where this one stopped)"
+            ) from None
+        if exc is None:
+            self.manager._check_cancel(self.what)

@@ -1,0 +1,316 @@
+"""Attacks on model delivery, each stopped by TUF or the chunk protocol (real broker, real keys).
+
+Every test checks three things: the attack is refused with a reason that names it, the model
+that was active keeps serving, and (where an update ran) a failure was published on the rollout
+topic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from tuf.api.metadata import Metadata, TargetFile, Targets, Timestamp
+
+from edge_agent.errors import UpdateError
+from edge_agent.transport import topics
+from edge_agent.transport.client import MqttClient
+from edge_agent.trust.keys import generate_key, load_key
+from edge_agent.trust.protocol import OK, ChunkResponse
+from edge_agent.trust.repository import RoleKeys
+from edge_agent.update import UpdateState
+from tests.fakes.delivery_env import (
+    DeliveryEnv,
+    Device,
+    MisbehavingRegistry,
+    delivery_env,
+    watch_rollout,
+)
+from tests.fixtures.mosquitto import Broker
+
+pytestmark = pytest.mark.mqtt
+
+DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
+
+
+def _installed_v1(env: DeliveryEnv) -> Device:
+    env.publish(DIGITS / "digits_fp32.tflite", version="1.0.0")
+    device = env.device()
+    assert device.manager().update("digits").state is UpdateState.ACTIVE
+    return device
+
+
+def _update_fails(device: Device, *reason_parts: str) -> str:
+    """Run an update that must fail; the old model keeps serving; the failure is published."""
+    events = watch_rollout(device.client, device.device_id)
+    before = device.store.active("digits")
+    outcome = device.manager().update("digits")
+    assert outcome.state is UpdateState.FAILED, outcome
+    for part in reason_parts:
+        assert part in outcome.reason, outcome.reason
+    assert device.store.active("digits") == before
+    if before is not None:
+        device.store.verify(before)
+    published = []
+    while True:
+        try:
+            published.append(json.loads(events.get(timeout=2).payload))
+        except queue.Empty:
+            break
+        if published[-1]["state"] == "failed":
+            break
+    assert published and published[-1]["state"] == "failed", published
+    return outcome.reason
+
+
+def _metadata_path(env: DeliveryEnv, role: str, version: int | None = None) -> Path:
+    name = f"{role}.json" if version is None else f"{version}.{role}.json"
+    return env.repo.metadata_dir / name
+
+
+def _republish_online(env: DeliveryEnv) -> None:
+    """What an attacker holding only the online keys can do: new snapshot + timestamp."""
+    env.repo.refresh(("snapshot",))
+
+
+@pytest.fixture
+def env(tmp_path: Path, mosquitto: Broker):
+    with delivery_env(tmp_path, mosquitto.url) as environment:
+        yield environment
+
+
+def test_rejects_tampered_model(env: DeliveryEnv):
+    device = _installed_v1(env)
+    release = env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    stored = env.repo.targets_dir / f"models/digits/2/{release.sha256}.digits_int8.onnx"
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same length, one flipped byte
+    stored.write_bytes(bytes(data))
+    _update_fails(device, "does not match", "sha256")
+    assert not list(device.download_dir.glob("*.part*"))  # nothing partial is kept or trusted
+
+
+def test_rejects_truncated_model(env: DeliveryEnv):
+    device = _installed_v1(env)
+    release = env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    stored = env.repo.targets_dir / f"models/digits/2/{release.sha256}.digits_int8.onnx"
+    os.truncate(stored, release.length // 2)
+    _update_fails(device, "wrong length")
+
+
+def test_rejects_model_of_wrong_length(env: DeliveryEnv):
+    device = _installed_v1(env)
+    release = env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    stored = env.repo.targets_dir / f"models/digits/2/{release.sha256}.digits_int8.onnx"
+    with stored.open("ab") as handle:
+        handle.write(b"\0" * 100)
+    _update_fails(device, "wrong length")
+
+
+def test_rejects_metadata_signed_by_unknown_key(env: DeliveryEnv):
+    device = _installed_v1(env)
+    path = _metadata_path(env, "timestamp")
+    md = Metadata[Timestamp].from_file(str(path))
+    md.signed.version += 1
+    md.sign(generate_key(env.tmp / "attacker", "timestamp").signer)
+    path.write_bytes(md.to_bytes())
+    _update_fails(device, "not signed by enough trusted keys")
+
+
+def test_rejects_model_signed_by_wrong_key(env: DeliveryEnv):
+    """An attacker with the online keys but not the offline targets key adds a model."""
+    device = _installed_v1(env)
+    targets = Metadata[Targets].from_file(str(_metadata_path(env, "targets")))
+    evil = DIGITS / "digits_int8.onnx"
+    good_custom = next(iter(targets.signed.targets.values())).unrecognized_fields
+    target = TargetFile.from_file("models/digits/9/digits_int8.onnx", str(evil))
+    target.unrecognized_fields = json.loads(
+        json.dumps(good_custom).replace('"release": 1', '"release": 9')
+    )
+    targets.signed.targets[target.path] = target
+    targets.signed.version += 1
+    targets.sign(generate_key(env.tmp / "attacker", "targets").signer)
+    _metadata_path(env, "targets", targets.signed.version).write_bytes(targets.to_bytes())
+    _metadata_path(env, "targets").write_bytes(targets.to_bytes())
+    _republish_online(env)
+    _update_fails(device, "not signed by enough trusted keys")
+
+
+def test_rejects_below_threshold_signatures(tmp_path: Path, mosquitto: Broker):
+    with delivery_env(tmp_path, mosquitto.url, role_keys={"targets": RoleKeys(2, 2)}) as env2:
+        device = _installed_v1(env2)
+        env2.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+        version = env2.repo.load("targets", Targets).signed.version
+        path = _metadata_path(env2, "targets", version)
+        md = Metadata[Targets].from_file(str(path))
+        md.signatures.popitem()  # one of the two required signatures
+        path.write_bytes(md.to_bytes())
+        _update_fails(device, "not signed by enough trusted keys")
+
+
+def test_rejects_freeze_with_expired_timestamp(env: DeliveryEnv):
+    device = _installed_v1(env)
+    env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    env.repo.refresh(("timestamp",), valid_for=timedelta(seconds=-60))  # a frozen, stale view
+    _update_fails(device, "expired", "freeze")
+
+
+def test_rejects_rollback_to_older_targets(env: DeliveryEnv):
+    device = _installed_v1(env)
+    old_timestamp = _metadata_path(env, "timestamp").read_bytes()
+    env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    assert device.manager().update("digits").state is UpdateState.ACTIVE
+    _metadata_path(env, "timestamp").write_bytes(old_timestamp)  # replay the older view
+    reason = _update_fails(device, "rollback attack refused")
+    assert device.store.active("digits").version == 2  # type: ignore[union-attr]
+    assert "version" in reason
+
+
+def test_rejects_mix_and_match(env: DeliveryEnv):
+    """Current snapshot + an older (validly signed) targets file served under the new name."""
+    device = _installed_v1(env)
+    old_version = env.repo.load("targets", Targets).signed.version
+    env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    new_version = env.repo.load("targets", Targets).signed.version
+    shutil.copy(
+        _metadata_path(env, "targets", old_version), _metadata_path(env, "targets", new_version)
+    )
+    _update_fails(device, "version")
+
+
+def test_rejects_metadata_signed_by_revoked_targets_key(env: DeliveryEnv):
+    device = _installed_v1(env)
+    old_key = next(env.keys_dir.glob("targets-*.pem"))
+    env.repo.rotate_key("targets")
+    assert device.manager().update("digits").state is UpdateState.ACTIVE  # follows rotation
+    stolen = load_key(env.keys_dir / "retired" / old_key.name)
+    targets = env.repo.load("targets", Targets)
+    targets.signed.version += 1
+    targets.sign(stolen.signer)
+    _metadata_path(env, "targets", targets.signed.version).write_bytes(targets.to_bytes())
+    _metadata_path(env, "targets").write_bytes(targets.to_bytes())
+    _republish_online(env)
+    _update_fails(device, "not signed by enough trusted keys")
+
+
+def test_follows_root_rotation_1_of_1_to_2_of_3_and_threshold_change(env: DeliveryEnv):
+    device = _installed_v1(env)
+    env.repo.rotate_key("root", RoleKeys(3, 2))
+    env.repo.rotate_key("root", RoleKeys(3, 3))
+    env.repo.rotate_key("root", RoleKeys(1, 1))
+    env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    assert device.manager().update("digits").state is UpdateState.ACTIVE
+    trusted_root = json.loads((device.metadata_dir / "root.json").read_bytes())
+    assert trusted_root["signed"]["version"] == 4
+
+
+def test_rejects_rollout_target_not_in_signed_metadata(env: DeliveryEnv):
+    device = _installed_v1(env)
+    plan = env.repo.targets_dir / "rollouts" / "group-a.json"
+    plan.parent.mkdir(parents=True)
+    plan.write_text('{"digits": 1}')
+    with device.updater() as updater:
+        updater.refresh()
+        assert updater.lookup("rollouts/group-a.json") is None
+        with pytest.raises(UpdateError, match="not a model target"):
+            updater._trusted("models/digits/7/evil.tflite")
+
+
+def test_rejects_downgrade_to_an_older_signed_model(env: DeliveryEnv):
+    device = _installed_v1(env)
+    env.publish(DIGITS / "digits_int8.onnx", version="1.1.0")
+    assert device.manager().update("digits").state is UpdateState.ACTIVE
+    with env.repo.edit_targets() as targets:  # the operator withdraws release 2
+        del targets.signed.targets["models/digits/2/digits_int8.onnx"]
+    _update_fails(device, "downgrade refused")
+    allowed = device.manager(allow_downgrade=True).update("digits")
+    assert allowed.state is UpdateState.ACTIVE
+    assert device.store.active("digits").version == 1  # type: ignore[union-attr]
+
+
+def test_garbage_chunk_responses_are_ignored(tmp_path: Path, mosquitto: Broker):
+    """Oversized, undecodable, wrong-hash, wrong-offset and duplicate answers are dropped."""
+    calls = {"n": 0}
+
+    def mangle(_device: str, response: ChunkResponse) -> list[bytes]:
+        calls["n"] += 1
+        if response.status != OK:
+            return [response.encode()]
+        wrong_offset = ChunkResponse(
+            response.id, response.path, response.offset + 1, OK, response.total, response.data
+        )
+        oversized = ChunkResponse(
+            response.id,
+            response.path,
+            response.offset,
+            OK,
+            response.total,
+            response.data + b"x" * 64,
+        )
+        bad_hash = bytearray(response.encode())
+        bad_hash[-1] ^= 0x01
+        frames = [b"\xff\xfe garbage", wrong_offset.encode(), oversized.encode(), bytes(bad_hash)]
+        if calls["n"] % 3 == 0:
+            return frames  # no good answer at all this time: the timeout re-sends
+        return [*frames, response.encode(), response.encode()]  # good, then a duplicate
+
+    with delivery_env(tmp_path, mosquitto.url, server_class=MisbehavingRegistry) as env:
+        env.server.mangle = mangle  # type: ignore[attr-defined]
+        release = env.publish(DIGITS / "digits_fp32.tflite", version="1.0.0")
+        device = env.device()
+        with device.updater() as updater:
+            updater.refresh()
+            path, _ = updater.download_latest("digits")
+            assert updater.link.ignored > 20
+        assert path.read_bytes() == (DIGITS / "digits_fp32.tflite").read_bytes()
+        assert release.length == path.stat().st_size
+
+
+def test_response_addressed_to_another_device_is_ignored(env: DeliveryEnv):
+    env.publish(DIGITS / "digits_fp32.tflite", version="1.0.0")
+    victim = env.device("victim")
+    with MqttClient(env.broker_url, "rogue") as rogue:
+        rogue.connect()
+        fake = ChunkResponse(
+            "0123456789abcdef", "metadata/timestamp.json", 0, OK, 10, b"0123456789"
+        )
+        with victim.updater() as updater:
+            for _ in range(20):  # answers nobody asked for, with valid hashes
+                rogue.publish(topics.registry_response("victim"), fake.encode(), qos=1)
+            updater.refresh()
+            assert updater.latest("digits").release == 1
+            path, _release = updater.download_latest("digits")
+            assert path.is_file()
+
+
+def test_registry_that_stops_mid_transfer_fails_cleanly_then_resumes(
+    tmp_path: Path, mosquitto: Broker
+):
+    served = {"n": 0, "limit": 10**9}
+
+    def stop_after_limit(_device: str, response: ChunkResponse) -> list[bytes]:
+        if response.path.startswith("targets/"):
+            served["n"] += 1
+            if served["n"] > served["limit"]:
+                return []  # the registry has gone silent
+        return [response.encode()]
+
+    with delivery_env(tmp_path, mosquitto.url, server_class=MisbehavingRegistry) as env:
+        env.server.mangle = stop_after_limit  # type: ignore[attr-defined]
+        device = _installed_v1(env)
+        release = env.publish(
+            DIGITS.parent / "digits32" / "digits32_int8.tflite", "digits", "2.0.0"
+        )
+        served["n"], served["limit"] = 0, 30
+        _update_fails(device, "did not answer")
+        served["limit"] = 10**9
+        before = env.server.requests_for(device.device_id, "targets/")
+        assert device.manager().update("digits").state is UpdateState.ACTIVE
+        chunks = -(-release.length // device.settings.chunk_bytes)
+        fetched_again = env.server.requests_for(device.device_id, "targets/") - before
+        assert fetched_again < chunks - 20  # resumed, did not start over

@@ -1,0 +1,120 @@
+"""The update state machine: transitions, time limits, cancellation, failure never blocks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from edge_agent.store import ModelStore
+from edge_agent.update import ShadowVerdict, UpdateLimits, UpdateManager, UpdateState
+from tests.fakes.model_source import LocalModelSource
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+FP32 = MODELS / "digits" / "digits_fp32.tflite"
+INT8 = MODELS / "digits" / "digits_int8.onnx"
+
+
+def manager(tmp_path: Path, published: list, **source_options) -> UpdateManager:
+    options = dict(source_options)
+    limits = options.pop("limits", UpdateLimits())
+    shadow = options.pop("shadow_check", None)
+    clock = options.pop("clock", time.time)
+    extra = {"shadow_check": shadow} if shadow else {}
+    return UpdateManager(
+        ModelStore(tmp_path / "store"),
+        lambda cancel: LocalModelSource(cancel, **({"model": FP32} | options)),
+        lambda topic, payload: published.append((topic, json.loads(payload))),
+        "dev-1",
+        limits=limits,
+        clock=clock,
+        **extra,
+    )
+
+
+def test_transitions_are_published_in_order_on_the_rollout_topic(tmp_path: Path):
+    published: list = []
+    m = manager(tmp_path, published)
+    assert m.update("digits").state is UpdateState.ACTIVE
+    assert [p["state"] for _, p in published] == ["downloading", "verified", "staged", "active"]
+    assert {t for t, _ in published} == {"ea/v1/dev-1/rollout"}
+    assert all(p["model"] == "digits" and p["version"] == 1 for _, p in published)
+    assert m.update("digits").reason == "up to date" and len(published) == 4
+    m.store.close()
+
+
+def test_download_over_its_time_limit_fails_and_the_next_update_succeeds(tmp_path: Path):
+    published: list = []
+    m = manager(tmp_path, published, hang_download=True, limits=UpdateLimits(download_s=0.2))
+    outcome = m.update("digits")
+    assert outcome.state is UpdateState.FAILED and "longer than 0.2 s" in outcome.reason
+    assert m.store.active("digits") is None
+    m.source_factory = lambda cancel: LocalModelSource(cancel, FP32)
+    assert m.update("digits").state is UpdateState.ACTIVE  # a failure never blocks the next
+    m.store.close()
+
+
+def test_cancel_stops_a_running_update(tmp_path: Path):
+    published: list = []
+    m = manager(tmp_path, published, hang_download=True)
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(m.update("digits")))
+    worker.start()
+    time.sleep(0.2)
+    m.cancel()
+    worker.join(5)
+    assert result and result[0].state is UpdateState.FAILED
+    assert "cancelled" in result[0].reason or "interrupted" in result[0].reason
+    m.store.close()
+
+
+def test_a_hanging_shadow_check_is_bounded_and_rejects(tmp_path: Path):
+    published: list = []
+
+    def hang(_model):
+        time.sleep(5)
+        return ShadowVerdict(True)
+
+    m = manager(tmp_path, published, shadow_check=hang, limits=UpdateLimits(shadow_s=0.2))
+    started = time.monotonic()
+    outcome = m.update("digits")
+    assert time.monotonic() - started < 2
+    assert outcome.state is UpdateState.FAILED and "longer than 0.2 s" in outcome.reason
+    assert m.store.rejected("digits")
+    m.store.close()
+
+
+def test_a_raising_shadow_check_is_a_refusal_not_a_crash(tmp_path: Path):
+    published: list = []
+
+    def boom(_model):
+        raise RuntimeError("sample buffer empty")
+
+    m = manager(tmp_path, published, shadow_check=boom)
+    outcome = m.update("digits")
+    assert outcome.state is UpdateState.FAILED and "sample buffer empty" in outcome.reason
+    m.store.close()
+
+
+def test_refuses_to_install_on_a_1970_clock(tmp_path: Path):
+    published: list = []
+    m = manager(tmp_path, published, clock=lambda: 0.0)
+    outcome = m.update("digits")
+    assert outcome.state is UpdateState.FAILED and "1970" in outcome.reason
+    assert "NTP" in outcome.reason and m.store.active("digits") is None
+    assert published[-1][1]["state"] == "failed"
+    m.store.close()
+
+
+def test_roll_back_restores_previous_and_rejects_the_bad_version(tmp_path: Path):
+    published: list = []
+    m = manager(tmp_path, published)
+    assert m.update("digits").state is UpdateState.ACTIVE
+    m.source_factory = lambda cancel: LocalModelSource(cancel, INT8, release=2)
+    assert m.update("digits").state is UpdateState.ACTIVE
+    outcome = m.roll_back("digits", "error rate 12% after activation")
+    assert outcome.state is UpdateState.ROLLED_BACK and outcome.version == 2
+    assert m.store.active("digits").version == 1  # type: ignore[union-attr]
+    assert 2 in m.store.rejected("digits")
+    m.store.close()
