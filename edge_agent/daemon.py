@@ -21,6 +21,7 @@ from typing import Any
 
 from edge_agent import __version__, systemd
 from edge_agent.agent_telemetry import AgentTelemetry
+from edge_agent.agent_updates import AgentUpdates
 from edge_agent.api import ApiServer
 from edge_agent.capture.capturer import SampleCapture
 from edge_agent.capture.store import SampleStore
@@ -35,10 +36,12 @@ from edge_agent.serving.gates import SwapGates
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
+from edge_agent.store import InstalledModel
 from edge_agent.telemetry.profile import load_profile
 from edge_agent.transport import topics
 from edge_agent.transport.client import LastWill, Message, MqttClient, TlsFiles
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.update import ShadowVerdict
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class Agent:
         self.capture: SampleCapture | None = None
         self.samples: SampleStore | None = None
         self.uploader: SampleUploader | None = None
+        self.updates: AgentUpdates | None = None
         self._events: list[dict[str, Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -97,10 +101,22 @@ class Agent:
         )
         for entry in self.config.models:
             self._add_model(entry)
+        if self.config.registry is not None and self.mqtt is not None:
+            self.updates = AgentUpdates(
+                self.config.registry,
+                self.config.store_dir,
+                self.mqtt,
+                self.config.device_id,
+                self._accept_release,
+            )
+            for installed in self.updates.installed():
+                self._serve_installed(installed)
         self._start_capture()
         self.api.start(self.config.api.listen)
         if self.mqtt is not None:
             self._connect_mqtt()
+        if self.updates is not None:
+            self.updates.start()
         self._start_pipelines()
         self.ready = True
         systemd.notify(
@@ -154,6 +170,8 @@ class Agent:
         self.ready = False
         for pipeline in self.pipelines:
             pipeline.stop()
+        if self.updates is not None:
+            self.updates.stop()
         self.api.stop()
         if self.capture is not None:
             self.capture.close()
@@ -304,8 +322,33 @@ class Agent:
         self.metrics.mark_active(controller.served)
         return verdict.ok
 
+    def _serve_installed(self, installed: InstalledModel) -> None:
+        """Serve a model from the store (at start-up, or its first delivered version)."""
+        entry = ModelEntry(name=installed.name, path=installed.path)
+        self._add_model(entry, version=str(installed.version))
+
+    def _accept_release(self, installed: InstalledModel) -> ShadowVerdict:
+        """The update manager's shadow check: the health-gated swap (or first serving)."""
+        try:
+            if self.models.get(installed.name) is None:
+                self._serve_installed(installed)
+                return ShadowVerdict(True, "first version of this model: nothing to compare")
+            ok = self.swap_in(installed.name, str(installed.version), installed.path)
+        except EdgeAgentError as exc:
+            return ShadowVerdict(False, f"cannot load it: {exc}")
+        verdict = self.controllers[installed.name].last_verdict
+        return ShadowVerdict(ok, verdict.reason if verdict is not None else "")
+
     def _on_swap_event(self, event: dict[str, Any]) -> None:
         self._events.append(event)
+        registry = self.config.registry
+        if (
+            event["state"] == "rolled_back"
+            and self.updates is not None
+            and registry is not None
+            and event["model"] in registry.models
+        ):
+            self.updates.roll_back(event["model"], event["reason"])
         if event["state"] == "rolled_back":
             self.metrics.swaps.labels(event["model"], "rollback").inc()
             served = self.models.get(event["model"])

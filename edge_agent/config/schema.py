@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from edge_agent.config.base import StrictModel
+from edge_agent.config.delivery_schema import ModelDeliverySettings
 from edge_agent.config.pipeline_schema import CaptureSettings, PipelineSettings
 from edge_agent.config.serving_schema import ServingSettings
 
@@ -498,6 +499,16 @@ class AgentConfig(StrictModel):
         default_factory=CaptureSettings,
         description="Sampled capture of inputs and outputs, and their upload.",
     )
+    registry: ModelDeliverySettings | None = Field(
+        default=None,
+        description="Follow the signed model registry for some models (needs `broker`).",
+    )
+
+    @model_validator(mode="after")
+    def _registry_needs_a_broker(self) -> AgentConfig:
+        if self.registry is not None and self.broker is None:
+            raise ValueError("`registry` delivers models over MQTT: set `broker` too")
+        return self
 
     @field_validator("pipelines")
     @classmethod

@@ -66,6 +66,7 @@ class SwapController:
         self._seen = 0
         self._mirror: queue.Queue[tuple[Mapping[str, np.ndarray], InferenceResult]] | None = None
         self.previous: LoadedVersion | None = None
+        self.last_verdict: Verdict | None = None
         self._watch: _Watch | None = None
         self._lock = threading.RLock()
         served.add_observer(self._observe)
@@ -101,6 +102,7 @@ class SwapController:
             self._mirror_live(candidate, evidence)
             ok, reason = judge_shadow(evidence, self.gates)
             verdict = Verdict(ok, reason, evidence.summary())
+            self.last_verdict = verdict
             if not ok:
                 candidate.drain_and_close(timeout_s=5)
                 self._emit("rejected", candidate.version, reason, verdict.evidence)

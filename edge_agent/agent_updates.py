@@ -1,0 +1,125 @@
+"""The agent following the signed registry: notification -> update -> shadow check -> serve.
+
+A worker thread (never paho's callback thread) runs ``UpdateManager.update`` for each followed
+model when the registry's retained notification changes and at least every
+``check_interval_s``. Between "staged" and "active" the manager asks ``accept`` (the agent's
+health-gated swap); a version rolled back later by the watch window is rejected in the store
+so it is never installed again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.config.delivery_schema import ModelDeliverySettings
+from edge_agent.store import InstalledModel, ModelStore
+from edge_agent.transport import topics
+from edge_agent.transport.client import Message, MqttClient
+from edge_agent.trust.device import DeviceUpdater, provision
+from edge_agent.trust.link import RegistryLink
+from edge_agent.trust.transfer import FetchSettings
+from edge_agent.update import ShadowVerdict, UpdateManager
+
+log = logging.getLogger(__name__)
+
+
+class AgentUpdates:
+    """Keeps the followed models at their newest signed release."""
+
+    def __init__(
+        self,
+        settings: ModelDeliverySettings,
+        store_dir: Path,
+        client: MqttClient,
+        device_id: str,
+        accept: Callable[[InstalledModel], ShadowVerdict],
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = ModelStore(store_dir / "models")
+        self._metadata_dir = store_dir / "trust" / "metadata"
+        self._download_dir = store_dir / "trust" / "downloads"
+        provision(self._metadata_dir, settings.root)
+        self._link = RegistryLink(client, device_id)
+        fetch = FetchSettings(chunk_bytes=settings.chunk_bytes, window=settings.window)
+
+        def source(cancel: threading.Event) -> DeviceUpdater:
+            return DeviceUpdater(
+                self._metadata_dir,
+                client,
+                device_id,
+                self._download_dir,
+                fetch,
+                cancel=cancel,
+                link=self._link,
+            )
+
+        self.manager = UpdateManager(
+            self.store,
+            source,
+            lambda topic, payload: client.publish(topic, payload, qos=1),
+            device_id,
+            shadow_check=accept,
+            allow_downgrade=settings.allow_downgrade,
+        )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen_timestamp: int | None = None
+
+    def installed(self) -> list[InstalledModel]:
+        """The active installed version of each followed model (served at start-up)."""
+        return [m for name in self.settings.models if (m := self.store.active(name)) is not None]
+
+    def start(self) -> None:
+        """Watch the registry's notification and start the update worker."""
+        self.client.subscribe(topics.registry_notify(), self._on_notify)
+        self._wake.set()  # check once at start
+        self._thread = threading.Thread(target=self._run, name="model-updates", daemon=True)
+        self._thread.start()
+
+    def roll_back(self, name: str, reason: str) -> None:
+        """The served version proved bad after activation: back in the store, and rejected."""
+        if self.store.previous(name) is None:
+            log.error("%s: rolled back in service but the store has no previous version", name)
+            return
+        self.manager.roll_back(name, reason)
+
+    def stop(self) -> None:
+        """Cancel a running update and stop the worker; the store keeps its state."""
+        self._stop.set()
+        self.manager.cancel()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        self._link.close()
+        self.store.close()
+
+    def _on_notify(self, message: Message) -> None:
+        try:
+            version = int(json.loads(message.payload)["timestamp_version"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a registry notification that is not {timestamp_version: N}")
+            return
+        if version != self._seen_timestamp:  # a nudge only: TUF decides what is new
+            self._seen_timestamp = version
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.check_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if not self.client.wait_connected(5):
+                continue
+            for name in self.settings.models:
+                if self._stop.is_set():
+                    return
+                transition = self.manager.update(name)
+                log.info("%s: %s (%s)", name, transition.state.value, transition.reason)
+            self.store.gc(keep=self.settings.keep_versions)
