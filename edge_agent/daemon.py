@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ class Agent:
         self.samples: SampleStore | None = None
         self.uploader: SampleUploader | None = None
         self.updates: AgentUpdates | None = None
+        self._started_pipelines: set[str] = set()
         self._events: list[dict[str, Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -224,12 +225,19 @@ class Agent:
             self.uploader.start()
 
     def _start_pipelines(self) -> None:
+        """Start every pipeline whose model is served; the others start when it arrives."""
         for settings in self.config.pipelines:
+            if not settings.enabled or settings.name in self._started_pipelines:
+                continue
+            if self.models.get(settings.model) is None:
+                log.info("pipeline %s waits for model %s", settings.name, settings.model)
+                continue
             pipeline = build_pipeline(
                 settings, self.models, device_id=self.config.device_id, client=self.mqtt
             )
             pipeline.start()
             self.pipelines.append(pipeline)
+            self._started_pipelines.add(settings.name)
             self.register_progress(f"pipeline:{pipeline.name}", _progress_of(pipeline))
             log.info(
                 "pipeline %s started (%s -> %s)",
@@ -288,9 +296,16 @@ class Agent:
     def _gates(self) -> SwapGates:
         return SwapGates(**self.serving.gates.model_dump())
 
-    def _add_model(self, entry: ModelEntry, version: str = "1") -> ServedModel:
+    def _add_model(
+        self, entry: ModelEntry, version: str = "1", manifest: Mapping[str, Any] | None = None
+    ) -> ServedModel:
         loaded = load_version(
-            entry.name, version, entry.path, self.runtime, isolation=self.serving.isolation
+            entry.name,
+            version,
+            entry.path,
+            self.runtime,
+            isolation=self.serving.isolation,
+            manifest=manifest,
         )
         served = ServedModel(entry.name, loaded)
         self.models.add(served)
@@ -311,11 +326,18 @@ class Agent:
         )
         return served
 
-    def swap_in(self, name: str, version: str, path: Path) -> bool:
+    def swap_in(
+        self, name: str, version: str, path: Path, manifest: Mapping[str, Any] | None = None
+    ) -> bool:
         """Load ``path`` as a new version of ``name`` and put it through the swap gates."""
         controller = self.controllers[name]
         candidate: LoadedVersion = load_version(
-            name, version, path, self.runtime, isolation=self.serving.isolation
+            name,
+            version,
+            path,
+            self.runtime,
+            isolation=self.serving.isolation,
+            manifest=manifest,
         )
         verdict = controller.try_candidate(candidate)
         self.metrics.swaps.labels(name, "activate" if verdict.ok else "reject").inc()
@@ -325,15 +347,19 @@ class Agent:
     def _serve_installed(self, installed: InstalledModel) -> None:
         """Serve a model from the store (at start-up, or its first delivered version)."""
         entry = ModelEntry(name=installed.name, path=installed.path)
-        self._add_model(entry, version=str(installed.version))
+        self._add_model(entry, version=str(installed.version), manifest=installed.manifest)
 
     def _accept_release(self, installed: InstalledModel) -> ShadowVerdict:
         """The update manager's shadow check: the health-gated swap (or first serving)."""
         try:
             if self.models.get(installed.name) is None:
                 self._serve_installed(installed)
+                if self.ready:
+                    self._start_pipelines()  # those that waited for this model
                 return ShadowVerdict(True, "first version of this model: nothing to compare")
-            ok = self.swap_in(installed.name, str(installed.version), installed.path)
+            ok = self.swap_in(
+                installed.name, str(installed.version), installed.path, installed.manifest
+            )
         except EdgeAgentError as exc:
             return ShadowVerdict(False, f"cannot load it: {exc}")
         verdict = self.controllers[installed.name].last_verdict

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "infer": "edge_agent.cli.runtime_cmd:infer",
     "bench": "edge_agent.cli.runtime_cmd:bench",
     "run": "edge_agent.cli.run_cmd:run",
+    "demo": "edge_agent.cli.demo_cmd:demo",
     "convert": "edge_agent.cli.convert_cmd:convert",
     "samples": "edge_agent.cli.samples_cmd:samples",
     "repo": "edge_agent.cli.repo_cmd:repo",

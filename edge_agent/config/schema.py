@@ -510,6 +510,18 @@ class AgentConfig(StrictModel):
             raise ValueError("`registry` delivers models over MQTT: set `broker` too")
         return self
 
+    @model_validator(mode="after")
+    def _pipelines_name_known_models(self) -> AgentConfig:
+        known = {m.name for m in self.models} | set(self.registry.models if self.registry else [])
+        for pipeline in self.pipelines:
+            if pipeline.model not in known:
+                raise ValueError(
+                    f"pipeline '{pipeline.name}' uses model '{pipeline.model}', which is neither "
+                    f"under `models:` nor followed under `registry.models` "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
+        return self
+
     @field_validator("pipelines")
     @classmethod
     def _unique_pipeline_names(cls, pipelines: list[PipelineSettings]) -> list[PipelineSettings]:

@@ -1,0 +1,1 @@
+"""`edge-agent demo`: the whole system on one machine, with nothing installed beforehand."""

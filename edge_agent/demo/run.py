@@ -1,0 +1,289 @@
+"""The demo: broker, signed repository, registry, monitor, an agent on a video, a rollout.
+
+Everything runs in this process except Mosquitto (when installed), on 127.0.0.1, in a work
+folder of fresh keys and state. Each step says what it did; the dashboard URL stays up until
+Ctrl-C (or ``duration_s``), then everything stops in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edge_agent.config import AgentConfig
+from edge_agent.convert.package import PackageRequest, build_package
+from edge_agent.daemon import Agent
+from edge_agent.demo.broker import PrivateBroker, free_port, start_private_broker
+from edge_agent.demo.samples import DigitsVideo, make_digits_video, samples_dir
+from edge_agent.errors import EdgeAgentError
+from edge_agent.fleet.registry import RegistryServer, RegistrySettings
+from edge_agent.transport.client import MqttClient
+from edge_agent.trust.publish import add_model
+from edge_agent.trust.repository import OperatorRepository
+
+DEVICE = "demo-cam-1"
+MODEL = "digits32"
+
+
+@dataclass
+class DemoOptions:
+    """What the demo does and for how long."""
+
+    workdir: Path | None = None
+    duration_s: float | None = None
+    """Stop by itself after this long (None: run until Ctrl-C)."""
+    frames: int = 300
+    broker: str = "auto"
+    """``auto`` (Mosquitto if installed, else embedded), ``mosquitto`` or ``embedded``."""
+
+
+@dataclass
+class DemoReport:
+    """What happened, for the caller (tests read it)."""
+
+    broker: str = ""
+    dashboard: str = ""
+    api: str = ""
+    steps: list[str] = field(default_factory=list)
+    versions_served: list[str] = field(default_factory=list)
+    frames: int = 0
+    accuracy: float | None = None
+
+
+class Demo:
+    """Runs the demo; ``run`` blocks until stopped."""
+
+    def __init__(self, options: DemoOptions, console: Console | None = None) -> None:
+        self.options = options
+        self.console = console or Console()
+        self.report = DemoReport()
+        self._stack = contextlib.ExitStack()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish (from a signal handler or another thread)."""
+        self._stop.set()
+
+    def step(self, title: str, detail: str) -> None:
+        """Print and record one step."""
+        number = len(self.report.steps) + 1
+        self.report.steps.append(f"{title}: {detail}")
+        self.console.print(f"[bold cyan]{number:>2}. {title:<11}[/] {detail}")
+
+    def run(self) -> DemoReport:
+        """Set everything up, roll out v2, then wait for Ctrl-C or the duration."""
+        with self._stack:
+            work = self._workdir()
+            broker = self._broker(work)
+            repo = self._repository(work)
+            v1 = self._publish(
+                repo, work, samples_dir() / MODEL / f"{MODEL}_fp32.tflite", "1.0.0", "fp32 LiteRT"
+            )
+            self._registry(work, broker)
+            monitor = self._monitor(work, broker)
+            video = make_digits_video(work / "digits.avi", count=self.options.frames, fps=25.0)
+            agent = self._agent(work, broker, repo, video)
+            self._wait_for_version(agent, "1", 120, f"the signed release {v1} to arrive")
+            self._report_pipeline(agent, video, "v1")
+            self._publish(
+                repo,
+                work,
+                samples_dir() / MODEL / f"{MODEL}_int8.tflite",
+                "1.1.0",
+                "int8 LiteRT",
+            )
+            self._wait_for_version(agent, "2", 180, "release 2 to pass the shadow check")
+            self._report_pipeline(agent, video, "v2")
+            self._show_rollout_events(agent)
+            self._summary(monitor)
+            self._wait()
+        self.console.print("[bold]stopped cleanly[/]")
+        return self.report
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _workdir(self) -> Path:
+        if self.options.workdir is not None:
+            self.options.workdir.mkdir(parents=True, exist_ok=True)
+            return self.options.workdir
+        return Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-demo-")))
+
+    def _broker(self, work: Path) -> PrivateBroker:
+        broker = start_private_broker(work / "broker", self.options.broker)
+        self._stack.callback(broker.stop)
+        self.report.broker = broker.url
+        self.step("broker", f"{broker.kind} on {broker.url}")
+        return broker
+
+    def _repository(self, work: Path) -> OperatorRepository:
+        repo = OperatorRepository.init(work / "repo", work / "keys")
+        self.step(
+            "repository",
+            f"fresh ed25519 keys in {work / 'keys'}; root, targets, "
+            "snapshot, timestamp and the delegated rollouts role signed",
+        )
+        return repo
+
+    def _publish(
+        self, repo: OperatorRepository, work: Path, model: Path, version: str, what: str
+    ) -> int:
+        package = work / "packages" / f"{MODEL}-{version}"
+        build_package(
+            PackageRequest(model=model, name=MODEL, version=version, output=package, force=True)
+        )
+        release = add_model(repo, package)
+        self.step(
+            "publish",
+            f"{MODEL} {version} ({what}, {model.stat().st_size // 1024} KiB) "
+            f"packaged and signed as release {release.release}",
+        )
+        return release.release
+
+    def _registry(self, work: Path, broker: PrivateBroker) -> None:
+        client = MqttClient(broker.url, "demo-registry")
+        client.connect()
+        self._stack.callback(client.close)
+        server = RegistryServer(work / "repo", client, RegistrySettings(notify_poll_s=0.5))
+        server.start()
+        self._stack.callback(server.stop)
+        self.step("registry", "serving signed metadata and model chunks over MQTT")
+
+    def _monitor(self, work: Path, broker: PrivateBroker) -> Any:
+        from edge_agent.fleet.monitor.monitor import Monitor, MonitorSettings
+
+        monitor = Monitor(
+            f"sqlite:///{work / 'monitor.db'}", broker.url, MonitorSettings(http="127.0.0.1:0")
+        ).start()
+        self._stack.callback(monitor.stop)
+        self.report.dashboard = f"http://{monitor.http_address}/"
+        self.step("monitor", f"ingesting the fleet; dashboard at {self.report.dashboard}")
+        return monitor
+
+    def _agent(
+        self, work: Path, broker: PrivateBroker, repo: OperatorRepository, video: DigitsVideo
+    ) -> Agent:
+        root = work / "repo" / "metadata" / "1.root.json"
+        config = AgentConfig.model_validate(
+            {
+                "device_id": DEVICE,
+                "device": "auto",
+                "store_dir": str(work / "agent"),
+                "api": {"listen": f"127.0.0.1:{free_port()}"},
+                "broker": {"url": broker.url, "keepalive_s": 10},
+                "registry": {"root": str(root), "models": [MODEL], "check_interval_s": 30},
+                "telemetry": {"latency": {"report_interval_s": 2}},
+                "serving": {
+                    "status_interval_seconds": 2,
+                    "gates": {"shadow_seconds": 2, "min_samples": 10, "watch_seconds": 10},
+                },
+                "pipelines": [
+                    {
+                        "name": "door-cam",
+                        "model": MODEL,
+                        "source": {
+                            "type": "video",
+                            "path": str(video.path),
+                            "loop": True,
+                            "realtime": True,
+                        },
+                        "postprocess": {
+                            "type": "classification",
+                            "labels_file": str(samples_dir() / MODEL / "labels.txt"),
+                        },
+                        "sinks": [
+                            {"type": "jsonl", "path": str(work / "results.jsonl")},
+                            {"type": "mqtt"},
+                        ],
+                    }
+                ],
+                "capture": {"enabled": True, "random_rate": 0.02},
+            }
+        )
+        agent = Agent(config)
+        agent.start()
+        self._stack.callback(agent.stop)
+        self.report.api = agent.api.address
+        self.step(
+            "agent",
+            f"{DEVICE} follows the registry for {MODEL}; pipeline 'door-cam' "
+            f"on a {self.options.frames}-frame video of test digits; inference API on "
+            f"http://{agent.api.address}/v2",
+        )
+        return agent
+
+    def _wait_for_version(self, agent: Agent, version: str, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            served = agent.models.get(MODEL)
+            if served is not None and served.active.version == version:
+                self.report.versions_served.append(version)
+                backend = served.active.backend
+                self.step(
+                    "delivered",
+                    f"{MODEL} release {version} verified (TUF), installed "
+                    f"and serving on {backend.delegate.name}",
+                )
+                return
+            time.sleep(0.2)
+        if not self._stop.is_set():
+            raise EdgeAgentError(f"demo: timed out waiting for {what}; see the log above")
+
+    def _report_pipeline(self, agent: Agent, video: DigitsVideo, label: str) -> None:
+        time.sleep(2.0)  # let frames flow on this version
+        path = agent.config.store_dir.parent / "results.jsonl"
+        records = (
+            [json.loads(line) for line in path.read_text().splitlines()[-200:]]
+            if path.exists()
+            else []
+        )
+        judged = [
+            (int(r["frame"]) % len(video.labels), r)
+            for r in records
+            if r.get("result", {}).get("top")
+        ]
+        correct = sum(
+            1 for i, r in judged if int(r["result"]["top"][0]["label"]) == video.labels[i]
+        )
+        stats = agent.pipelines[0].stats()
+        self.report.frames = int(stats["processed"])
+        self.report.accuracy = correct / len(judged) if judged else None
+        accuracy = f"{100 * correct / len(judged):.1f}%" if judged else "n/a"
+        self.step(
+            "pipeline",
+            f"{label}: {stats['processed']} frames at {stats['fps']:.0f} fps, "
+            f"top-1 right on {accuracy} of the last {len(judged)} frames",
+        )
+
+    def _show_rollout_events(self, agent: Agent) -> None:
+        for event in agent._events:  # the swap controller's account of the change
+            if event["state"] in ("active", "rejected", "rolled_back"):
+                evidence = event.get("evidence", {})
+                self.step(
+                    "rollout",
+                    f"v{event['version']} {event['state']}: {event['reason']} "
+                    f"(compared {evidence.get('compared', 0)} live inferences)",
+                )
+
+    def _summary(self, monitor: Any) -> None:
+        self.console.print()
+        self.console.print(f"[bold green]Dashboard:[/] {self.report.dashboard}")
+        self.console.print(
+            f"[bold green]Inference API:[/] http://{self.report.api}/v2 (Open Inference Protocol)"
+        )
+        self.console.print(f"[bold green]Broker:[/] {self.report.broker}")
+
+    def _wait(self) -> None:
+        if self.options.duration_s is not None:
+            self._stop.wait(self.options.duration_s)
+            return
+        self.console.print("Press Ctrl-C to stop.")
+        while not self._stop.wait(0.5):
+            pass
