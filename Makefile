@@ -1,4 +1,4 @@
-# make demo  - see edge-agent work on this machine (no services needed)
+# make demo  - the whole system on this machine, until Ctrl-C (no services needed)
 # make test  - the whole test suite, as CI runs it (.ci/run)
 # Both create .venv and install what they need; the Mosquitto broker is installed with apt when
 # missing and you are root (otherwise the target says what to install).
@@ -14,7 +14,7 @@ CBIN   := $(CVENV)/bin
 CSTAMP := $(CVENV)/.installed
 CONVERT_TESTS := tests/unit/convert tests/integration/test_convert_onnx.py tests/integration/test_convert_tflite.py
 
-.PHONY: all venv venv-convert broker demo test test-device test-convert lint typecheck bench docs clean
+.PHONY: all venv venv-convert broker demo tour test test-device test-convert lint typecheck bench docs clean
 
 all: test
 
@@ -51,6 +51,9 @@ broker:
 	fi
 
 demo: venv
+	$(BIN)/edge-agent demo
+
+tour: venv
 	@echo "== what this device can run"
 	$(BIN)/edge-agent doctor
 	@echo "== a digit through LiteRT (int8) and ONNX Runtime (int8)"
