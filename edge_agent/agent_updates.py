@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.config.delivery_schema import ModelDeliverySettings
+from edge_agent.fleet.rollout import RolloutSource
 from edge_agent.store import InstalledModel, ModelStore
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.trust.device import DeviceUpdater, provision
 from edge_agent.trust.link import RegistryLink
 from edge_agent.trust.transfer import FetchSettings
-from edge_agent.update import ShadowVerdict, UpdateManager
+from edge_agent.update import ModelSource, ShadowVerdict, UpdateManager
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class AgentUpdates:
         client: MqttClient,
         device_id: str,
         accept: Callable[[InstalledModel], ShadowVerdict],
+        on_rollout_rollback: Callable[[str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -47,8 +50,10 @@ class AgentUpdates:
         self._link = RegistryLink(client, device_id)
         fetch = FetchSettings(chunk_bytes=settings.chunk_bytes, window=settings.window)
 
-        def source(cancel: threading.Event) -> DeviceUpdater:
-            return DeviceUpdater(
+        roll_back = on_rollout_rollback or self.roll_back
+
+        def source(cancel: threading.Event) -> ModelSource:
+            updater = DeviceUpdater(
                 self._metadata_dir,
                 client,
                 device_id,
@@ -56,6 +61,17 @@ class AgentUpdates:
                 fetch,
                 cancel=cancel,
                 link=self._link,
+            )
+            if settings.group is None:
+                return updater
+            return RolloutSource(  # only a signed rollout for the group moves this device
+                updater,
+                device_id,
+                settings.group,
+                active=lambda n: m.version if (m := self.store.active(n)) else None,
+                rejected=lambda n: set(self.store.rejected(n)),
+                roll_back=roll_back,
+                clock=time.time,
             )
 
         self.manager = UpdateManager(

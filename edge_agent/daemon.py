@@ -109,6 +109,7 @@ class Agent:
                 self.mqtt,
                 self.config.device_id,
                 self._accept_release,
+                on_rollout_rollback=self._rollout_rollback,
             )
             for installed in self.updates.installed():
                 self._serve_installed(installed)
@@ -364,6 +365,30 @@ class Agent:
             return ShadowVerdict(False, f"cannot load it: {exc}")
         verdict = self.controllers[installed.name].last_verdict
         return ShadowVerdict(ok, verdict.reason if verdict is not None else "")
+
+    def _rollout_rollback(self, name: str, reason: str) -> None:
+        """The group's signed rollout was rolled back: return to the previous release."""
+        controller = self.controllers.get(name)
+        if controller is not None and controller.previous is not None:
+            controller.rollback(reason)  # its event rolls the store back and rejects the bad one
+            return
+        assert self.updates is not None
+        previous = self.updates.store.previous(name)
+        if previous is None:
+            log.error("%s: the rollout was rolled back but no previous version is installed", name)
+            return
+        self.updates.roll_back(name, reason)
+        if controller is not None:  # not loaded any more (e.g. after a restart): load it
+            restored = load_version(
+                name,
+                str(previous.version),
+                previous.path,
+                self.runtime,
+                isolation=self.serving.isolation,
+                manifest=previous.manifest,
+            )
+            controller.served.swap(restored).drain_and_close()
+            self.metrics.mark_active(controller.served)
 
     def _on_swap_event(self, event: dict[str, Any]) -> None:
         self._events.append(event)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "repo": "edge_agent.cli.repo_cmd:repo",
     "models": "edge_agent.cli.models_cmd:models",
     "registry": "edge_agent.cli.registry_cmd:registry",
+    "fleet": "edge_agent.cli.fleet_cmd:fleet",
 }
 """Subcommand name -> "module:command", imported only when that subcommand runs."""
 

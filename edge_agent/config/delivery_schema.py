@@ -21,6 +21,13 @@ class ModelDeliverySettings(StrictModel):
         description="Names of the models to follow; each newest signed release is downloaded, "
         "verified, shadow-checked and activated.",
     )
+    group: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        description="Rollout group of this device: only a signed rollout for this group moves "
+        "it to a new release, in the wave its device id hashes to. Unset: always the newest "
+        "signed release.",
+    )
     check_interval_s: float = Field(
         default=3600.0,
         ge=10,

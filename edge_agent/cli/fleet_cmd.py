@@ -1,0 +1,553 @@
+"""`edge-agent fleet`: staged rollouts and the fleet simulator.
+
+`fleet rollout create|status|pause|resume|abort|follow` drive the rollout controller
+(edge_agent/fleet/rollout); `fleet simulate` runs a simulated fleet (edge_agent/fleet/simulator).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from edge_agent.errors import ConfigError, UpdateError
+from edge_agent.fleet.rollout.controller import RolloutController
+from edge_agent.fleet.rollout.gates import Decision, GateThresholds
+from edge_agent.fleet.rollout.state import RolloutRecord
+from edge_agent.fleet.rollout.waves import devices_through
+from edge_agent.trust.repository import OperatorRepository
+
+
+@click.group()
+def fleet() -> None:
+    """Operate a fleet: staged, gated rollouts and a simulated fleet for tests."""
+
+
+@fleet.group()
+def rollout() -> None:
+    """Roll a signed model release out to a device group in waves, gated by fleet health.
+
+    The controller signs `rollouts/<group>.json` with the online `rollouts` key; devices act
+    only on what verifies through TUF. Waves open while the monitor's data for the devices
+    already on the release passes the gates; a failing gate rolls the group back on its own.
+    """
+
+
+REPO = click.option(
+    "--repo",
+    "repo_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The repository (made by `edge-agent repo init`).",
+)
+KEYS = click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Key directory with the rollouts, snapshot and timestamp keys [default: REPO/keys].",
+)
+STATE = click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Controller state file [default: REPO.rollouts.json next to REPO, outside what the "
+    "registry serves].",
+)
+GROUP = click.option("--group", required=True, help="Device group (rollouts/<group>.json).")
+MONITOR_DB = click.option(
+    "--monitor-db",
+    help="The monitor's database URL (sqlite:///PATH or postgresql://...), read for the gates.",
+)
+
+
+def _controller(
+    repo_dir: Path, keys_dir: Path | None, state_path: Path | None, monitor_db: str | None = None
+) -> tuple[RolloutController, Any]:
+    repo = OperatorRepository(repo_dir, keys_dir)
+    state = state_path or repo_dir.resolve().parent / f"{repo_dir.resolve().name}.rollouts.json"
+    store = None
+    health = None
+    if monitor_db:
+        from edge_agent.fleet.monitor import open_store
+        from edge_agent.fleet.rollout.health import MonitorHealth
+
+        store = open_store(monitor_db)
+        health = MonitorHealth.from_store(store)
+    return RolloutController(repo, state, health), store
+
+
+def _members(
+    devices_file: Path | None, device: tuple[str, ...], monitor_db: str | None, model: str
+) -> list[str]:
+    members = set(device)
+    if devices_file is not None:
+        try:
+            lines = devices_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"{devices_file}: cannot read the device list: {exc}") from None
+        members.update(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    if not members and monitor_db:
+        from edge_agent.fleet.monitor import open_store
+        from edge_agent.fleet.monitor.queries import fleet_overview
+
+        store = open_store(monitor_db)
+        try:
+            overview = fleet_overview(store, time.time())
+        finally:
+            store.close()
+        members = {
+            d["device_id"]
+            for d in overview["devices"]
+            if any(m["name"] == model for m in d["models"])
+        }
+    return sorted(members)
+
+
+def _waves(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--waves {text!r}: use comma-separated percentages, e.g. 5,25,100"
+        ) from None
+
+
+@rollout.command("create")
+@REPO
+@KEYS
+@STATE
+@GROUP
+@click.option("--model", required=True, help="Model name, as published.")
+@click.option("--release", type=click.IntRange(min=1), required=True, help="Release to roll out.")
+@click.option(
+    "--previous",
+    type=click.IntRange(min=1),
+    help="Release to stay on / return to "
+    "[default: the group's last completed rollout, else the newest older release].",
+)
+@click.option(
+    "--waves",
+    default="5,25,100",
+    show_default=True,
+    help="Cumulative percentages of the group, ending at 100.",
+)
+@click.option(
+    "--devices",
+    "devices_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File with the group's device ids, one per line.",
+)
+@click.option("--device", multiple=True, help="A device id of the group (repeatable).")
+@click.option("--salt", help="Wave hash salt [default: the group name: same canaries each time].")
+@click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.02, show_default=True)
+@click.option(
+    "--max-latency-ratio",
+    type=click.FloatRange(min=0.01),
+    default=1.5,
+    show_default=True,
+    help="New p95 / previous release p95.",
+)
+@click.option("--max-latency-p95-ms", type=click.FloatRange(min=0), help="Absolute p95 limit.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0.01, 1),
+    default=0.95,
+    show_default=True,
+    help="Share of the opened waves that must run the release before advancing.",
+)
+@click.option("--min-inferences", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option(
+    "--soak",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds each wave stays open before the next.",
+)
+@click.option(
+    "--wave-timeout",
+    type=click.FloatRange(min=1),
+    default=900.0,
+    show_default=True,
+    help="Seconds a wave may wait for passing gates before the rollout is timed out "
+    "(and rolled back).",
+)
+@MONITOR_DB
+@click.option(
+    "--follow/--no-follow",
+    default=False,
+    help="Keep stepping until the rollout ends (needs --monitor-db).",
+)
+@click.option("--poll", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the rollout as JSON.")
+def create(
+    repo_dir: Path,
+    keys_dir: Path | None,
+    state_path: Path | None,
+    group: str,
+    model: str,
+    release: int,
+    previous: int | None,
+    waves: str,
+    devices_file: Path | None,
+    device: tuple[str, ...],
+    salt: str | None,
+    max_error_rate: float,
+    max_latency_ratio: float,
+    max_latency_p95_ms: float | None,
+    min_agreement: float,
+    min_coverage: float,
+    min_inferences: int,
+    soak: float,
+    wave_timeout: float,
+    monitor_db: str | None,
+    follow: bool,
+    poll: float,
+    as_json: bool,
+) -> None:
+    """Start a rollout: sign the plan and open wave 1.
+
+    Members come from --devices/--device, else from --monitor-db (every device the monitor
+    knows that serves MODEL).
+    """
+    controller, store = _controller(repo_dir, keys_dir, state_path, monitor_db)
+    try:
+        thresholds = GateThresholds(
+            max_error_rate=max_error_rate,
+            max_latency_ratio=max_latency_ratio,
+            max_latency_p95_ms=max_latency_p95_ms,
+            min_agreement=min_agreement,
+            min_coverage=min_coverage,
+            min_inferences=min_inferences,
+            soak_s=soak,
+            wave_timeout_s=wave_timeout,
+        )
+        members = _members(devices_file, device, monitor_db, model)
+        record = controller.create(
+            group,
+            model,
+            release,
+            members,
+            waves=_waves(waves),
+            previous=previous,
+            thresholds=thresholds,
+            salt=salt,
+        )
+        if follow:
+            record = _follow(controller, group, poll, as_json)
+        _show([record], controller, as_json)
+    finally:
+        if store is not None:
+            store.close()
+
+
+@rollout.command("follow")
+@REPO
+@KEYS
+@STATE
+@GROUP
+@click.option("--monitor-db", required=True, help="The monitor's database URL.")
+@click.option("--poll", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def follow_cmd(
+    repo_dir: Path,
+    keys_dir: Path | None,
+    state_path: Path | None,
+    group: str,
+    monitor_db: str,
+    poll: float,
+    as_json: bool,
+) -> None:
+    """Run the controller for GROUP until its rollout ends (resumes after a restart)."""
+    controller, store = _controller(repo_dir, keys_dir, state_path, monitor_db)
+    try:
+        _show([_follow(controller, group, poll, as_json)], controller, as_json)
+    finally:
+        store.close()
+
+
+def _follow(controller: RolloutController, group: str, poll: float, quiet: bool) -> RolloutRecord:
+    if controller.health is None:
+        raise UpdateError("--follow needs --monitor-db (the gates read the monitor's data)")
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_step(record: RolloutRecord, decision: Decision) -> None:
+        if not quiet:
+            stamp = time.strftime("%H:%M:%S")
+            click.echo(
+                f"{stamp} {record.group}: wave {len(record.opened)}/{len(record.waves)} "
+                f"{decision.action}: {decision.reason}"
+            )
+
+    try:
+        return controller.follow(group, poll, stop, on_step)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@rollout.command("status")
+@REPO
+@KEYS
+@STATE
+@click.option("--group", help="Only this group.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (history and gate values too).")
+def status(
+    repo_dir: Path, keys_dir: Path | None, state_path: Path | None, group: str | None, as_json: bool
+) -> None:
+    """Show every group's rollout: waves, progress and the last gate values."""
+    controller, _ = _controller(repo_dir, keys_dir, state_path)
+    records = controller.all()
+    if group is not None:
+        records = [r for r in records if r.group == group]
+        if not records:
+            raise UpdateError(f"no rollout for group {group!r}")
+    _show(records, controller, as_json)
+
+
+def _simple(command: str, verb: str) -> click.Command:
+    @rollout.command(command)
+    @REPO
+    @KEYS
+    @STATE
+    @GROUP
+    @click.option("--reason", default=f"{verb} by the operator", show_default=True)
+    @click.option("--json", "as_json", is_flag=True)
+    def run(
+        repo_dir: Path,
+        keys_dir: Path | None,
+        state_path: Path | None,
+        group: str,
+        reason: str,
+        as_json: bool,
+    ) -> None:
+        controller, _ = _controller(repo_dir, keys_dir, state_path)
+        record = getattr(controller, command)(group, reason)
+        _show([record], controller, as_json)
+
+    run.help = {
+        "pause": "Hold the rollout at its current wave (a failing gate still rolls it back).",
+        "resume": "Let a paused rollout advance again.",
+        "abort": "Stop the rollout and send every device of the group back to the previous "
+        "release (the release is withdrawn in this group).",
+    }[command]
+    return run
+
+
+pause = _simple("pause", "paused")
+resume = _simple("resume", "resumed")
+abort = _simple("abort", "aborted")
+
+
+def _record_json(record: RolloutRecord, controller: RolloutController) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(record)
+    data["wave_sizes"] = [len(w) for w in controller.waves_of(record)]
+    data["document"] = json.loads(record.document().to_bytes())
+    return data
+
+
+def _show(records: list[RolloutRecord], controller: RolloutController, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([_record_json(r, controller) for r in records], indent=2))
+        return
+    console = Console()
+    table = Table(title="rollouts")
+    for column in ("group", "rollout", "model", "release", "state", "waves", "progress", "gates"):
+        table.add_column(column)
+    for r in records:
+        told = len(devices_through(r.members, r.waves, r.salt, len(r.opened)))
+        if r.status == "completed":
+            told = len(r.members)
+        elif r.status in ("rolled_back", "aborted", "timed_out"):
+            told = 0
+        reading = r.last_gates.get("reading", {})
+        on_release = int(reading.get("on_release", 0))
+        bar = ProgressBar(total=max(len(r.members), 1), completed=on_release, width=20)
+        progress = Table.grid(padding=(0, 1))
+        progress.add_row(bar, f"{on_release}/{len(r.members)} on it, {told} told")
+        verdict = r.last_gates.get("verdict", {})
+        gates = ", ".join(f"{c['name']}={c['status']}" for c in verdict.get("checks", [])) or "-"
+        style = {
+            "completed": "green",
+            "rolled_back": "red",
+            "timed_out": "red",
+            "aborted": "yellow",
+            "paused": "yellow",
+        }.get(r.status, "cyan")
+        table.add_row(
+            r.group,
+            r.id,
+            r.model,
+            f"{r.previous} -> {r.release}",
+            f"[{style}]{r.status}[/]\n{r.reason}",
+            f"{len(r.opened)}/{len(r.waves)} ({', '.join(f'{w:g}%' for w in r.waves)})",
+            progress,
+            gates,
+        )
+    console.print(table)
+
+
+@fleet.command("simulate")
+@click.option("--broker", required=True, help="mqtt://HOST[:PORT].")
+@click.option(
+    "--root",
+    "root_json",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The repository's root.json (the devices' trust anchor).",
+)
+@click.option("--devices", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--model", default="digits", show_default=True)
+@click.option("--group", default="lab", show_default=True)
+@click.option("--prefix", default="sim", show_default=True, help="Device ids: PREFIX-0000...")
+@click.option(
+    "--initial-release",
+    type=click.IntRange(min=1),
+    help="Release every device starts with (default: install per rollout/newest).",
+)
+@click.option(
+    "--fault-rate",
+    "error_rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Chance that any inference fails.",
+)
+@click.option("--latency-factor", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+@click.option("--install-failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option(
+    "--bad-release",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="A release that misbehaves in the field (repeatable).",
+)
+@click.option("--bad-error-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option(
+    "--devices-per-connection",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help=">1 multiplexes device ids on one MQTT connection.",
+)
+@click.option(
+    "--independent",
+    type=click.IntRange(min=0),
+    help="Devices with their own TUF trust state [default: all].",
+)
+@click.option(
+    "--trust-group-size",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Devices sharing one TUF trust state, among the others.",
+)
+@click.option(
+    "--report-interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between telemetry reports per device.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds to run (0: until Ctrl-C).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where trust states live [default: a temporary directory].",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
+def simulate(
+    broker: str,
+    root_json: Path,
+    devices: int,
+    model: str,
+    group: str,
+    prefix: str,
+    initial_release: int | None,
+    error_rate: float,
+    latency_factor: float,
+    install_failure_rate: float,
+    bad_release: tuple[int, ...],
+    bad_error_rate: float,
+    devices_per_connection: int,
+    independent: int | None,
+    trust_group_size: int,
+    report_interval: float,
+    duration: float,
+    workdir: Path | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Run N light simulated agents in this process (real MQTT and TUF, synthetic inference).
+
+    Each device publishes status (retained, with a last will when it has its own
+    connection), telemetry and rollout transitions, and follows `rollouts/<group>.json`.
+    """
+    from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
+
+    faults = FaultSettings(
+        error_rate=error_rate,
+        latency_factor=latency_factor,
+        install_failure_rate=install_failure_rate,
+        bad_releases=frozenset(bad_release),
+        bad_error_rate=bad_error_rate,
+    )
+    settings = SimulatorSettings(
+        devices=devices,
+        model=model,
+        group=group,
+        prefix=prefix,
+        initial_release=initial_release,
+        devices_per_connection=devices_per_connection,
+        independent=independent,
+        trust_group_size=trust_group_size,
+        report_interval_s=report_interval,
+        faults=faults,
+        seed=seed,
+    )
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with tempfile.TemporaryDirectory(prefix="edge-agent-sim-") as scratch:
+        simulator = FleetSimulator(broker, root_json, workdir or Path(scratch), settings)
+        with simulator:
+            if not as_json:
+                click.echo(f"{devices} simulated devices on {broker} (group {group}); Ctrl-C stops")
+            started = time.monotonic()
+            while not stop.wait(min(5.0, duration) if duration else 5.0):
+                if not as_json:
+                    stats = simulator.stats()
+                    click.echo(
+                        f"active {stats['active']}  messages {stats['messages_total']}  "
+                        f"tuf {stats['tuf']}"
+                    )
+                if duration and time.monotonic() - started >= duration:
+                    break
+            stats = simulator.stats()
+    click.echo(json.dumps(stats, indent=2) if as_json else f"stopped: {stats}")

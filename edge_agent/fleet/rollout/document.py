@@ -1,0 +1,173 @@
+"""The signed rollout document ``rollouts/<group>.json`` and how the controller publishes it.
+
+A rollout document is a TUF target of the delegated ``rollouts`` role (whose key may live
+online on the controller), so a device trusts it exactly as far as TUF verifies it: MQTT only
+carries the bytes. It says, for one device group and one model: the release to roll out, the
+release to stay on or return to, the cumulative wave percentages, when each wave opened, and
+the rollout's state. Each controller step that changes what devices should do publishes a new
+version of the same target path (a new hash, a new ``rollouts`` metadata version).
+
+::
+
+    {"schema": 1, "id": "r-...", "group": "lab", "model": "digits", "release": 3,
+     "previous": 2, "waves": [5, 25, 100], "opened": [1767225600.0], "salt": "lab",
+     "state": "rolling", "reason": "wave 1 of 3 opened", "issued_at": 1767225600.0}
+
+States devices act on: ``rolling`` / ``paused`` (devices in opened waves run ``release``, the
+rest ``previous``), ``completed`` (everyone runs ``release``), ``rolled_back`` (everyone runs
+``previous``; devices that ran ``release`` roll back and reject it forever).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from tuf.api.metadata import TargetFile, Targets
+
+from edge_agent.errors import UpdateError
+from edge_agent.fleet.rollout.waves import check_waves
+from edge_agent.manifest import write_file_atomically
+from edge_agent.trust.repository import ROLLOUTS, OperatorRepository
+
+SCHEMA = 1
+ROLLOUTS_PREFIX = "rollouts"
+MAX_DOCUMENT_BYTES = 64 * 1024
+"""A rollout document larger than this is refused before it is read (devices fetch it)."""
+STATES = ("rolling", "paused", "completed", "rolled_back")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def check_group(group: str) -> str:
+    """``group`` if it is a safe target-path component; UpdateError otherwise."""
+    if not _NAME.match(group):
+        raise UpdateError(
+            f"invalid device group {group!r}: use 1-64 letters, digits, '_' or '-', starting "
+            "with a letter or digit"
+        )
+    return group
+
+
+def rollout_target_path(group: str) -> str:
+    """``rollouts/<group>.json``: the one target a group's devices look up."""
+    return f"{ROLLOUTS_PREFIX}/{check_group(group)}.json"
+
+
+@dataclass(frozen=True)
+class RolloutDocument:
+    """What the signed ``rollouts/<group>.json`` says (see the module docstring)."""
+
+    id: str
+    group: str
+    model: str
+    release: int
+    previous: int | None
+    waves: tuple[float, ...]
+    salt: str
+    state: str = "rolling"
+    opened: tuple[float, ...] = ()
+    reason: str = ""
+    issued_at: float = 0.0
+    schema: int = field(default=SCHEMA)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.schema != SCHEMA:
+            problems.append(f"schema {self.schema!r} is not {SCHEMA} (upgrade edge-agent)")
+        if not _NAME.match(self.group):
+            problems.append(f"group {self.group!r} is not a valid group name")
+        if not _MODEL.match(self.model):
+            problems.append(f"model {self.model!r} is not a valid model name")
+        if not isinstance(self.release, int) or self.release < 1:
+            problems.append(f"release {self.release!r} is not a release number >= 1")
+        if self.previous is not None and (not isinstance(self.previous, int) or self.previous < 1):
+            problems.append(f"previous {self.previous!r} is not a release number >= 1")
+        if self.previous is not None and self.previous == self.release:
+            problems.append("previous and release are the same release")
+        if self.state not in STATES:
+            problems.append(f"state {self.state!r} is not one of {', '.join(STATES)}")
+        if len(self.opened) > len(self.waves):
+            problems.append(f"{len(self.opened)} waves opened but only {len(self.waves)} exist")
+        if not self.id or len(self.id) > 64:
+            problems.append("id must be 1-64 characters")
+        try:
+            check_waves(self.waves)
+        except Exception as exc:
+            problems.append(str(exc))
+        if problems:
+            raise UpdateError(f"invalid rollout document: {'; '.join(problems)}")
+
+    @property
+    def target_path(self) -> str:
+        """Where this document is published."""
+        return rollout_target_path(self.group)
+
+    def evolve(self, **changes: Any) -> RolloutDocument:
+        """A copy with ``changes`` (validated again)."""
+        return replace(self, **changes)
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces): same document, same hash."""
+        doc = asdict(self)
+        doc["waves"], doc["opened"] = list(self.waves), list(self.opened)
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RolloutDocument:
+        """Parse a document; UpdateError names what is wrong (never a crash on garbage)."""
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise UpdateError(f"rollout document of {len(data)} bytes is over the limit")
+        try:
+            raw = json.loads(data)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise UpdateError(f"rollout document is not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise UpdateError("rollout document is not a JSON object")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(raw) - known
+        if unknown:
+            raise UpdateError(f"rollout document has unknown fields {sorted(unknown)}")
+        try:
+            waves = tuple(float(w) for w in raw.get("waves", ()))
+            opened = tuple(float(t) for t in raw.get("opened", ()))
+            return cls(**{**raw, "waves": waves, "opened": opened})
+        except UpdateError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise UpdateError(f"rollout document has wrong field types: {exc}") from None
+
+
+def publish_rollout(repo: OperatorRepository, doc: RolloutDocument) -> TargetFile:
+    """Sign ``doc`` with the ``rollouts`` role and publish it (new snapshot and timestamp).
+
+    The document file is written (hash-prefixed, atomically) before the metadata that names it,
+    so a device never finds signed metadata pointing at a missing file. Needs the online keys
+    (rollouts, snapshot, timestamp) in the repository's key directory; UpdateError otherwise.
+    """
+    data = doc.to_bytes()
+    target = TargetFile.from_data(doc.target_path, data, ["sha256"])
+    hashed = target.get_prefixed_paths()[0]
+    write_file_atomically(repo.targets_dir / hashed, data)
+    with repo.edit_targets(ROLLOUTS) as md:
+        md.signed.targets[doc.target_path] = target
+    return target
+
+
+def published_rollout(repo: OperatorRepository, group: str) -> RolloutDocument | None:
+    """The document the repository currently signs for ``group`` (None if there is none)."""
+    md = repo.load(ROLLOUTS, Targets)
+    target = md.signed.targets.get(rollout_target_path(group))
+    if target is None:
+        return None
+    path = repo.targets_dir / target.get_prefixed_paths()[0]
+    try:
+        data = path.read_bytes()
+        target.verify_length_and_hashes(data)
+    except OSError as exc:
+        raise UpdateError(f"{path}: the published rollout document is unreadable: {exc}") from None
+    except Exception as exc:
+        raise UpdateError(f"{path}: does not match its signed metadata: {exc}") from None
+    return RolloutDocument.from_bytes(data)

@@ -1,0 +1,107 @@
+"""Where the controller's gate values come from: the central monitor's database.
+
+:class:`HealthSource` is the one method the controller needs; :class:`MonitorHealth` answers it
+with the monitor library's queries (``Monitor.fleet`` for who runs which release and who is
+online, ``Monitor.version_health`` for error rate, merged-sketch p95, shadow agreement and drift
+of the new and the previous release, ``queries.rollouts`` for the devices' latest install
+state). Tests and the benchmark pass the same monitor the dashboard uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from edge_agent.fleet.monitor import Monitor, queries
+from edge_agent.fleet.monitor.store import Store
+from edge_agent.fleet.rollout.gates import WaveReading
+
+FAILED_STATES = frozenset({"failed", "rejected", "rolled_back"})
+
+
+class HealthSource(Protocol):
+    """Gate values for the devices told to run ``release`` (the cohort)."""
+
+    def reading(
+        self,
+        model: str,
+        release: int,
+        previous: int | None,
+        cohort: Sequence[str],
+        window_s: float,
+    ) -> WaveReading:
+        """Read the cohort's health over the last ``window_s`` seconds."""
+        ...
+
+
+class MonitorHealth:
+    """A :class:`HealthSource` over the monitor's store.
+
+    Pass a started :class:`Monitor` (it ingests and the controller reads the same database), or
+    use :meth:`from_store` to read the database of a monitor that runs elsewhere.
+    """
+
+    def __init__(self, monitor: Monitor | None = None, *, store: Store | None = None) -> None:
+        if (monitor is None) == (store is None):
+            raise ValueError("pass a monitor or a store")
+        self._monitor = monitor
+        self._open_store = store
+        self._clock: Callable[[], float] = monitor.clock if monitor is not None else time.time
+
+    @classmethod
+    def from_store(cls, store: Store) -> MonitorHealth:
+        """Read an open monitor database directly (``open_store(url)``), without ingesting."""
+        return cls(store=store)
+
+    def _store(self) -> Store:
+        return self._monitor.store if self._monitor is not None else self._open_store  # type: ignore[return-value]
+
+    def reading(
+        self,
+        model: str,
+        release: int,
+        previous: int | None,
+        cohort: Sequence[str],
+        window_s: float,
+    ) -> WaveReading:
+        """See :class:`HealthSource`."""
+        members = set(cohort)
+        version = str(release)
+        on_release = online = 0
+        store, now = self._store(), self._clock()
+        for device in queries.fleet_overview(store, now)["devices"]:
+            if device["device_id"] not in members:
+                continue
+            online += bool(device["online"])
+            if any(m["name"] == model and m["version"] == version for m in device["models"]):
+                on_release += 1
+        failed = 0
+        per_model = queries.rollouts(store, now, window_s)
+        for row in per_model["models"].get(model, {}).get("devices", []):
+            if (
+                row["device_id"] in members
+                and row["version"] == version
+                and row["state"] in FAILED_STATES
+            ):
+                failed += 1
+        health = queries.version_health(store, model, version, now, window_s)
+        baseline = (
+            queries.version_health(store, model, str(previous), now, window_s).latency_p95_ms
+            if previous is not None
+            else None
+        )
+        return WaveReading(
+            cohort=len(members),
+            on_release=on_release,
+            online=online,
+            failed=failed,
+            inferences=health.inferences,
+            errors=health.errors,
+            error_rate=health.error_rate,
+            latency_p95_ms=health.latency_p95_ms,
+            baseline_p95_ms=baseline,
+            shadow_agreement=health.shadow_agreement,
+            shadow_compared=health.shadow_compared,
+            drift_alarm_devices=tuple(d for d in health.drift_alarm_devices if d in members),
+        )

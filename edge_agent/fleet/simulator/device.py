@@ -1,0 +1,176 @@
+"""One simulated device: its model slots, its synthetic load and the messages it publishes.
+
+The state is what a real device's ``ModelStore`` holds for one model (active, previous,
+rejected releases), kept in memory; decisions come from the same pure rollout functions the
+agent uses (:func:`edge_agent.fleet.rollout.device.plan_for_device`). Messages are built in
+the real formats the monitor ingests: the retained status document, telemetry in outbox
+envelopes (:class:`edge_agent.telemetry.outbox.Record`) carrying a real DDSketch from
+:class:`edge_agent.telemetry.latency.LatencyRecorder`, and rollout transitions shaped like
+``edge_agent.update.Transition`` / the swap controller's events.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.fleet.simulator.faults import (
+    FaultSettings,
+    device_is_slow,
+    shadow_evidence,
+    synthetic_inference,
+)
+from edge_agent.telemetry.latency import LatencyRecorder
+from edge_agent.telemetry.outbox import Priority, Record
+from edge_agent.transport.topics import DeviceChannel
+from edge_agent.update import Transition, UpdateState
+
+DELEGATE = "cpu"
+DEVICE_CLASS = "simulated"
+
+
+@dataclass
+class SimDevice:
+    """A light device: one model, slots in memory, synthetic inference."""
+
+    device_id: str
+    model: str
+    faults: FaultSettings
+    seed: int
+    active: int | None = None
+    previous: int | None = None
+    rejected: dict[int, str] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(f"{self.seed}:{self.device_id}")
+        self.slow = device_is_slow(self.rng, self.faults)
+        self.latency = LatencyRecorder()
+        self.lock = threading.Lock()
+        self._outbox_id = uuid.uuid4().hex[:8]
+        self._seq = 0
+        self.installs = 0
+
+    # -- inference -------------------------------------------------------------------------
+
+    def infer(self, count: int) -> None:
+        """Run ``count`` synthetic inferences on the active release (none when nothing runs)."""
+        with self.lock:
+            release = self.active
+        if release is None:
+            return
+        for _ in range(count):
+            result = synthetic_inference(self.rng, self.faults, release, self.slow)
+            self.latency.record(self.model, DELEGATE, result.latency_s, ok=result.ok)
+
+    # -- slots -----------------------------------------------------------------------------
+
+    def activate(self, release: int) -> None:
+        """The release passed its (simulated) shadow check: serve it, keep the old one."""
+        with self.lock:
+            if self.active != release:
+                self.previous = self.active
+                self.active = release
+            self.installs += 1
+
+    def roll_back(self, to_release: int, bad: int, reason: str) -> None:
+        """Return to ``to_release`` and reject ``bad`` forever (like ``store.reject``)."""
+        with self.lock:
+            self.active = to_release
+            self.previous = None
+            self.rejected[bad] = reason
+
+    def reject(self, release: int, reason: str) -> None:
+        """A failed install: never tried again."""
+        with self.lock:
+            self.rejected[release] = reason
+
+    # -- messages --------------------------------------------------------------------------
+
+    def status(self, state: str = "online", now: float | None = None) -> bytes:
+        """The retained status document (as ``Agent.status`` builds it)."""
+        with self.lock:
+            active = self.active
+        models = (
+            [{"name": self.model, "version": str(active), "delegate": DELEGATE, "degraded": False}]
+            if active is not None
+            else []
+        )
+        now = time.time() if now is None else now
+        return json.dumps(
+            {
+                "device_id": self.device_id,
+                "state": state,
+                "agent_version": __version__,
+                "device_class": DEVICE_CLASS,
+                "models": models,
+                "api": None,
+                "uptime_s": round(now - self.started_at, 1),
+                "pipelines": [],
+                "time": now,
+            }
+        ).encode()
+
+    def offline(self) -> bytes:
+        """The last will (no ``time``: the monitor stamps it on receipt)."""
+        return json.dumps({"device_id": self.device_id, "state": "offline"}).encode()
+
+    def telemetry(self, now: float | None = None) -> bytes:
+        """One telemetry report in an outbox envelope with a fresh record id."""
+        now = time.time() if now is None else now
+        with self.lock:
+            active = self.active
+        load = self.latency.collect()
+        models = (
+            [{"name": self.model, "version": str(active), "delegate": DELEGATE, "degraded": False}]
+            if active is not None
+            else []
+        )
+        report = {
+            "device_id": self.device_id,
+            "state": "online",
+            "models": models,
+            "load": load,
+            "system": {
+                "cpu_usage_pct": round(20 + 30 * self.rng.random(), 1),
+                "memory_used_pct": round(40 + 10 * self.rng.random(), 1),
+                "max_temp_c": round(45 + 10 * self.rng.random(), 1),
+                "battery_pct": None,
+                "power_w": None,
+            },
+            "energy_per_inference_j": None,
+            "power_mode": "normal",
+            "outbox": {"records": 0, "dropped": {}},
+        }
+        self._seq += 1
+        record = Record(
+            seq=self._seq,
+            record_id=f"{self._outbox_id}-{self._seq}",
+            priority=Priority.TELEMETRY,
+            channel=DeviceChannel.TELEMETRY,
+            created=now,
+            payload=json.dumps(report, separators=(",", ":"), allow_nan=False).encode(),
+        )
+        return record.envelope()
+
+    def transition(self, release: int | None, state: UpdateState, reason: str) -> bytes:
+        """An update state transition (``edge_agent.update.Transition``'s payload)."""
+        return Transition(self.device_id, self.model, release, state, reason, time.time()).to_json()
+
+    def swap_event(self, release: int, state: str, reason: str) -> bytes:
+        """The swap controller's event, with shadow evidence (what agreement gates read)."""
+        event: dict[str, Any] = {
+            "model": self.model,
+            "version": str(release),
+            "state": state,
+            "reason": reason,
+            "time": time.time(),
+            "evidence": shadow_evidence(self.rng, self.faults, release),
+        }
+        return json.dumps(event).encode()

@@ -1,0 +1,349 @@
+"""N simulated agents in one process: real MQTT, real TUF, synthetic inference and telemetry.
+
+What is real: every device has an MQTT identity on the broker (its own connection with its own
+last will, or ``devices_per_connection`` ids multiplexed on one connection for large fleets),
+publishes the retained status, outbox-enveloped telemetry with DDSketch latency, and rollout
+transitions on its own topics, in the formats the monitor ingests. Every trust state
+(:class:`TrustGroup`) is a real TUF client: refresh through the real registry over MQTT,
+rollout document fetched and verified, model downloaded and verified. What is shared: the
+devices of one trust group use its verified metadata and downloaded file (``independent``
+devices have a trust state of their own; the rest share one per ``trust_group_size``).
+What is synthetic: inference (latency drawn from a lognormal, errors by fault rate) and the
+model slots (in memory, decided by the same pure rollout functions as the agent).
+
+Threads: the paho network thread per connection; one reporter (telemetry every
+``report_interval_s``); one updater that, on each registry notification (and every
+``check_interval_s``), refreshes all trust groups on a small pool and applies the plans.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import EdgeAgentError, TransportError
+from edge_agent.fleet.rollout.device import DevicePlan, plan_for_device
+from edge_agent.fleet.simulator.device import SimDevice
+from edge_agent.fleet.simulator.faults import FaultSettings, install_fails
+from edge_agent.fleet.simulator.trust import TrustCounters, TrustGroup, Verified
+from edge_agent.transport import topics
+from edge_agent.transport.client import LastWill, Message, MqttClient
+from edge_agent.transport.topics import DeviceChannel
+from edge_agent.trust.transfer import FetchSettings
+from edge_agent.update import UpdateState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatorSettings:
+    """Shape of the simulated fleet (units in the names)."""
+
+    devices: int = 50
+    model: str = "digits"
+    group: str = "lab"
+    prefix: str = "sim"
+    initial_release: int | None = None
+    """Release every device starts with active (None: none; they install per the rollout)."""
+    devices_per_connection: int = 1
+    """>1 multiplexes device ids on one MQTT connection (no per-device last will then)."""
+    independent: int | None = None
+    """Devices with a trust state of their own (None: all of them)."""
+    trust_group_size: int = 50
+    """Devices sharing one trust state, among the non-independent ones."""
+    report_interval_s: float = 1.0
+    inferences_per_report: int = 20
+    check_interval_s: float = 30.0
+    update_workers: int = 4
+    fetch: FetchSettings = field(
+        default_factory=lambda: FetchSettings(chunk_timeout_s=2.0, backoff_base_s=0.1)
+    )
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    seed: int = 0
+    client_id_prefix: str = "edge-agent-sim"
+
+    def __post_init__(self) -> None:
+        if self.devices < 1 or self.devices_per_connection < 1 or self.trust_group_size < 1:
+            raise ValueError("devices, devices_per_connection and trust_group_size must be >= 1")
+
+
+class FleetSimulator:
+    """Runs a simulated fleet until :meth:`stop`."""
+
+    def __init__(
+        self, broker_url: str, root_json: Path, workdir: Path, settings: SimulatorSettings
+    ) -> None:
+        self.broker_url = broker_url
+        self.root_json = root_json
+        self.workdir = workdir
+        self.settings = settings
+        s = settings
+        self.devices = [
+            SimDevice(f"{s.prefix}-{i:04d}", s.model, s.faults, s.seed, active=s.initial_release)
+            for i in range(s.devices)
+        ]
+        self.by_id = {d.device_id: d for d in self.devices}
+        self.counters = TrustCounters()
+        self.published: Counter[str] = Counter()
+        self.rounds = 0
+        self.last_error = ""
+        self._connections: list[MqttClient] = []
+        self._client_of: dict[str, MqttClient] = {}
+        self._groups: list[TrustGroup] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._publish_lock = threading.Lock()
+        self._seen_notify: int | None = None
+        self.on_round: Callable[[FleetSimulator], None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FleetSimulator:
+        """Connect every device, publish their status, start reporting and following."""
+        try:
+            self._connect()
+            self._make_trust_groups()
+            for device in self.devices:
+                self._publish(device.device_id, DeviceChannel.STATUS, device.status(), retain=True)
+            self._connections[0].subscribe(topics.registry_notify(), self._on_notify)
+            loops = ((self._report_loop, "sim-report"), (self._update_loop, "sim-update"))
+            for target, name in loops:
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Publish every device offline, stop the threads, disconnect."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(30)
+        self._threads.clear()
+        infos = []
+        for device in self.devices:
+            client = self._client_of.get(device.device_id)
+            if client is not None and client.connected:
+                topic = topics.device_topic(device.device_id, DeviceChannel.STATUS)
+                infos.append(client.publish(topic, device.offline(), qos=1, retain=True))
+        for info in infos:
+            info.wait_for_publish(2)
+        for group in self._groups:
+            group.close()
+        for client in self._connections:
+            client.close()
+        self._connections.clear()
+
+    def __enter__(self) -> FleetSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- observing -------------------------------------------------------------------------
+
+    def active_counts(self) -> Counter[int | None]:
+        """How many devices run each release (None: nothing)."""
+        return Counter(d.active for d in self.devices)
+
+    def stats(self) -> dict[str, Any]:
+        """Messages, real TUF work, rounds and device states."""
+        return {
+            "devices": len(self.devices),
+            "connections": len(self._connections),
+            "trust_groups": len(self._groups),
+            "independent_devices": sum(1 for g in self._groups if len(g.members) == 1),
+            "messages": dict(self.published),
+            "messages_total": sum(self.published.values()),
+            "tuf": self.counters.as_dict(),
+            "update_rounds": self.rounds,
+            "active": {str(k): v for k, v in self.active_counts().items()},
+        }
+
+    def wake(self) -> None:
+        """Check the registry now (as a notification would)."""
+        self._wake.set()
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        s = self.settings
+        per = s.devices_per_connection
+        for index in range(0, len(self.devices), per):
+            chunk = self.devices[index : index + per]
+            will = None
+            if len(chunk) == 1:
+                topic = topics.device_topic(chunk[0].device_id, DeviceChannel.STATUS)
+                will = LastWill(topic, chunk[0].offline())
+            client = MqttClient(
+                self.broker_url,
+                f"{s.client_id_prefix}-{chunk[0].device_id}",
+                will=will,
+                max_inflight=1000,
+            )
+            client.connect(timeout_s=30)
+            self._connections.append(client)
+            for device in chunk:
+                self._client_of[device.device_id] = client
+
+    def _make_trust_groups(self) -> None:
+        s = self.settings
+        ids = [d.device_id for d in self.devices]
+        independent = len(ids) if s.independent is None else min(s.independent, len(ids))
+        # Spread the independent devices over the fleet (and so over the waves).
+        step = len(ids) / independent if independent else 0.0
+        solo = {ids[int(i * step)] for i in range(independent)}
+        shared = [d for d in ids if d not in solo]
+        groups = [[d] for d in ids if d in solo]
+        groups += [
+            shared[i : i + s.trust_group_size] for i in range(0, len(shared), s.trust_group_size)
+        ]
+        for members in groups:
+            leader = members[0]
+            self._groups.append(
+                TrustGroup(
+                    leader,
+                    members,
+                    self._client_of[leader],
+                    self.workdir / "trust",
+                    self.root_json,
+                    s.fetch,
+                    self.counters,
+                )
+            )
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _publish(
+        self, device_id: str, channel: DeviceChannel, payload: bytes, retain: bool = False
+    ) -> None:
+        client = self._client_of[device_id]
+        client.publish(topics.device_topic(device_id, channel), payload, qos=1, retain=retain)
+        with self._publish_lock:
+            self.published[channel.value] += 1
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _report_loop(self) -> None:
+        s = self.settings
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            for device in self.devices:
+                device.infer(s.inferences_per_report)
+                self._publish(device.device_id, DeviceChannel.TELEMETRY, device.telemetry())
+            next_at += s.report_interval_s
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    # -- following the registry ------------------------------------------------------------
+
+    def _on_notify(self, message: Message) -> None:
+        self._wake.set()  # a nudge only: TUF decides what is new
+
+    def _update_loop(self) -> None:
+        s = self.settings
+        with ThreadPoolExecutor(max_workers=s.update_workers, thread_name_prefix="sim-tuf") as pool:
+            while not self._stop.is_set():
+                self._wake.wait(s.check_interval_s)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
+                futures = [pool.submit(self._follow, group) for group in self._groups]
+                for future in futures:
+                    try:
+                        future.result()
+                    except Exception as exc:  # one group's failure must not stop the others
+                        self.last_error = str(exc)
+                        log.warning("simulated trust group failed: %s", exc)
+                self.rounds += 1
+                if self.on_round is not None:
+                    self.on_round(self)
+
+    def _follow(self, group: TrustGroup) -> None:
+        if self._stop.is_set():
+            return
+        s = self.settings
+        try:
+            verified = group.refresh(s.model, s.group)
+        except EdgeAgentError as exc:
+            self.last_error = f"{group.leader}: {exc}"
+            return
+        for device_id in group.members:
+            if self._stop.is_set():
+                return
+            device = self.by_id[device_id]
+            plan = self._plan(device, verified)
+            if plan.action == "install" and plan.release is not None:
+                self._install(group, device, plan)
+            elif plan.action == "roll_back" and plan.release is not None:
+                assert plan.reject is not None
+                device.roll_back(plan.release, plan.reject, plan.reason)
+                self._publish(
+                    device_id,
+                    DeviceChannel.ROLLOUT,
+                    device.transition(plan.reject, UpdateState.ROLLED_BACK, plan.reason),
+                )
+                self._publish(device_id, DeviceChannel.STATUS, device.status(), retain=True)
+
+    def _plan(self, device: SimDevice, verified: Verified) -> DevicePlan:
+        doc = verified.document
+        with device.lock:
+            active, rejected = device.active, set(device.rejected)
+        if doc is not None and doc.model == self.settings.model:
+            return plan_for_device(doc, device.device_id, time.time(), active, rejected)
+        if active is None and verified.releases:  # no rollout: first install takes the newest
+            newest = max(verified.releases)
+            if newest not in rejected:
+                return DevicePlan("install", newest, "no rollout: newest signed release")
+        return DevicePlan("stay", active, "no rollout for this model")
+
+    def _install(self, group: TrustGroup, device: SimDevice, plan: DevicePlan) -> None:
+        assert plan.release is not None
+        release, device_id = plan.release, device.device_id
+        self._publish(
+            device_id,
+            DeviceChannel.ROLLOUT,
+            device.transition(release, UpdateState.DOWNLOADING, f"release {release}"),
+        )
+        try:
+            group.ensure_downloaded(self.settings.model, release)
+        except (EdgeAgentError, TransportError) as exc:
+            self._publish(
+                device_id,
+                DeviceChannel.ROLLOUT,
+                device.transition(release, UpdateState.FAILED, str(exc)),
+            )
+            return
+        self._publish(
+            device_id,
+            DeviceChannel.ROLLOUT,
+            device.transition(
+                release, UpdateState.VERIFIED, "length and sha256 match signed metadata"
+            ),
+        )
+        if install_fails(device.rng, self.settings.faults):
+            reason = "simulated install failure"
+            device.reject(release, reason)
+            self._publish(
+                device_id,
+                DeviceChannel.ROLLOUT,
+                device.transition(release, UpdateState.FAILED, reason),
+            )
+            return
+        device.activate(release)
+        self._publish(
+            device_id,
+            DeviceChannel.ROLLOUT,
+            device.swap_event(release, "active", plan.reason),
+        )
+        self._publish(device_id, DeviceChannel.STATUS, device.status(), retain=True)

@@ -1,0 +1,182 @@
+"""The controller against a real signed repository, with scripted gate readings and clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from tuf.api.metadata import TargetFile
+
+from edge_agent.errors import UpdateError
+from edge_agent.fleet.rollout.controller import RolloutController
+from edge_agent.fleet.rollout.document import published_rollout, rollout_target_path
+from edge_agent.fleet.rollout.gates import GateThresholds, WaveReading
+from edge_agent.trust.repository import ROLLOUTS, OperatorRepository
+from edge_agent.trust.targets import model_custom, model_target_path
+
+IDS = [f"dev-{i}" for i in range(100)]
+LIMITS = GateThresholds(min_inferences=10, soak_s=10, wave_timeout_s=100)
+
+
+class ScriptedHealth:
+    """A HealthSource whose readings the test sets; records the cohorts asked about."""
+
+    def __init__(self) -> None:
+        self.error_rate: float | None = 0.0
+        self.cohorts: list[int] = []
+
+    def reading(
+        self,
+        model: str,
+        release: int,
+        previous: int | None,
+        cohort: Sequence[str],
+        window_s: float,
+    ) -> WaveReading:
+        self.cohorts.append(len(cohort))
+        if self.error_rate is None:
+            return WaveReading(cohort=len(cohort))
+        return WaveReading(
+            cohort=len(cohort),
+            on_release=len(cohort),
+            online=len(cohort),
+            inferences=100,
+            errors=int(100 * self.error_rate),
+            error_rate=self.error_rate,
+            latency_p95_ms=5.0,
+        )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sign_release(repo: OperatorRepository, release: int) -> None:
+    """A signed model target (metadata only is enough for the controller)."""
+    data = f"model {release}".encode()
+    path = model_target_path("digits", release, "digits.onnx")
+    target = TargetFile.from_data(path, data, ["sha256"])
+    target.unrecognized_fields["custom"] = model_custom("digits", release, {"version": "1"})
+    with repo.edit_targets() as md:
+        md.signed.targets[path] = target
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[OperatorRepository, ScriptedHealth, Clock, Path]:
+    repo = OperatorRepository.init(tmp_path / "repo", tmp_path / "keys")
+    for release in (1, 2, 3):
+        sign_release(repo, release)
+    return repo, ScriptedHealth(), Clock(), tmp_path / "state" / "rollouts.json"
+
+
+def test_waves_open_in_order_and_the_document_follows(setup: tuple) -> None:  # type: ignore[type-arg]
+    repo, health, clock, state = setup
+    controller = RolloutController(repo, state, health, clock=clock)
+    record = controller.create("lab", "digits", 2, IDS, waves=(10, 50, 100), thresholds=LIMITS)
+    assert record.previous == 1
+    doc = published_rollout(repo, "lab")
+    assert doc is not None and doc.release == 2 and len(doc.opened) == 1
+    assert controller.step("lab").action == "wait"  # soaking
+    clock.now += 11
+    assert controller.step("lab").action == "advance"
+    clock.now += 11
+    assert controller.step("lab").action == "advance"
+    clock.now += 11
+    assert controller.step("lab").action == "complete"
+    done = published_rollout(repo, "lab")
+    assert done is not None and done.state == "completed" and len(done.opened) == 3
+    sizes = [len(w) for w in controller.waves_of(controller.get("lab"))]  # type: ignore[arg-type]
+    assert health.cohorts[-1] == 100 and health.cohorts[1] == sizes[0]
+    # The next rollout of the group starts from the completed release.
+    assert controller.create("lab", "digits", 3, IDS, thresholds=LIMITS).previous == 2
+
+
+def test_failing_gate_rolls_back_and_withdraws_the_release(setup: tuple) -> None:  # type: ignore[type-arg]
+    repo, health, clock, state = setup
+    controller = RolloutController(repo, state, health, clock=clock)
+    controller.create("lab", "digits", 3, IDS, previous=2, thresholds=LIMITS)
+    health.error_rate = 0.5
+    clock.now += 1
+    assert controller.step("lab").action == "roll_back"
+    doc = published_rollout(repo, "lab")
+    assert doc is not None and doc.state == "rolled_back" and doc.previous == 2
+    with pytest.raises(UpdateError, match="rolled back in group"):
+        controller.create("lab", "digits", 3, IDS, thresholds=LIMITS)
+
+
+def test_timeout_ends_a_rollout_without_data(setup: tuple) -> None:  # type: ignore[type-arg]
+    repo, health, clock, state = setup
+    health.error_rate = None
+    controller = RolloutController(repo, state, health, clock=clock)
+    controller.create("lab", "digits", 2, IDS, thresholds=LIMITS)
+    clock.now += 50
+    assert controller.step("lab").action == "wait"
+    clock.now += 51
+    assert controller.step("lab").action == "time_out"
+    assert controller.get("lab").status == "timed_out"  # type: ignore[union-attr]
+
+
+def test_pause_resume_abort(setup: tuple) -> None:  # type: ignore[type-arg]
+    repo, health, clock, state = setup
+    controller = RolloutController(repo, state, health, clock=clock)
+    controller.create("lab", "digits", 2, IDS, thresholds=LIMITS)
+    controller.pause("lab")
+    assert published_rollout(repo, "lab").state == "paused"  # type: ignore[union-attr]
+    clock.now += 1000
+    assert controller.step("lab").action == "wait"
+    with pytest.raises(UpdateError, match="cannot make it paused"):
+        controller.pause("lab")
+    controller.resume("lab")
+    assert controller.step("lab").action == "wait"  # the soak restarts at the resume
+    clock.now += 11
+    assert controller.step("lab").action == "advance"
+    controller.abort("lab")
+    assert published_rollout(repo, "lab").state == "rolled_back"  # type: ignore[union-attr]
+    with pytest.raises(UpdateError, match="aborted"):
+        controller.resume("lab")
+
+
+def test_restarted_controller_resumes_and_republishes_a_lost_document(setup: tuple) -> None:  # type: ignore[type-arg]
+    """Regression guard: a controller killed between saving its state and signing the document
+    must not leave devices on a document older than the state."""
+    repo, health, clock, state = setup
+    RolloutController(repo, state, health, clock=clock).create("lab", "digits", 2, IDS)
+    # Simulate the crash: the signed document is withdrawn from the repository.
+    with repo.edit_targets(ROLLOUTS) as md:
+        del md.signed.targets[rollout_target_path("lab")]
+    assert published_rollout(repo, "lab") is None
+    restarted = RolloutController(repo, state, health, clock=clock)
+    assert restarted.get("lab").status == "rolling"  # type: ignore[union-attr]
+    restarted.step("lab")
+    doc = published_rollout(repo, "lab")
+    assert doc is not None and doc.release == 2
+
+
+def test_state_file_is_json_and_garbage_is_refused(setup: tuple) -> None:  # type: ignore[type-arg]
+    repo, health, clock, state = setup
+    controller = RolloutController(repo, state, health, clock=clock)
+    controller.create("lab", "digits", 2, IDS)
+    assert json.loads(state.read_text())["rollouts"]["lab"]["release"] == 2
+    state.write_text("{ truncated")
+    with pytest.raises(UpdateError, match="unreadable rollout controller state"):
+        controller.get("lab")
+
+
+def test_create_refuses_bad_requests(setup: tuple) -> None:  # type: ignore[type-arg]
+    repo, health, clock, state = setup
+    controller = RolloutController(repo, state, health, clock=clock)
+    with pytest.raises(UpdateError, match="not signed"):
+        controller.create("lab", "digits", 9, IDS)
+    with pytest.raises(UpdateError, match="no devices"):
+        controller.create("lab", "digits", 2, [])
+    with pytest.raises(UpdateError, match="invalid device group"):
+        controller.create("../x", "digits", 2, IDS)
+    controller.create("lab", "digits", 2, IDS)
+    with pytest.raises(UpdateError, match="already has rollout"):
+        controller.create("lab", "digits", 3, IDS)

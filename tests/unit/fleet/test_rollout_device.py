@@ -1,0 +1,96 @@
+"""The device-side decision: which release a verified rollout document assigns."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_agent.errors import UpdateError
+from edge_agent.fleet.rollout.device import plan_for_device, release_for_device
+from edge_agent.fleet.rollout.document import RolloutDocument
+from edge_agent.fleet.rollout.waves import partition
+
+IDS = [f"d{i}" for i in range(200)]
+NOW = 1_800_000_000.0
+
+
+def doc(**changes: object) -> RolloutDocument:
+    base = RolloutDocument(
+        id="r1",
+        group="lab",
+        model="digits",
+        release=3,
+        previous=2,
+        waves=(10.0, 50.0, 100.0),
+        salt="lab",
+        opened=(NOW - 60,),
+    )
+    return base.evolve(**changes)
+
+
+def test_only_devices_of_open_waves_get_the_release() -> None:
+    waves = partition(IDS, [10, 50, 100], "lab")
+    d = doc()
+    assert {release_for_device(d, x, NOW) for x in waves[0]} == {3}
+    assert {release_for_device(d, x, NOW) for x in waves[1] + waves[2]} == {2}
+    two = doc(opened=(NOW - 60, NOW - 1))
+    assert {release_for_device(two, x, NOW) for x in waves[1]} == {3}
+
+
+def test_a_wave_opened_in_the_future_is_not_open_yet() -> None:
+    waves = partition(IDS, [10, 50, 100], "lab")
+    later = doc(opened=(NOW + 3600,))
+    assert {release_for_device(later, x, NOW) for x in waves[0]} == {2}
+
+
+def test_completed_and_rolled_back_apply_to_everyone() -> None:
+    assert {release_for_device(doc(state="completed"), x, NOW) for x in IDS} == {3}
+    assert {release_for_device(doc(state="rolled_back"), x, NOW) for x in IDS} == {2}
+
+
+def test_first_rollout_without_previous_leaves_later_waves_idle() -> None:
+    waves = partition(IDS, [10, 50, 100], "lab")
+    first = doc(previous=None)
+    assert release_for_device(first, waves[2][0], NOW) is None
+    plan = plan_for_device(first, waves[2][0], NOW, active=None)
+    assert plan.action == "stay"
+
+
+def test_plans() -> None:
+    canary = partition(IDS, [10, 50, 100], "lab")[0][0]
+    assert plan_for_device(doc(), canary, NOW, active=2).action == "install"
+    assert plan_for_device(doc(), canary, NOW, active=3).action == "stay"
+    rejected = plan_for_device(doc(), canary, NOW, active=2, rejected={3})
+    assert rejected.action == "stay" and "rejected" in rejected.reason
+    back = plan_for_device(doc(state="rolled_back", reason="error rate"), canary, NOW, active=3)
+    assert (back.action, back.release, back.reject) == ("roll_back", 2, 3)
+    ahead = plan_for_device(doc(), IDS[-1], NOW, active=5)
+    assert ahead.action == "stay"
+
+
+def test_document_round_trips_canonically() -> None:
+    d = doc()
+    assert RolloutDocument.from_bytes(d.to_bytes()) == d
+    assert d.to_bytes() == RolloutDocument.from_bytes(d.to_bytes()).to_bytes()
+    assert d.target_path == "rollouts/lab.json"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"[]",
+        b'{"id": "x"}',
+        b'{"id":"r","group":"lab","model":"digits","release":2,"previous":2,'
+        b'"waves":[100],"salt":"lab"}',
+        b'{"id":"r","group":"lab/..","model":"digits","release":2,"previous":1,'
+        b'"waves":[100],"salt":"lab"}',
+        b'{"id":"r","group":"lab","model":"digits","release":2,"previous":1,'
+        b'"waves":[100],"salt":"lab","state":"yolo"}',
+        b'{"id":"r","group":"lab","model":"digits","release":2,"previous":1,'
+        b'"waves":[100],"salt":"lab","extra":1}',
+        b"{" * 100000,
+    ],
+)
+def test_garbage_documents_are_refused_clearly(payload: bytes) -> None:
+    with pytest.raises(UpdateError):
+        RolloutDocument.from_bytes(payload)

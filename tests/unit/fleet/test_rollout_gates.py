@@ -1,0 +1,120 @@
+"""Gate rules and step decisions, on plain values."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_agent.errors import ConfigError
+from edge_agent.fleet.rollout.gates import (
+    FAIL,
+    PASS,
+    WAIT,
+    GateThresholds,
+    WaveReading,
+    decide_step,
+    evaluate_gates,
+)
+
+LIMITS = GateThresholds(min_inferences=100, soak_s=60, wave_timeout_s=600)
+HEALTHY = WaveReading(
+    cohort=10,
+    on_release=10,
+    online=10,
+    inferences=1000,
+    errors=2,
+    error_rate=0.002,
+    latency_p95_ms=9.0,
+    baseline_p95_ms=8.0,
+    shadow_agreement=0.99,
+    shadow_compared=320,
+)
+
+
+def status_of(reading: WaveReading, name: str, limits: GateThresholds = LIMITS) -> str:
+    verdict = evaluate_gates(reading, limits)
+    return next(c.status for c in verdict.checks if c.name == name)
+
+
+def test_healthy_wave_passes() -> None:
+    verdict = evaluate_gates(HEALTHY, LIMITS)
+    assert verdict.outcome == PASS, verdict.reason
+    assert verdict.reason == "all gates pass"
+
+
+def test_high_error_rate_fails() -> None:
+    bad = HEALTHY.__class__(**{**HEALTHY.as_dict(), "error_rate": 0.3, "errors": 300})
+    verdict = evaluate_gates(bad, LIMITS)
+    assert verdict.outcome == FAIL
+    assert "error_rate" in verdict.reason
+
+
+def test_error_rate_waits_for_enough_inferences() -> None:
+    few = WaveReading(cohort=10, on_release=10, inferences=10, errors=5, error_rate=0.33)
+    assert status_of(few, "error_rate") == WAIT
+
+
+def test_latency_against_previous_release_and_absolute() -> None:
+    slow = WaveReading(**{**HEALTHY.as_dict(), "latency_p95_ms": 20.0})
+    assert status_of(slow, "latency_p95") == FAIL
+    absolute = GateThresholds(max_latency_p95_ms=5.0)
+    assert status_of(HEALTHY, "latency_p95", absolute) == FAIL
+    unknown = WaveReading(**{**HEALTHY.as_dict(), "latency_p95_ms": None})
+    assert status_of(unknown, "latency_p95") == WAIT
+    no_baseline = WaveReading(**{**HEALTHY.as_dict(), "baseline_p95_ms": None})
+    assert status_of(no_baseline, "latency_p95") == PASS
+
+
+def test_shadow_agreement() -> None:
+    low = WaveReading(**{**HEALTHY.as_dict(), "shadow_agreement": 0.5})
+    assert status_of(low, "shadow_agreement") == FAIL
+    none = WaveReading(**{**HEALTHY.as_dict(), "shadow_agreement": None, "shadow_compared": 0})
+    assert status_of(none, "shadow_agreement") == PASS
+    strict = GateThresholds(require_agreement=True)
+    assert status_of(none, "shadow_agreement", strict) == WAIT
+
+
+def test_drift_alarm_and_failed_installs_fail() -> None:
+    drifting = WaveReading(**{**HEALTHY.as_dict(), "drift_alarm_devices": ("d1",)})
+    assert evaluate_gates(drifting, LIMITS).outcome == FAIL
+    failing = WaveReading(**{**HEALTHY.as_dict(), "failed": 3})
+    assert status_of(failing, "failed_installs") == FAIL
+
+
+def test_coverage_waits_until_the_wave_runs_the_release() -> None:
+    partial = WaveReading(**{**HEALTHY.as_dict(), "on_release": 5})
+    assert evaluate_gates(partial, LIMITS).outcome == WAIT
+    empty = WaveReading(cohort=0)
+    assert status_of(empty, "coverage") == WAIT
+
+
+def test_thresholds_validate_and_round_trip() -> None:
+    with pytest.raises(ConfigError, match="max_error_rate"):
+        GateThresholds(max_error_rate=2)
+    with pytest.raises(ConfigError, match="unknown"):
+        GateThresholds.from_dict({"nope": 1})
+    assert GateThresholds.from_dict(LIMITS.as_dict()) == LIMITS
+
+
+PASSING = evaluate_gates(HEALTHY, LIMITS)
+FAILING = evaluate_gates(WaveReading(**{**HEALTHY.as_dict(), "error_rate": 0.5}), LIMITS)
+WAITING = evaluate_gates(WaveReading(cohort=10), LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("status", "opened", "age", "verdict", "action"),
+    [
+        ("rolling", 1, 10, PASSING, "wait"),  # soaking
+        ("rolling", 1, 61, PASSING, "advance"),
+        ("rolling", 3, 61, PASSING, "complete"),
+        ("rolling", 1, 1, FAILING, "roll_back"),  # no soak needed to fail
+        ("rolling", 1, 601, WAITING, "time_out"),
+        ("rolling", 1, 100, WAITING, "wait"),
+        ("paused", 1, 1000, PASSING, "wait"),  # paused: no advance, no timeout
+        ("paused", 1, 1000, FAILING, "roll_back"),  # but a failing gate still rolls back
+        ("completed", 3, 1, PASSING, "none"),
+        ("rolled_back", 1, 1, FAILING, "none"),
+    ],
+)
+def test_decide_step(status: str, opened: int, age: float, verdict: object, action: str) -> None:
+    decision = decide_step(status, 3, opened, 1000.0, verdict, 1000.0 + age, LIMITS)  # type: ignore[arg-type]
+    assert decision.action == action, decision.reason
