@@ -56,8 +56,14 @@ class _ModelState:
 class SampleCapture:
     """Captures inferences of attached models into a sample store."""
 
-    def __init__(self, settings: CaptureSettings, store: SampleStore, *,
-                 clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: CaptureSettings,
+        store: SampleStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ) -> None:
         """Start the writer thread."""
         self.settings = settings
         self.store = store
@@ -69,8 +75,7 @@ class SampleCapture:
         self.write_errors = 0
         self.written = 0
         self.last_error = ""
-        self._writer = threading.Thread(target=self._write_loop, name="capture-writer",
-                                        daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="capture-writer", daemon=True)
         self._writer.start()
 
     # -- wiring ----------------------------------------------------------------------------
@@ -95,15 +100,17 @@ class SampleCapture:
             class_samplers = {i: Sampler(r, self._seed) for i, r in rates.items()}
         reservoir = None
         if s.reservoir is not None:
-            reservoir = Reservoir(s.reservoir.size, s.reservoir.window_s, self.clock,
-                                  self._flush_reservoir)
+            reservoir = Reservoir(
+                s.reservoir.size, s.reservoir.window_s, self.clock, self._flush_reservoir
+            )
         low = s.low_confidence
         state = _ModelState(
             name=served.name,
             random=Sampler(s.random_rate, self._seed) if s.random_rate else None,
             reservoir=reservoir,
-            low_confidence_sampler=(Sampler(low.rate, self._seed)
-                                    if low is not None and low.rate < 1.0 else None),
+            low_confidence_sampler=(
+                Sampler(low.rate, self._seed) if low is not None and low.rate < 1.0 else None
+            ),
             class_samplers=class_samplers,
             needs_scores=low is not None or bool(class_samplers),
         )
@@ -117,8 +124,9 @@ class SampleCapture:
         if state is None or self.settings.on_drift is None:
             return
         if raised:
-            state.drift.arm(self.settings.on_drift.max_samples, self.settings.on_drift.rate,
-                            self._seed)
+            state.drift.arm(
+                self.settings.on_drift.max_samples, self.settings.on_drift.rate, self._seed
+            )
         else:
             state.drift.disarm()
 
@@ -128,16 +136,20 @@ class SampleCapture:
         Returns how many were granted per model (capped by ``on_demand_max``).
         """
         granted = max(0, min(count, self.settings.on_demand_max))
-        targets = [self._models[model]] if model in self._models else (
-            list(self._models.values()) if model is None else [])
+        targets = (
+            [self._models[model]]
+            if model in self._models
+            else (list(self._models.values()) if model is None else [])
+        )
         for state in targets:
             state.demand.arm(granted)
         return granted if targets else 0
 
     # -- hot path --------------------------------------------------------------------------
 
-    def observe(self, state: _ModelState, inputs: Mapping[str, np.ndarray],
-                result: InferenceResult) -> None:
+    def observe(
+        self, state: _ModelState, inputs: Mapping[str, np.ndarray], result: InferenceResult
+    ) -> None:
         """The observer: decide, and queue a copy if captured. Never raises, never blocks."""
         strategy = None
         if state.demand.take():
@@ -159,9 +171,13 @@ class SampleCapture:
             return None
         best, top1, top2 = top_two(scores)
         low = self.settings.low_confidence
-        if low is not None and is_low_confidence(top1, top2, low) and (
-                state.low_confidence_sampler is None
-                or state.low_confidence_sampler.should_sample()):
+        if (
+            low is not None
+            and is_low_confidence(top1, top2, low)
+            and (
+                state.low_confidence_sampler is None or state.low_confidence_sampler.should_sample()
+            )
+        ):
             return "low_confidence"
         sampler = state.class_samplers.get(best)
         if sampler is not None and sampler.should_sample():
@@ -169,11 +185,15 @@ class SampleCapture:
         return None
 
     @staticmethod
-    def _sample(state: _ModelState, inputs: Mapping[str, np.ndarray], result: InferenceResult,
-                strategy: str) -> Sample:
+    def _sample(
+        state: _ModelState, inputs: Mapping[str, np.ndarray], result: InferenceResult, strategy: str
+    ) -> Sample:
         return Sample(
-            model=state.name, version=result.version, delegate=result.delegate,
-            latency_s=result.latency_s, strategy=strategy,
+            model=state.name,
+            version=result.version,
+            delegate=result.delegate,
+            latency_s=result.latency_s,
+            strategy=strategy,
             inputs={k: np.array(v, copy=True) for k, v in inputs.items()},
             outputs={k: np.array(v, copy=True) for k, v in result.outputs.items()},
         )

@@ -52,13 +52,15 @@ def on_mains(supplies: Sequence[PowerSupply]) -> bool:
     return not any((b.status or "").lower() == "discharging" for b in batteries)
 
 
-def upload_blocked(settings: UploadSettings, minute_of_day: int,
-                   supplies: Sequence[PowerSupply]) -> str | None:
+def upload_blocked(
+    settings: UploadSettings, minute_of_day: int, supplies: Sequence[PowerSupply]
+) -> str | None:
     """Why uploading must wait now, or None when it may go."""
     if not settings.enabled:
         return "upload disabled"
     if settings.time_window is not None and not in_time_window(
-            parse_time_window(settings.time_window), minute_of_day):
+        parse_time_window(settings.time_window), minute_of_day
+    ):
         return f"outside the upload window {settings.time_window}"
     if settings.only_on_mains and not on_mains(supplies):
         return "on battery (only_on_mains)"

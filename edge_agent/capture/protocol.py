@@ -43,8 +43,12 @@ def decode_chunk(payload: bytes) -> tuple[dict[str, Any], bytes]:
         if key not in header:
             raise ValueError(f"sample chunk header lacks {key!r}")
     offset, size = header["offset"], header["size"]
-    if not (isinstance(offset, int) and isinstance(size, int) and offset >= 0
-            and offset + len(data) <= size):
+    if not (
+        isinstance(offset, int)
+        and isinstance(size, int)
+        and offset >= 0
+        and offset + len(data) <= size
+    ):
         raise ValueError(f"sample chunk {offset}+{len(data)} does not fit size {size}")
     return header, data
 
@@ -84,7 +88,8 @@ class Reassembler:
             self.duplicates += 1
             return None
         partial = self._partial.setdefault(
-            sample_id, _Partial(int(header["size"]), str(header["sha256"])))
+            sample_id, _Partial(int(header["size"]), str(header["sha256"]))
+        )
         if header["offset"] in partial.chunks:
             self.duplicates += 1
         partial.chunks[int(header["offset"])] = data
@@ -107,5 +112,5 @@ class Reassembler:
             if offset > len(out):
                 return None  # a gap
             data = partial.chunks[offset]
-            out += data[len(out) - offset:]
+            out += data[len(out) - offset :]
         return bytes(out) if len(out) == partial.size else None

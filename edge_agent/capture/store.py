@@ -64,8 +64,10 @@ CREATE INDEX IF NOT EXISTS samples_created ON samples (created);
 CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
-_COLUMNS = ("seq, id, created, model, version, delegate, latency_s, strategy, prediction, "
-            "confidence, size, sha256, uploaded_bytes, uploaded, meta")
+_COLUMNS = (
+    "seq, id, created, model, version, delegate, latency_s, strategy, prediction, "
+    "confidence, size, sha256, uploaded_bytes, uploaded, meta"
+)
 
 
 class StoreError(EdgeAgentError):
@@ -131,8 +133,7 @@ def decode_payload(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.nda
     except (OSError, EOFError, ValueError) as exc:
         raise ValueError(f"not a sample payload: {exc}") from None
     inputs = {k.removeprefix("input:"): v for k, v in arrays.items() if k.startswith("input:")}
-    outputs = {k.removeprefix("output:"): v for k, v in arrays.items()
-               if k.startswith("output:")}
+    outputs = {k.removeprefix("output:"): v for k, v in arrays.items() if k.startswith("output:")}
     return inputs, outputs
 
 
@@ -148,9 +149,14 @@ def _fsync_dir(path: Path) -> None:
 class SampleStore:
     """Samples on disk, bounded by bytes and age. Thread-safe (one connection, one lock)."""
 
-    def __init__(self, directory: Path, max_bytes: int = 256 * 1024 * 1024,
-                 max_age_s: float | None = None, clock: Callable[[], float] = time.time,
-                 fsync: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int = 256 * 1024 * 1024,
+        max_age_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+        fsync: bool = True,
+    ) -> None:
         """Open (or create) the store and recover from any crash; StoreError if unusable."""
         self.directory = Path(directory)
         self.payload_dir = self.directory / PAYLOADS
@@ -161,24 +167,30 @@ class SampleStore:
         self._lock = threading.Lock()
         try:
             self.payload_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.directory / INDEX, isolation_level=None,
-                                       check_same_thread=False, timeout=30)
+            self._db = sqlite3.connect(
+                self.directory / INDEX, isolation_level=None, check_same_thread=False, timeout=30
+            )
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the sample store in {self.directory}: {exc}; check "
-                             "that the folder is writable (capture.dir / store_dir)") from None
+            raise StoreError(
+                f"cannot open the sample store in {self.directory}: {exc}; check "
+                "that the folder is writable (capture.dir / store_dir)"
+            ) from None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self.recovered = self.recover()
-            self._bytes = int(self._db.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM samples").fetchone()[0])
+            self._bytes = int(
+                self._db.execute("SELECT COALESCE(SUM(size), 0) FROM samples").fetchone()[0]
+            )
             # a kill between an insert and its cap enforcement leaves the store over the cap
             self.enforce_limits()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(f"{self.directory / INDEX}: not a usable sample index ({exc}); "
-                             "move it away to start a fresh store") from None
+            raise StoreError(
+                f"{self.directory / INDEX}: not a usable sample index ({exc}); "
+                "move it away to start a fresh store"
+            ) from None
 
     # -- crash recovery --------------------------------------------------------------------
 
@@ -225,15 +237,28 @@ class SampleStore:
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a sample to {self.payload_dir}: {exc}") from None
-        row = (sample_id, sample.created, sample.model, sample.version, sample.delegate,
-               sample.latency_s, sample.strategy, sample.prediction, sample.confidence,
-               len(data), hashlib.sha256(data).hexdigest(), json.dumps(sample.meta))
+        row = (
+            sample_id,
+            sample.created,
+            sample.model,
+            sample.version,
+            sample.delegate,
+            sample.latency_s,
+            sample.strategy,
+            sample.prediction,
+            sample.confidence,
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+            json.dumps(sample.meta),
+        )
         try:
             with self._lock:
                 self._db.execute(
                     "INSERT INTO samples (id, created, model, version, delegate, latency_s, "
                     "strategy, prediction, confidence, size, sha256, meta) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    row,
+                )
                 self._bytes += len(data)
         except sqlite3.Error as exc:
             final.unlink(missing_ok=True)
@@ -249,12 +274,14 @@ class SampleStore:
                 cutoff = self.clock() - self.max_age_s
                 doomed += self._db.execute(
                     "SELECT id, size, uploaded FROM samples WHERE created < ? ORDER BY seq",
-                    (cutoff,)).fetchall()
+                    (cutoff,),
+                ).fetchall()
             over = self._bytes - sum(size for _, size, _ in doomed) - self.max_bytes
             if over > 0:
                 skip = {i for i, _, _ in doomed}
                 for sample_id, size, uploaded in self._db.execute(
-                        "SELECT id, size, uploaded FROM samples ORDER BY seq"):
+                    "SELECT id, size, uploaded FROM samples ORDER BY seq"
+                ):
                     if over <= 0:
                         break
                     if sample_id in skip:
@@ -278,7 +305,9 @@ class SampleStore:
         if amount:
             self._db.execute(
                 "INSERT INTO counters VALUES (?, ?) ON CONFLICT(key) "
-                "DO UPDATE SET value = value + excluded.value", (key, amount))
+                "DO UPDATE SET value = value + excluded.value",
+                (key, amount),
+            )
 
     def delete(self, sample_id: str) -> bool:
         """Remove one sample (row first, then the file); False if it was not there."""
@@ -300,14 +329,16 @@ class SampleStore:
     def mark_progress(self, sample_id: str, uploaded_bytes: int) -> None:
         """The broker acknowledged this sample's payload up to ``uploaded_bytes``."""
         with self._lock:
-            self._db.execute("UPDATE samples SET uploaded_bytes=? WHERE id=?",
-                             (uploaded_bytes, sample_id))
+            self._db.execute(
+                "UPDATE samples SET uploaded_bytes=? WHERE id=?", (uploaded_bytes, sample_id)
+            )
 
     def mark_uploaded(self, sample_id: str) -> None:
         """The whole sample was acknowledged; it is never sent again."""
         with self._lock:
-            self._db.execute("UPDATE samples SET uploaded=1, uploaded_bytes=size WHERE id=?",
-                             (sample_id,))
+            self._db.execute(
+                "UPDATE samples SET uploaded=1, uploaded_bytes=size WHERE id=?", (sample_id,)
+            )
             self._count("uploaded", 1)
 
     # -- reading ---------------------------------------------------------------------------
@@ -315,15 +346,35 @@ class SampleStore:
     def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[SampleInfo]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM samples {where}", params).fetchall()
-        return [SampleInfo(seq=r[0], id=r[1], created=r[2], model=r[3], version=r[4],
-                           delegate=r[5], latency_s=r[6], strategy=r[7], prediction=r[8],
-                           confidence=r[9], size=r[10], sha256=r[11], uploaded_bytes=r[12],
-                           uploaded=bool(r[13]), meta=json.loads(r[14] or "{}"))
-                for r in rows]
+        return [
+            SampleInfo(
+                seq=r[0],
+                id=r[1],
+                created=r[2],
+                model=r[3],
+                version=r[4],
+                delegate=r[5],
+                latency_s=r[6],
+                strategy=r[7],
+                prediction=r[8],
+                confidence=r[9],
+                size=r[10],
+                sha256=r[11],
+                uploaded_bytes=r[12],
+                uploaded=bool(r[13]),
+                meta=json.loads(r[14] or "{}"),
+            )
+            for r in rows
+        ]
 
-    def list(self, model: str | None = None, strategy: str | None = None,
-             since: float | None = None, limit: int | None = None,
-             newest_first: bool = False) -> list[SampleInfo]:
+    def list(
+        self,
+        model: str | None = None,
+        strategy: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[SampleInfo]:
         """Index rows matching the filters."""
         clauses: list[str] = []
         params: list[Any] = []
@@ -364,12 +415,19 @@ class SampleStore:
         """Count, bytes, pending uploads and the persistent counters."""
         with self._lock:
             count, pending = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(uploaded=0), 0) FROM samples").fetchone()
+                "SELECT COUNT(*), COALESCE(SUM(uploaded=0), 0) FROM samples"
+            ).fetchone()
             counters = dict(self._db.execute("SELECT key, value FROM counters").fetchall())
-        return {"samples": int(count), "bytes": self._bytes, "pending_upload": int(pending),
-                "max_bytes": self.max_bytes, "dropped": counters.get("dropped", 0),
-                "dropped_not_uploaded": counters.get("dropped_not_uploaded", 0),
-                "uploaded": counters.get("uploaded", 0), "lost": counters.get("lost", 0)}
+        return {
+            "samples": int(count),
+            "bytes": self._bytes,
+            "pending_upload": int(pending),
+            "max_bytes": self.max_bytes,
+            "dropped": counters.get("dropped", 0),
+            "dropped_not_uploaded": counters.get("dropped_not_uploaded", 0),
+            "uploaded": counters.get("uploaded", 0),
+            "lost": counters.get("lost", 0),
+        }
 
     def close(self) -> None:
         """Close the index."""

@@ -61,8 +61,9 @@ def is_low_confidence(top1: float, top2: float, settings: LowConfidenceSettings)
     return settings.max_margin is not None and (top1 - top2) < settings.max_margin
 
 
-def resolve_class_rates(rates: Mapping[str, float], labels: Sequence[str] | None
-                        ) -> dict[int, float]:
+def resolve_class_rates(
+    rates: Mapping[str, float], labels: Sequence[str] | None
+) -> dict[int, float]:
     """Class index -> rate; keys are labels or indices written as strings. ValueError if unknown."""
     resolved: dict[int, float] = {}
     for key, rate in rates.items():
@@ -79,8 +80,14 @@ def resolve_class_rates(rates: Mapping[str, float], labels: Sequence[str] | None
 class Reservoir:
     """A uniform sample of ``size`` items per window (algorithm R), flushed at window end."""
 
-    def __init__(self, size: int, window_s: float, clock: Callable[[], float],
-                 flush: Callable[[list[Any]], None], rand: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        window_s: float,
+        clock: Callable[[], float],
+        flush: Callable[[list[Any]], None],
+        rand: random.Random | None = None,
+    ) -> None:
         """``flush`` receives the kept items of each closed window (on the calling thread)."""
         self.size = size
         self.window_s = window_s

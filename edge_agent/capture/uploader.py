@@ -72,10 +72,11 @@ class SampleUploader:
         self._minute_of_day = minute_of_day
         self._poll_s = poll_s
         self._ack_timeout_s = ack_timeout_s
-        self._bucket = TokenBucket(settings.max_bytes_per_s,
-                                   burst=float(max(settings.chunk_bytes,
-                                                   settings.max_bytes_per_s or 0.0)),
-                                   now=time.monotonic())
+        self._bucket = TokenBucket(
+            settings.max_bytes_per_s,
+            burst=float(max(settings.chunk_bytes, settings.max_bytes_per_s or 0.0)),
+            now=time.monotonic(),
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,8 +89,7 @@ class SampleUploader:
     def start(self) -> None:
         """Start the upload thread."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sample-uploader",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name="sample-uploader", daemon=True)
             self._thread.start()
 
     def wake(self) -> None:
@@ -106,9 +106,13 @@ class SampleUploader:
 
     def stats(self) -> dict[str, Any]:
         """Samples, chunks and bytes sent, retries, and what uploads wait for."""
-        return {"samples_sent": self.samples_sent, "chunks_sent": self.chunks_sent,
-                "bytes_sent": self.bytes_sent, "retries": self.retries,
-                "waiting_for": self.waiting_for}
+        return {
+            "samples_sent": self.samples_sent,
+            "chunks_sent": self.chunks_sent,
+            "bytes_sent": self.bytes_sent,
+            "retries": self.retries,
+            "waiting_for": self.waiting_for,
+        }
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -123,8 +127,9 @@ class SampleUploader:
                 self._idle("broker connection")
                 continue
             try:
-                blocked = upload_blocked(self.settings, self._minute_of_day(),
-                                         self._power_supplies())
+                blocked = upload_blocked(
+                    self.settings, self._minute_of_day(), self._power_supplies()
+                )
             except Exception as exc:  # a sensor read must not kill the thread
                 blocked = f"conditions unreadable: {exc}"
             if blocked is not None:
@@ -168,8 +173,11 @@ class SampleUploader:
             return True
         chunk = self.settings.chunk_bytes
         offset = info.uploaded_bytes if info.uploaded_bytes < len(data) else 0
-        meta = {k: v for k, v in info.as_dict().items()
-                if k not in ("seq", "id", "size", "sha256", "uploaded_bytes", "uploaded")}
+        meta = {
+            k: v
+            for k, v in info.as_dict().items()
+            if k not in ("seq", "id", "size", "sha256", "uploaded_bytes", "uploaded")
+        }
         meta["format"] = "npz"
         while offset < len(data):
             window: list[tuple[int, int, Any]] = []
@@ -177,10 +185,15 @@ class SampleUploader:
             while position < len(data) and len(window) < self.settings.inflight_chunks:
                 if self._stop.is_set() or not self.client.connected:
                     break
-                piece = data[position:position + chunk]
-                header: dict[str, Any] = {"v": VERSION, "kind": "sample", "id": info.id,
-                                          "offset": position, "size": len(data),
-                                          "sha256": info.sha256}
+                piece = data[position : position + chunk]
+                header: dict[str, Any] = {
+                    "v": VERSION,
+                    "kind": "sample",
+                    "id": info.id,
+                    "offset": position,
+                    "size": len(data),
+                    "sha256": info.sha256,
+                }
                 if position == 0:
                     header["meta"] = meta
                 delay = self._bucket.delay_for(len(piece), time.monotonic())

@@ -37,8 +37,10 @@ def _store_dir(directory: Path | None, config: Path | None) -> Path:
 def _open(directory: Path | None, config: Path | None) -> SampleStore:
     path = _store_dir(directory, config)
     if not (path / INDEX).exists():
-        raise ConfigError(f"no sample store in {path} (no {INDEX}); pass --dir or --config of "
-                          "an agent that captures samples")
+        raise ConfigError(
+            f"no sample store in {path} (no {INDEX}); pass --dir or --config of "
+            "an agent that captures samples"
+        )
     return SampleStore(path, max_bytes=2**62)
 
 
@@ -46,8 +48,13 @@ def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp).isoformat(timespec="seconds")
 
 
-def _select(store: SampleStore, model: str | None, strategy: str | None, limit: int | None,
-            ids: tuple[str, ...] = ()) -> list[SampleInfo]:
+def _select(
+    store: SampleStore,
+    model: str | None,
+    strategy: str | None,
+    limit: int | None,
+    ids: tuple[str, ...] = (),
+) -> list[SampleInfo]:
     if ids:
         found = [store.get(i) for i in ids]
         missing = [i for i, info in zip(ids, found, strict=True) if info is None]
@@ -58,15 +65,23 @@ def _select(store: SampleStore, model: str | None, strategy: str | None, limit: 
 
 
 _store_options = [
-    click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
-                 help="Sample store folder (default: from --config, else "
-                      "/var/lib/edge-agent/samples)."),
-    click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-                 help="Agent config whose capture.dir / store_dir holds the samples."),
+    click.option(
+        "--dir",
+        "directory",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Sample store folder (default: from --config, else /var/lib/edge-agent/samples).",
+    ),
+    click.option(
+        "--config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Agent config whose capture.dir / store_dir holds the samples.",
+    ),
     click.option("--model", help="Only samples of this model."),
-    click.option("--strategy", type=click.Choice(["random", "reservoir", "low_confidence",
-                                                  "class", "drift", "on_demand"]),
-                 help="Only samples captured by this strategy."),
+    click.option(
+        "--strategy",
+        type=click.Choice(["random", "reservoir", "low_confidence", "class", "drift", "on_demand"]),
+        help="Only samples captured by this strategy.",
+    ),
 ]
 
 
@@ -85,8 +100,14 @@ def samples() -> None:
 @_with_store_options
 @click.option("--limit", type=int, default=50, show_default=True, help="Newest N samples.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def list_samples(directory: Path | None, config: Path | None, model: str | None,
-                 strategy: str | None, limit: int, as_json: bool) -> None:
+def list_samples(
+    directory: Path | None,
+    config: Path | None,
+    model: str | None,
+    strategy: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List captured samples, newest first, with the store's size and drop counters."""
     with _open(directory, config) as store:
         rows = _select(store, model, strategy, limit)
@@ -95,16 +116,34 @@ def list_samples(directory: Path | None, config: Path | None, model: str | None,
         for info in rows:
             click.echo(json.dumps(info.as_dict()))
         return
-    table = Table(title=f"{stats['samples']} samples, {stats['bytes'] / 1e6:.1f} MB "
-                        f"({stats['pending_upload']} to upload, {stats['dropped']} dropped)")
-    for column in ("id", "time", "model", "version", "strategy", "prediction", "confidence",
-                   "bytes", "uploaded"):
+    table = Table(
+        title=f"{stats['samples']} samples, {stats['bytes'] / 1e6:.1f} MB "
+        f"({stats['pending_upload']} to upload, {stats['dropped']} dropped)"
+    )
+    for column in (
+        "id",
+        "time",
+        "model",
+        "version",
+        "strategy",
+        "prediction",
+        "confidence",
+        "bytes",
+        "uploaded",
+    ):
         table.add_column(column)
     for info in rows:
-        table.add_row(info.id[:12], _when(info.created), info.model, info.version,
-                      info.strategy, "" if info.prediction is None else str(info.prediction),
-                      "" if info.confidence is None else f"{info.confidence:.3f}",
-                      str(info.size), "yes" if info.uploaded else "no")
+        table.add_row(
+            info.id[:12],
+            _when(info.created),
+            info.model,
+            info.version,
+            info.strategy,
+            "" if info.prediction is None else str(info.prediction),
+            "" if info.confidence is None else f"{info.confidence:.3f}",
+            str(info.size),
+            "yes" if info.uploaded else "no",
+        )
     Console().print(table)
 
 
@@ -113,8 +152,15 @@ def list_samples(directory: Path | None, config: Path | None, model: str | None,
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--id", "ids", multiple=True, help="Export these sample ids (repeatable).")
 @click.option("--limit", type=int, default=None, help="Newest N samples (default: all).")
-def export(directory: Path | None, config: Path | None, model: str | None,
-           strategy: str | None, out: Path, ids: tuple[str, ...], limit: int | None) -> None:
+def export(
+    directory: Path | None,
+    config: Path | None,
+    model: str | None,
+    strategy: str | None,
+    out: Path,
+    ids: tuple[str, ...],
+    limit: int | None,
+) -> None:
     """Copy samples into OUT, for labelling or retraining.
 
     One `<id>.npz` per sample (arrays `input:<name>`, `output:<name>`) and `samples.jsonl`

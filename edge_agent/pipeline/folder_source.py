@@ -82,12 +82,12 @@ class FolderSource:
         try:
             self.settings.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InputError(f"folder source {self.name}: cannot use {self.settings.path}: "
-                             f"{exc}") from None
+            raise InputError(
+                f"folder source {self.name}: cannot use {self.settings.path}: {exc}"
+            ) from None
         if not self.settings.include_existing:
             self._handled.update(self._listing())
-        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
         self._thread.start()
 
     def read(self, timeout: float) -> Frame | None:
@@ -155,16 +155,18 @@ class FolderSource:
             listing = self._listing()
             if self.settings.after == "keep":
                 self._handled &= set(listing)  # forget files that were removed
-            for name in ready_files(listing, self._observed, self._handled, time.monotonic(),
-                                    self.settings.settle_s):
+            for name in ready_files(
+                listing, self._observed, self._handled, time.monotonic(), self.settings.settle_s
+            ):
                 if self._stop.is_set():
                     return
                 self._handled.add(name)
                 frame = self._read(name)
                 if frame is None:
                     continue
-                while not self._stop.is_set() and not self.queue.put(frame, block=True,
-                                                                     timeout=0.2):
+                while not self._stop.is_set() and not self.queue.put(
+                    frame, block=True, timeout=0.2
+                ):
                     pass
             self._stop.wait(self.settings.poll_interval_s)
 

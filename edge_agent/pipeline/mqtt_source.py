@@ -33,9 +33,18 @@ SINGLE_INPUT = ""
 """Key of an array that is meant for the model's only input (a ``.npy`` payload)."""
 
 _OIP_DTYPES = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
 }
 
 
@@ -121,8 +130,12 @@ class MqttTensorSource:
                 count = self.rejected
             self.last_error = f"{message.topic}: {exc}"
             if count == 1 or count % 100 == 0:
-                log.warning("mqtt source %s: rejected a message (%d so far): %s", self.name,
-                            count, self.last_error)
+                log.warning(
+                    "mqtt source %s: rejected a message (%d so far): %s",
+                    self.name,
+                    count,
+                    self.last_error,
+                )
             return
         with self._lock:
             self.received += 1

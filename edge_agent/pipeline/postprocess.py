@@ -72,8 +72,9 @@ def read_labels(path: Path) -> list[str]:
         raise InputError(f"labels file {path}: cannot read it ({exc})") from None
 
 
-def resolve_labels(labels: Sequence[str] | None, labels_file: Path | None,
-                   manifest: Mapping[str, Any] | None) -> list[str] | None:
+def resolve_labels(
+    labels: Sequence[str] | None, labels_file: Path | None, manifest: Mapping[str, Any] | None
+) -> list[str] | None:
     """Labels from the config list, else the config file, else the manifest; None if none."""
     if labels is not None:
         return list(labels)
@@ -94,8 +95,10 @@ def _pick(outputs: Outputs, name: str | None, position: int = 0) -> np.ndarray:
         return outputs[name]
     values = list(outputs.values())
     if position >= len(values):
-        raise InputError(f"the model has {len(values)} output(s); this postprocessing needs "
-                         f"at least {position + 1}")
+        raise InputError(
+            f"the model has {len(values)} output(s); this postprocessing needs "
+            f"at least {position + 1}"
+        )
     return values[position]
 
 
@@ -120,8 +123,9 @@ def top_k(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
     return [(int(i), float(flat[i])) for i in ordered]
 
 
-def classify(outputs: Outputs, settings: ClassificationPost,
-             labels: Sequence[str] | None) -> dict[str, Any]:
+def classify(
+    outputs: Outputs, settings: ClassificationPost, labels: Sequence[str] | None
+) -> dict[str, Any]:
     """Top-k classes (see the module docstring for the format)."""
     scores = _pick(outputs, settings.output)
     if scores.ndim == 2:
@@ -129,15 +133,21 @@ def classify(outputs: Outputs, settings: ClassificationPost,
     scores = scores.reshape(-1).astype(np.float64)
     if settings.softmax:
         scores = softmax(scores)
-    return {"top": [{"index": i, "label": _label(labels, i), "score": round(s, 6)}
-                    for i, s in top_k(scores, settings.top_k) if s >= settings.min_score]}
+    return {
+        "top": [
+            {"index": i, "label": _label(labels, i), "score": round(s, 6)}
+            for i, s in top_k(scores, settings.top_k)
+            if s >= settings.min_score
+        ]
+    }
 
 
 # -- detection ---------------------------------------------------------------------------------
 
 
-def decode_ssd_boxes(encodings: np.ndarray, anchors: np.ndarray,
-                     scale: Sequence[float]) -> np.ndarray:
+def decode_ssd_boxes(
+    encodings: np.ndarray, anchors: np.ndarray, scale: Sequence[float]
+) -> np.ndarray:
     """SSD box-coder encodings ``(ty, tx, th, tw)`` -> corners ``(ymin, xmin, ymax, xmax)``."""
     sy, sx, sh, sw = scale
     ty, tx, th, tw = (encodings[:, i] for i in range(4))
@@ -147,8 +157,9 @@ def decode_ssd_boxes(encodings: np.ndarray, anchors: np.ndarray,
     return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=1)
 
 
-def nms(boxes_xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-        settings: NmsSettings) -> list[int]:
+def nms(
+    boxes_xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray, settings: NmsSettings
+) -> list[int]:
     """Indices kept by OpenCV's NMS (per class unless ``class_agnostic``), best first."""
     if len(scores) == 0:
         return []
@@ -157,42 +168,77 @@ def nms(boxes_xywh: np.ndarray, scores: np.ndarray, classes: np.ndarray,
     boxes = boxes_xywh.astype(np.float64).tolist()
     confidences = scores.astype(np.float64).tolist()
     if settings.class_agnostic:
-        kept = cv2.dnn.NMSBoxes(boxes, confidences, settings.score_threshold,
-                                settings.iou_threshold)
+        kept = cv2.dnn.NMSBoxes(
+            boxes, confidences, settings.score_threshold, settings.iou_threshold
+        )
     else:
-        kept = cv2.dnn.NMSBoxesBatched(boxes, confidences, classes.astype(np.int32).tolist(),
-                                       settings.score_threshold, settings.iou_threshold)
+        kept = cv2.dnn.NMSBoxesBatched(
+            boxes,
+            confidences,
+            classes.astype(np.int32).tolist(),
+            settings.score_threshold,
+            settings.iou_threshold,
+        )
     order = sorted((int(i) for i in np.asarray(kept).reshape(-1)), key=lambda i: -scores[i])
     return order[: settings.max_detections]
 
 
-def _detections(corners_px: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-                settings: NmsSettings, labels: Sequence[str] | None,
-                geometry: Geometry | None) -> dict[str, Any]:
+def _detections(
+    corners_px: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    settings: NmsSettings,
+    labels: Sequence[str] | None,
+    geometry: Geometry | None,
+) -> dict[str, Any]:
     """Threshold + NMS over boxes ``(x1, y1, x2, y2)`` in model-input pixels."""
     keep = scores >= settings.score_threshold
     corners_px, scores, classes = corners_px[keep], scores[keep], classes[keep]
-    xywh = np.stack([corners_px[:, 0], corners_px[:, 1], corners_px[:, 2] - corners_px[:, 0],
-                     corners_px[:, 3] - corners_px[:, 1]], axis=1) if len(scores) else corners_px
+    xywh = (
+        np.stack(
+            [
+                corners_px[:, 0],
+                corners_px[:, 1],
+                corners_px[:, 2] - corners_px[:, 0],
+                corners_px[:, 3] - corners_px[:, 1],
+            ],
+            axis=1,
+        )
+        if len(scores)
+        else corners_px
+    )
     found = []
     for i in nms(xywh, scores, classes, settings):
         x1, y1, x2, y2 = (float(v) for v in corners_px[i])
         if geometry is not None:
             x1, y1 = geometry.to_frame(x1, y1)
             x2, y2 = geometry.to_frame(x2, y2)
-        found.append({"class": int(classes[i]), "label": _label(labels, int(classes[i])),
-                      "score": round(float(scores[i]), 6),
-                      "box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)]})
+        found.append(
+            {
+                "class": int(classes[i]),
+                "label": _label(labels, int(classes[i])),
+                "score": round(float(scores[i]), 6),
+                "box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)],
+            }
+        )
     return {"detections": found}
 
 
 def _input_size(geometry: Geometry | None) -> tuple[float, float]:
-    return (1.0, 1.0) if geometry is None else (float(geometry.input_width),
-                                                float(geometry.input_height))
+    return (
+        (1.0, 1.0)
+        if geometry is None
+        else (float(geometry.input_width), float(geometry.input_height))
+    )
 
 
-def detect_ssd(outputs: Outputs, settings: SsdPost, labels: Sequence[str] | None,
-               anchors: np.ndarray | None, geometry: Geometry | None) -> dict[str, Any]:
+def detect_ssd(
+    outputs: Outputs,
+    settings: SsdPost,
+    labels: Sequence[str] | None,
+    anchors: np.ndarray | None,
+    geometry: Geometry | None,
+) -> dict[str, Any]:
     """SSD-style decode + NMS (formats in the module docstring)."""
     boxes = _pick(outputs, settings.boxes_output, 0).reshape(-1, 4).astype(np.float64)
     scores = _pick(outputs, settings.scores_output, 1)
@@ -206,13 +252,16 @@ def detect_ssd(outputs: Outputs, settings: SsdPost, labels: Sequence[str] | None
     classes = np.argmax(scores, axis=1)
     best = scores[np.arange(len(classes)), classes]
     width, height = _input_size(geometry)
-    corners = np.stack([boxes[:, 1] * width, boxes[:, 0] * height,
-                        boxes[:, 3] * width, boxes[:, 2] * height], axis=1)
+    corners = np.stack(
+        [boxes[:, 1] * width, boxes[:, 0] * height, boxes[:, 3] * width, boxes[:, 2] * height],
+        axis=1,
+    )
     return _detections(corners, best, classes, settings.nms, labels, geometry)
 
 
-def detect_yolo(outputs: Outputs, settings: YoloPost, labels: Sequence[str] | None,
-                geometry: Geometry | None) -> dict[str, Any]:
+def detect_yolo(
+    outputs: Outputs, settings: YoloPost, labels: Sequence[str] | None, geometry: Geometry | None
+) -> dict[str, Any]:
     """YOLO-style decode + NMS (formats in the module docstring)."""
     raw = _pick(outputs, settings.output)
     rows = raw[0] if raw.ndim == 3 else raw
@@ -221,7 +270,8 @@ def detect_yolo(outputs: Outputs, settings: YoloPost, labels: Sequence[str] | No
     first_class = 5 if settings.objectness else 4
     row_length = first_class + len(labels) if labels else None
     if (rows.shape[0] == row_length and rows.shape[1] != row_length) or (
-            row_length is None and rows.shape[0] < rows.shape[1]):
+        row_length is None and rows.shape[0] < rows.shape[1]
+    ):
         rows = rows.T  # Ultralytics' [4 + C, N] export
     if rows.shape[1] <= first_class:
         raise InputError(f"yolo: rows of {rows.shape[1]} values have no class scores")
@@ -242,8 +292,9 @@ def detect_yolo(outputs: Outputs, settings: YoloPost, labels: Sequence[str] | No
 # -- segmentation and raw ----------------------------------------------------------------------
 
 
-def segmentation_summary(outputs: Outputs, settings: SegmentationPost,
-                         labels: Sequence[str] | None) -> dict[str, Any]:
+def segmentation_summary(
+    outputs: Outputs, settings: SegmentationPost, labels: Sequence[str] | None
+) -> dict[str, Any]:
     """Share of pixels per class (formats in the module docstring)."""
     out = _pick(outputs, settings.output)
     mask = out[0] if out.ndim in (3, 4) and out.shape[0] == 1 else out
@@ -254,17 +305,23 @@ def segmentation_summary(outputs: Outputs, settings: SegmentationPost,
         mask = np.argmax(mask, axis=-1 if layout == "NHWC" else 0)
     if mask.ndim != 2:
         raise InputError(f"segmentation: cannot read an output of shape {list(out.shape)}")
-    class_map = np.rint(mask).astype(np.int64) if mask.dtype.kind == "f" else mask.astype(
-        np.int64)
+    class_map = np.rint(mask).astype(np.int64) if mask.dtype.kind == "f" else mask.astype(np.int64)
     if class_map.size and class_map.min() < 0:
         raise InputError("segmentation: the class map has negative class indices")
     counts = np.bincount(class_map.ravel())
     total = max(int(class_map.size), 1)
-    classes = [{"index": i, "label": _label(labels, i), "fraction": round(int(c) / total, 6)}
-               for i, c in enumerate(counts.tolist()) if c and c / total >= settings.min_fraction]
+    classes = [
+        {"index": i, "label": _label(labels, i), "fraction": round(int(c) / total, 6)}
+        for i, c in enumerate(counts.tolist())
+        if c and c / total >= settings.min_fraction
+    ]
     classes.sort(key=lambda item: (-float(item["fraction"] or 0.0), int(item["index"] or 0)))
-    return {"height": int(class_map.shape[0]), "width": int(class_map.shape[1]),
-            "dominant": classes[0] if classes else None, "classes": classes}
+    return {
+        "height": int(class_map.shape[0]),
+        "width": int(class_map.shape[1]),
+        "dominant": classes[0] if classes else None,
+        "classes": classes,
+    }
 
 
 def raw_outputs(outputs: Outputs, settings: RawPost) -> dict[str, Any]:
@@ -280,8 +337,11 @@ def raw_outputs(outputs: Outputs, settings: RawPost) -> dict[str, Any]:
     return {"outputs": result}
 
 
-def build_postprocessor(settings: PostprocessSettings, outputs: Sequence[TensorSpec],
-                        manifest: Mapping[str, Any] | None = None) -> Postprocessor:
+def build_postprocessor(
+    settings: PostprocessSettings,
+    outputs: Sequence[TensorSpec],
+    manifest: Mapping[str, Any] | None = None,
+) -> Postprocessor:
     """A callable ``(outputs, geometry) -> result`` for ``settings``; loads labels/anchors once."""
     del outputs  # output names are checked per call, since a hot swap may change them
     if isinstance(settings, RawPost):
@@ -300,6 +360,8 @@ def build_postprocessor(settings: PostprocessSettings, outputs: Sequence[TensorS
         except (OSError, ValueError) as exc:
             raise InputError(f"ssd anchors {settings.anchors_file}: cannot read ({exc})") from None
         if anchors.ndim != 2 or anchors.shape[1] != 4:
-            raise InputError(f"ssd anchors {settings.anchors_file}: expected [N, 4] "
-                             f"(cy, cx, h, w), got {list(anchors.shape)}")
+            raise InputError(
+                f"ssd anchors {settings.anchors_file}: expected [N, 4] "
+                f"(cy, cx, h, w), got {list(anchors.shape)}"
+            )
     return lambda out, geometry: detect_ssd(out, settings, labels, anchors, geometry)

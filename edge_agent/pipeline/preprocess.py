@@ -48,8 +48,10 @@ class Geometry:
         """Model input pixel coordinates -> frame pixel coordinates, clipped to the frame."""
         fx = (x - self.pad_x) / self.scale_x
         fy = (y - self.pad_y) / self.scale_y
-        return (min(max(fx, 0.0), float(self.frame_width)),
-                min(max(fy, 0.0), float(self.frame_height)))
+        return (
+            min(max(fx, 0.0), float(self.frame_width)),
+            min(max(fy, 0.0), float(self.frame_height)),
+        )
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,18 @@ class PreprocessPlan:
     quantization: tuple[float, int] | None
 
 
-def _per_channel(values: Sequence[float] | None, channels: int, default: float,
-                 what: str) -> np.ndarray:
+def _per_channel(
+    values: Sequence[float] | None, channels: int, default: float, what: str
+) -> np.ndarray:
     if values is None:
         return np.full(channels, default, np.float32)
     if len(values) == 1:
         return np.full(channels, values[0], np.float32)
     if len(values) != channels:
-        raise InputError(f"preprocess {what} has {len(values)} values; the model input has "
-                         f"{channels} channel(s): give 1 or {channels}")
+        raise InputError(
+            f"preprocess {what} has {len(values)} values; the model input has "
+            f"{channels} channel(s): give 1 or {channels}"
+        )
     return np.asarray(values, np.float32)
 
 
@@ -107,8 +112,10 @@ def resolve_plan(
         )
     color = settings.color or manifest.get("color") or ("gray" if channels == 1 else "rgb")
     if (color == "gray") != (channels == 1):
-        raise InputError(f"preprocess color '{color}' does not fit input '{spec.name}' with "
-                         f"{channels} channel(s)")
+        raise InputError(
+            f"preprocess color '{color}' does not fit input '{spec.name}' with "
+            f"{channels} channel(s)"
+        )
     dtype = np.dtype(spec.dtype if settings.dtype == "auto" else settings.dtype)
     quantization = None
     if dtype.kind in _INTEGER_KINDS and spec.quantization is not None and dtype == spec.dtype:
@@ -122,14 +129,28 @@ def resolve_plan(
     mean_values = _per_channel(mean, channels, 0.0, "mean")
     multiplier = (np.float32(scale) / std_values).astype(np.float32)
     offset = (-mean_values / std_values).astype(np.float32)
-    identity = (raw_integer and dtype == np.uint8 and bool(np.all(multiplier == 1.0))
-                and bool(np.all(offset == 0.0)))
+    identity = (
+        raw_integer
+        and dtype == np.uint8
+        and bool(np.all(multiplier == 1.0))
+        and bool(np.all(offset == 0.0))
+    )
     letterbox = settings.letterbox if settings.letterbox is not None else False
     return PreprocessPlan(
-        input_name=spec.name, layout=layout, height=height, width=width, channels=channels,
-        color=color, letterbox=letterbox, pad_value=settings.pad_value,
-        interpolation=settings.interpolation, multiplier=multiplier, offset=offset,
-        identity=identity, dtype=dtype, quantization=quantization,
+        input_name=spec.name,
+        layout=layout,
+        height=height,
+        width=width,
+        channels=channels,
+        color=color,
+        letterbox=letterbox,
+        pad_value=settings.pad_value,
+        interpolation=settings.interpolation,
+        multiplier=multiplier,
+        offset=offset,
+        identity=identity,
+        dtype=dtype,
+        quantization=quantization,
     )
 
 
@@ -143,8 +164,10 @@ class ImagePreprocessor:
         self.plan = plan
         self._cv2 = cv2
         self._interp = {
-            "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
-            "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC,
+            "linear": cv2.INTER_LINEAR,
+            "area": cv2.INTER_AREA,
+            "nearest": cv2.INTER_NEAREST,
+            "cubic": cv2.INTER_CUBIC,
         }
         if plan.quantization is not None:
             info = np.iinfo(plan.dtype)
@@ -163,8 +186,9 @@ class ImagePreprocessor:
             image, geometry = self._letterbox(image, frame_w, frame_h)
         else:
             image = cv2.resize(image, (p.width, p.height), interpolation=self._filter(frame_h))
-            geometry = Geometry(frame_w, frame_h, p.width, p.height, p.width / frame_w,
-                                p.height / frame_h, 0.0, 0.0)
+            geometry = Geometry(
+                frame_w, frame_h, p.width, p.height, p.width / frame_w, p.height / frame_h, 0.0, 0.0
+            )
         if image.ndim == 2:
             image = image[:, :, np.newaxis]
         if p.identity:
@@ -204,19 +228,33 @@ class ImagePreprocessor:
         converted: np.ndarray = cv2.cvtColor(image, code)
         return converted
 
-    def _letterbox(self, image: np.ndarray, frame_w: int, frame_h: int
-                   ) -> tuple[np.ndarray, Geometry]:
+    def _letterbox(
+        self, image: np.ndarray, frame_w: int, frame_h: int
+    ) -> tuple[np.ndarray, Geometry]:
         p, cv2 = self.plan, self._cv2
         ratio = min(p.width / frame_w, p.height / frame_h)
         new_w, new_h = max(1, round(frame_w * ratio)), max(1, round(frame_h * ratio))
         resized = cv2.resize(image, (new_w, new_h), interpolation=self._filter(frame_h))
         pad_x, pad_y = (p.width - new_w) // 2, (p.height - new_h) // 2
         padded = cv2.copyMakeBorder(
-            resized, pad_y, p.height - new_h - pad_y, pad_x, p.width - new_w - pad_x,
-            cv2.BORDER_CONSTANT, value=(p.pad_value,) * 3,
+            resized,
+            pad_y,
+            p.height - new_h - pad_y,
+            pad_x,
+            p.width - new_w - pad_x,
+            cv2.BORDER_CONSTANT,
+            value=(p.pad_value,) * 3,
         )
-        geometry = Geometry(frame_w, frame_h, p.width, p.height, new_w / frame_w,
-                            new_h / frame_h, float(pad_x), float(pad_y))
+        geometry = Geometry(
+            frame_w,
+            frame_h,
+            p.width,
+            p.height,
+            new_w / frame_w,
+            new_h / frame_h,
+            float(pad_x),
+            float(pad_y),
+        )
         return padded, geometry
 
 
@@ -231,13 +269,16 @@ class TensorPreprocessor:
         """Fitted inputs; InputError names the missing ones."""
         if SINGLE_INPUT in arrays:
             if len(self.specs) != 1:
-                raise InputError(f"a single array was sent but the model takes {len(self.specs)} "
-                                 "inputs; send a .npz or JSON keyed by input name")
+                raise InputError(
+                    f"a single array was sent but the model takes {len(self.specs)} "
+                    "inputs; send a .npz or JSON keyed by input name"
+                )
             arrays = {self.specs[0].name: arrays[SINGLE_INPUT]}
         missing = [s.name for s in self.specs if s.name not in arrays]
         if missing:
-            raise InputError(f"no tensor for input(s) {', '.join(missing)}; got "
-                             f"{', '.join(arrays) or 'none'}")
+            raise InputError(
+                f"no tensor for input(s) {', '.join(missing)}; got {', '.join(arrays) or 'none'}"
+            )
         out = {}
         for spec in self.specs:
             array = fit_to_spec(arrays[spec.name], spec)

@@ -109,8 +109,7 @@ class Pipeline:
         self.source.start()
         self.started_at = self._clock()
         self.last_progress = self.started_at
-        self._thread = threading.Thread(target=self._run, name=f"pipeline-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -120,8 +119,9 @@ class Pipeline:
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
-                log.warning("pipeline %s: still busy after %.0f s; leaving it", self.name,
-                            timeout_s)
+                log.warning(
+                    "pipeline %s: still busy after %.0f s; leaving it", self.name, timeout_s
+                )
             self._thread = None
         for sink in self.sinks:
             try:
@@ -174,8 +174,9 @@ class Pipeline:
                     f"pipeline {self.name}: image sources need a model with one input; "
                     f"{self.served.name} v{version.version} has {len(version.inputs)}"
                 )
-            plan = resolve_plan(self.settings.preprocess, version.inputs[0],
-                                manifest.get("preprocessing"))
+            plan = resolve_plan(
+                self.settings.preprocess, version.inputs[0], manifest.get("preprocessing")
+            )
             image = ImagePreprocessor(plan)
         post = build_postprocessor(self.settings.postprocess, version.outputs, manifest)
         self._prepared = _Prepared(version, image, TensorPreprocessor(version.inputs), post)
@@ -192,8 +193,12 @@ class Pipeline:
             self.frames_in += 1
             self._handle(frame)
             self.last_progress = self._clock()
-        log.info("pipeline %s: stopped after %d frames (%d errors)", self.name,
-                 self.processed, self.errors)
+        log.info(
+            "pipeline %s: stopped after %d frames (%d errors)",
+            self.name,
+            self.processed,
+            self.errors,
+        )
 
     def _handle(self, frame: Frame) -> None:
         done = getattr(self.source, "done", None)
@@ -215,8 +220,9 @@ class Pipeline:
             self.errors += 1
             self.last_error = f"frame {frame.frame_id}: {exc}"
             if self.errors == 1 or self.errors % 100 == 0:
-                log.warning("pipeline %s: %s (%d errors so far)", self.name, self.last_error,
-                            self.errors)
+                log.warning(
+                    "pipeline %s: %s (%d errors so far)", self.name, self.last_error, self.errors
+                )
             if done is not None:
                 done(frame, False)
             return
@@ -256,8 +262,9 @@ def build_source(settings: PipelineSettings, client: MqttClient | None) -> Sourc
         return FolderWatcher(settings.name, source, settings.queue_size)
     if isinstance(source, MqttSource):
         if client is None:
-            raise ConfigError(f"pipeline {settings.name}: an `mqtt` source needs `broker:` in "
-                              "the agent config")
+            raise ConfigError(
+                f"pipeline {settings.name}: an `mqtt` source needs `broker:` in the agent config"
+            )
         return MqttTensorSource(settings.name, source, client, settings.queue_size)
     return build_capture_source(settings.name, source, settings.queue_size, settings.max_fps)
 
@@ -273,10 +280,13 @@ def build_pipeline(
     served = registry.get(settings.model)
     if served is None:
         known = ", ".join(registry.names()) or "none"
-        raise ConfigError(f"pipeline {settings.name}: no served model named "
-                          f"'{settings.model}' (served: {known}); add it under `models:`")
-    sinks = [build_sink(s, settings.name, device_id=device_id, client=client)
-             for s in settings.sinks]
+        raise ConfigError(
+            f"pipeline {settings.name}: no served model named "
+            f"'{settings.model}' (served: {known}); add it under `models:`"
+        )
+    sinks = [
+        build_sink(s, settings.name, device_id=device_id, client=client) for s in settings.sinks
+    ]
     try:
         source = build_source(settings, client)
     except Exception:

@@ -53,8 +53,9 @@ class Sink(Protocol):
 class MqttResultSink:
     """Publishes results on ``ea/v1/<device>/results/<pipeline>``."""
 
-    def __init__(self, client: MqttClient, device_id: str, pipeline: str,
-                 settings: MqttSinkSettings) -> None:
+    def __init__(
+        self, client: MqttClient, device_id: str, pipeline: str, settings: MqttSinkSettings
+    ) -> None:
         """Publish through ``client`` (owned by the caller)."""
         self.client = client
         self.topic = topics.device_results(device_id, pipeline)
@@ -71,14 +72,17 @@ class MqttResultSink:
         if not self.client.connected:
             self.dropped_offline += 1
             return
-        self.client.publish(self.topic, encoded, qos=self.settings.qos,
-                            retain=self.settings.retain)
+        self.client.publish(self.topic, encoded, qos=self.settings.qos, retain=self.settings.retain)
         self.published += 1
 
     def stats(self) -> dict[str, Any]:
         """Published and dropped counts."""
-        return {"type": "mqtt", "topic": self.topic, "published": self.published,
-                "dropped_offline": self.dropped_offline}
+        return {
+            "type": "mqtt",
+            "topic": self.topic,
+            "published": self.published,
+            "dropped_offline": self.dropped_offline,
+        }
 
     def close(self) -> None:
         """Nothing to release (the client belongs to the agent)."""
@@ -102,8 +106,7 @@ class JsonlFileSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("ab")
         except OSError as exc:
-            raise ConfigError(f"jsonl sink: cannot open {self.path} for appending: {exc}"
-                              ) from None
+            raise ConfigError(f"jsonl sink: cannot open {self.path} for appending: {exc}") from None
         self._size = self._file.tell()
 
     def write(self, encoded: bytes) -> None:
@@ -129,20 +132,27 @@ class JsonlFileSink:
 
     def stats(self) -> dict[str, Any]:
         """Lines written and write errors."""
-        return {"type": "jsonl", "path": str(self.path), "written": self.written,
-                "errors": self.errors, "last_error": self.last_error}
+        return {
+            "type": "jsonl",
+            "path": str(self.path),
+            "written": self.written,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
 
     def close(self) -> None:
         """Close the file."""
         self._file.close()
 
 
-def build_sink(settings: SinkSettings, pipeline: str, *, device_id: str | None,
-               client: MqttClient | None) -> Sink:
+def build_sink(
+    settings: SinkSettings, pipeline: str, *, device_id: str | None, client: MqttClient | None
+) -> Sink:
     """A sink for ``settings``; ConfigError when an MQTT sink has no broker to use."""
     if isinstance(settings, JsonlSettings):
         return JsonlFileSink(settings)
     if client is None or device_id is None:
-        raise ConfigError(f"pipeline {pipeline}: an `mqtt` sink needs `broker:` in the agent "
-                          "config")
+        raise ConfigError(
+            f"pipeline {pipeline}: an `mqtt` sink needs `broker:` in the agent config"
+        )
     return MqttResultSink(client, device_id, pipeline, settings)

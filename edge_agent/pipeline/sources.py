@@ -244,8 +244,9 @@ class CaptureSource:
             self.counters.failed_opens += 1
             self.counters.last_error = reason
             if self.counters.failed_opens == 1 or self.counters.failed_opens % 10 == 0:
-                log.warning("source %s: %s (attempt %d)", self.name, reason,
-                            self.counters.failed_opens)
+                log.warning(
+                    "source %s: %s (attempt %d)", self.name, reason, self.counters.failed_opens
+                )
             return None
         self.counters.opens += 1
         self.counters.state = "streaming"
