@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "models": "edge_agent.cli.models_cmd:models",
     "registry": "edge_agent.cli.registry_cmd:registry",
     "fleet": "edge_agent.cli.fleet_cmd:fleet",
+    "monitor": "edge_agent.cli.monitor_cmd:monitor",
 }
 """Subcommand name -> "module:command", imported only when that subcommand runs."""
 

@@ -1,0 +1,107 @@
+"""`edge-agent monitor`: run the central monitor (ingest, store, alerts, dashboard, metrics)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+
+from edge_agent.fleet.monitor import AlertRules, IngestSettings, Monitor, MonitorSettings
+
+
+@click.group()
+def monitor() -> None:
+    """The central monitor of a fleet: dashboard, JSON API, Prometheus metrics and alerts."""
+
+
+@monitor.command("serve")
+@click.option("--broker", required=True, help="MQTT broker URL, e.g. mqtt://broker:1883.")
+@click.option(
+    "--db",
+    default="sqlite:///var/lib/edge-agent/monitor.db",
+    show_default=True,
+    help="Database: sqlite:///PATH (or a path) or postgresql://USER:PASS@HOST:PORT/DB.",
+)
+@click.option(
+    "--http",
+    "listen",
+    default="127.0.0.1:8480",
+    show_default=True,
+    help="Where the dashboard, /api and /metrics listen (HOST:PORT).",
+)
+@click.option(
+    "--retention-days",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Delete time series and resolved alerts older than this.",
+)
+@click.option("--webhook", default=None, help="POST alerts as JSON to this URL (retried).")
+@click.option(
+    "--group",
+    default="edge-agent-monitor",
+    show_default=True,
+    help="Shared-subscription group: instances with the same group split the traffic.",
+)
+@click.option("--client-id", default=None, help="MQTT client id (default: per host).")
+@click.option(
+    "--offline-after-min",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="Alert when a device is offline longer than this.",
+)
+@click.option(
+    "--latency-slo-ms",
+    default=250.0,
+    show_default=True,
+    type=float,
+    help="Alert when a model's p95 latency stays above this.",
+)
+@click.option("--battery-low-pct", default=15.0, show_default=True, type=float)
+@click.option("--overheat-c", default=80.0, show_default=True, type=float)
+def serve(
+    broker: str,
+    db: str,
+    listen: str,
+    retention_days: float,
+    webhook: str | None,
+    group: str,
+    client_id: str | None,
+    offline_after_min: float,
+    latency_slo_ms: float,
+    battery_low_pct: float,
+    overheat_c: float,
+) -> None:
+    """Ingest the fleet's reports from BROKER into DB and serve the dashboard until Ctrl-C.
+
+    Several instances with the same --group (and one shared PostgreSQL --db) split the load;
+    each needs its own --client-id.
+    """
+    ingest = IngestSettings(group=group or None)
+    if client_id:
+        ingest.client_id = client_id
+    settings = MonitorSettings(
+        http=listen,
+        retention_days=retention_days,
+        webhook_url=webhook,
+        ingest=ingest,
+        rules=AlertRules(
+            latency_slo_ms=latency_slo_ms,
+            battery_low_pct=battery_low_pct,
+            overheat_c=overheat_c,
+            offline_after_s=offline_after_min * 60,
+        ),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    instance = Monitor(db, broker, settings).start()
+    click.echo(f"monitor: dashboard on {instance.url}/  metrics on {instance.url}/metrics")
+    click.echo(f"monitor: ingesting from {broker} into {instance.store.describe()}")
+    try:
+        stop.wait()
+    finally:
+        instance.stop()
+        click.echo("monitor: stopped")

@@ -1,0 +1,347 @@
+"""Ingest: MQTT -> parse -> batched transactional writes -> broker acknowledgement.
+
+Flow. paho's network thread only appends ``(topic, payload, mid, generation)`` to a queue. The
+writer thread takes everything queued (up to ``batch_max``), parses it
+(:mod:`edge_agent.fleet.monitor.payloads`), writes all rows in ONE transaction and only then
+sends the PUBACKs (paho manual acknowledgement). So a record is acknowledged to the broker only
+once it is committed: if the monitor dies between receiving and committing, the broker still
+holds the record for this persistent session and sends it again. Redeliveries are deduped by
+the store's unique record keys.
+
+Why paho directly rather than :class:`edge_agent.transport.client.MqttClient`: the wrapper
+acknowledges on receipt and dispatches by matching topic filters (which ``$share/...`` filters
+never match). Ingest needs manual acknowledgement and shared subscriptions.
+
+Backpressure: the broker sends at most ``max_inflight_messages`` unacknowledged QoS 1 messages
+to us (deploy/mosquitto.conf raises it to 1000) and queues the rest for us (persistent session,
+``max_queued_messages``); so the in-memory queue is bounded by the broker's in-flight window and
+a slow database slows the broker's delivery instead of losing records.
+
+Garbage (not JSON, wrong shapes, oversized, unknown topics) is counted per reason, acknowledged
+(it would only come back) and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.errors import TransportError
+from edge_agent.fleet.monitor.payloads import PayloadError, Row, parse_message
+from edge_agent.fleet.monitor.store import Store, StoreError
+from edge_agent.transport import topics
+from edge_agent.transport.client import BrokerAddress
+from edge_agent.transport.topics import DeviceChannel
+
+log = logging.getLogger(__name__)
+
+SHARED_CHANNELS = (
+    DeviceChannel.TELEMETRY,
+    DeviceChannel.DRIFT,
+    DeviceChannel.ROLLOUT,
+    DeviceChannel.SAMPLES,
+)
+"""Split between monitor instances. ``status`` is retained, and brokers do not deliver retained
+messages to shared subscriptions, so every instance subscribes to it plainly (it is small)."""
+
+
+@dataclass
+class IngestSettings:
+    """How the monitor consumes the broker."""
+
+    client_id: str = field(default_factory=lambda: f"edge-agent-monitor-{socket.gethostname()}")
+    """Stable per instance: the broker keeps this persistent session's queue while it is away."""
+    group: str | None = "edge-agent-monitor"
+    """Shared-subscription group (None: plain subscriptions, one instance gets everything)."""
+    clean_session: bool = False
+    keepalive_s: int = 30
+    batch_max: int = 2000
+    """Most messages per transaction."""
+    linger_s: float = 0.02
+    """How long a non-full batch waits for more before it is written (seconds)."""
+    max_payload_bytes: int = 2 * 1024 * 1024
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass
+class IngestStats:
+    """Counters since start (read by metrics and the dashboard)."""
+
+    received: Counter[str] = field(default_factory=Counter)
+    """Messages per channel."""
+    stored: int = 0
+    """Records stored for the first time (telemetry, drift, events, samples)."""
+    statuses: int = 0
+    sample_chunks: int = 0
+    """Sample chunks after the first (acknowledged, nothing to store)."""
+    duplicates: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    batch_rows: int = 0
+    write_errors: int = 0
+    write_seconds: float = 0.0
+    last_batch_size: int = 0
+    connected: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able snapshot."""
+        return {
+            "received": dict(self.received),
+            "received_total": sum(self.received.values()),
+            "stored": self.stored,
+            "statuses": self.statuses,
+            "sample_chunks": self.sample_chunks,
+            "duplicates": self.duplicates,
+            "dropped": dict(self.dropped),
+            "dropped_total": sum(self.dropped.values()),
+            "batches": self.batches,
+            "write_errors": self.write_errors,
+            "connected": self.connected,
+        }
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received: float
+
+
+class Ingestor:
+    """Subscribes, batches, writes and acknowledges. ``start`` / ``stop``; thread-safe stats."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        store: Store,
+        settings: IngestSettings | None = None,
+        on_batch: Callable[[list[Row]], None] | None = None,
+    ) -> None:
+        self.address = BrokerAddress.from_url(broker_url)
+        self.store = store
+        self.settings = settings or IngestSettings()
+        self.stats = IngestStats()
+        self._on_batch = on_batch
+        self._queue: queue.Queue[_Incoming] = queue.Queue()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        s = self.settings
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            clean_session=s.clean_session,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if s.username is not None:
+            self.client.username_pw_set(s.username, s.password)
+        if self.address.tls:
+            self.client.tls_set()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self._subscribe_mid = -1
+        self.client.on_message = self._on_message
+        self._connected = threading.Event()
+        self._enqueued = 0
+        self._processed = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def filters(self) -> list[str]:
+        """The subscriptions: status plainly, the rest shared when a group is set."""
+        result = [topics.all_devices(DeviceChannel.STATUS)]
+        for channel in SHARED_CHANNELS:
+            plain = topics.all_devices(channel)
+            group = self.settings.group
+            result.append(topics.shared(group, plain) if group else plain)
+        return result
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Connect, subscribe and start writing; TransportError if the broker is unreachable."""
+        self._writer = threading.Thread(target=self._write_loop, name="monitor-ingest", daemon=True)
+        self._writer.start()
+        try:
+            self.client.connect_async(
+                self.address.host, self.address.port, self.settings.keepalive_s
+            )
+        except (OSError, ValueError) as exc:
+            self.stop()
+            raise TransportError(f"cannot reach the broker at {self._where()}: {exc}") from None
+        self.client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.stop()
+            raise TransportError(
+                f"the monitor could not connect to the broker at {self._where()} within "
+                f"{timeout_s:.0f} s; check that it runs and the URL and credentials"
+            )
+
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Write what is queued (up to ``drain_s``), then disconnect."""
+        deadline = time.monotonic() + drain_s
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stop.set()
+        self._connected.clear()  # an orderly disconnect is not worth a warning
+        if self._writer is not None:
+            self._writer.join(10)
+            self._writer = None
+        self.client.disconnect()
+        self.client.loop_stop()
+        reset = getattr(self.client, "_reset_sockets", None)
+        if reset is not None:  # paho leaves the wake-up socket pair to __del__
+            reset()
+        self._connected.clear()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish on the monitor's connection (alerts)."""
+        self.client.publish(topic, payload, qos=qos)
+
+    def backlog(self) -> int:
+        """Messages received and not yet written (queued or in the batch being written)."""
+        return self._enqueued - self._processed
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker %s refused the monitor: %s", self._where(), reason)
+            return
+        with self._lock:
+            self._generation += 1
+        _result, mid = client.subscribe([(f, 1) for f in self.filters()])
+        self._subscribe_mid = mid
+        self.stats.connected = True
+        log.info("monitor subscribed at %s: %s", self._where(), ", ".join(self.filters()))
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: Any, _p: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            log.error("the broker refused monitor subscriptions: %s (check its ACL)", refused)
+        self._connected.set()  # start() returns once the broker has confirmed them
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.stats.connected = False
+        if self._connected.is_set():
+            log.warning("monitor lost the broker at %s (%s); reconnecting", self._where(), reason)
+        self._connected.clear()
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._enqueued += 1
+        self._queue.put(
+            _Incoming(
+                message.topic,
+                bytes(message.payload),
+                message.mid,
+                message.qos,
+                self._generation,
+                time.time(),
+            )
+        )
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _take_batch(self) -> list[_Incoming]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.linger_s
+        while len(batch) < self.settings.batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+        return batch
+
+    def _write_loop(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch = self._take_batch()
+            if batch:
+                try:
+                    self._process(batch)
+                finally:
+                    self._processed += len(batch)
+
+    def _process(self, batch: list[_Incoming]) -> None:
+        rows: list[Row] = []
+        for item in batch:
+            parsed_topic = topics.parse(item.topic)
+            channel = parsed_topic.channel if parsed_topic else "unknown"
+            self.stats.received[channel] += 1
+            try:
+                parsed = parse_message(
+                    item.topic, item.payload, item.received, self.settings.max_payload_bytes
+                )
+            except PayloadError as exc:
+                self.stats.dropped[exc.reason] += 1
+                log.debug("dropped a message on %s: %s", item.topic[:120], exc)
+                continue
+            except Exception:  # a parser bug must not stop ingest; count it and go on
+                self.stats.dropped["parser_error"] += 1
+                log.exception("parser failed on a message on %s", item.topic[:120])
+                continue
+            if parsed.skipped:
+                self.stats.sample_chunks += 1
+            elif channel == DeviceChannel.STATUS.value:
+                self.stats.statuses += 1
+            rows.extend(parsed.rows)
+        delay = 0.5
+        while True:
+            started = time.perf_counter()
+            try:
+                result = self.store.write_batch(rows, time.time()) if rows else None
+                break
+            except StoreError as exc:
+                self.stats.write_errors += 1
+                log.error("monitor could not store a batch (%s); retrying in %.1f s", exc, delay)
+                if self._stop.wait(delay):
+                    return  # not acknowledged: the broker redelivers to the next session
+                delay = min(delay * 2, 30.0)
+        self.stats.write_seconds += time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.last_batch_size = len(batch)
+        if result is not None:
+            self.stats.duplicates += result.duplicates
+            self.stats.stored += result.new
+        for item in batch:
+            if item.qos > 0 and item.generation == self._generation:
+                self.client.ack(item.mid, item.qos)
+        if self._on_batch is not None and rows:
+            try:
+                self._on_batch(rows)
+            except Exception:
+                log.exception("batch listener failed")
+
+    def _where(self) -> str:
+        return (
+            f"{'mqtts' if self.address.tls else 'mqtt'}://{self.address.host}:{self.address.port}"
+        )

@@ -1,0 +1,154 @@
+/* The monitor dashboard: fleet overview, device page, rollout page, from the JSON API.
+   Data goes into the page as text nodes only (never innerHTML): device ids and reasons come
+   from devices, and a device must not be able to inject markup into the operator's browser. */
+(function () {
+  "use strict";
+  const C = window.EdgeCharts;
+  const app = document.getElementById("app");
+  const REFRESH_MS = 5000;
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = v; else el.setAttribute(k, String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined) continue;
+      el.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+    }
+    return el;
+  }
+  const badge = s => h("span", { class: "badge s-" + String(s || "unknown").replace(/[^a-z_]/g, "") }, s || "unknown");
+  const fmt = C.fmt;
+  const ago = t => { if (!t) return "–"; const s = Date.now() / 1000 - t; return s < 90 ? Math.round(s) + " s ago" : s < 5400 ? Math.round(s / 60) + " min ago" : Math.round(s / 3600) + " h ago"; };
+  const when = t => t ? new Date(t * 1000).toLocaleString() : "–";
+  const card = (n, l, id) => h("div", { class: "card", "data-card": id }, h("div", { class: "n" }, String(n)), h("div", { class: "l" }, l));
+  async function api(path) {
+    const r = await fetch(path, { cache: "no-store" });
+    if (!r.ok) throw new Error((await r.json()).error || r.statusText);
+    return r.json();
+  }
+  function alertList(alerts) {
+    if (!alerts.length) return h("p", { class: "empty" }, "No alerts.");
+    return h("div", { id: "alerts" }, alerts.map(a =>
+      h("div", { class: "alert " + (a.state === "resolved" ? "resolved" : a.severity), "data-rule": a.rule },
+        badge(a.state === "resolved" ? "ok" : a.severity), " ", a.message, " ",
+        h("span", { class: "muted" }, "(" + ago(a.state === "resolved" ? a.resolved : a.started) + ")"))));
+  }
+
+  async function fleetPage() {
+    const [fleet, alerts] = await Promise.all([api("/api/fleet"), api("/api/alerts")]);
+    const n = fleet.counts;
+    const rows = fleet.devices.map(d => h("tr", { "data-device": d.device_id },
+      h("td", {}, h("a", { href: "/devices/" + encodeURIComponent(d.device_id) }, d.device_id)),
+      h("td", {}, badge(d.state)),
+      h("td", {}, d.device_class || "–"),
+      h("td", {}, d.agent_version || "–"),
+      h("td", { class: "models" }, d.models.length ? d.models.map(m =>
+        h("div", {}, m.name + " v" + m.version + " ", h("span", { class: "muted" }, "(" + m.delegate + (m.degraded ? ", degraded" : "") + ")"))) : "–"),
+      h("td", {}, d.battery_pct === null ? "–" : fmt(d.battery_pct) + " %"),
+      h("td", {}, d.max_temp_c === null ? "–" : fmt(d.max_temp_c) + " °C"),
+      h("td", {}, d.alerts ? h("span", { class: "badge s-warning" }, String(d.alerts)) : "0"),
+      h("td", { class: "muted" }, ago(d.last_seen))));
+    const versions = Object.entries(fleet.versions).map(([model, vs]) =>
+      h("div", { "data-model": model }, h("b", {}, model + ": "),
+        Object.entries(vs).map(([v, c]) => "v" + v + " on " + c + " device" + (c === 1 ? "" : "s")).join(", ")));
+    return [
+      h("h1", {}, "Fleet"),
+      h("div", { class: "cards" }, card(n.devices || 0, "devices", "devices"), card(n.online || 0, "online", "online"),
+        card(n.degraded || 0, "degraded", "degraded"), card(n.offline || 0, "offline", "offline"),
+        card(fleet.alerts_firing, "alerts firing", "alerts")),
+      h("h2", {}, "Model versions"), versions.length ? h("div", { class: "panel" }, versions) : h("p", { class: "empty" }, "No models reported yet."),
+      h("h2", {}, "Devices"),
+      fleet.devices.length ? h("table", { id: "devices" },
+        h("thead", {}, h("tr", {}, ["Device", "State", "Class", "Agent", "Models", "Battery", "Temp", "Alerts", "Last seen"].map(t => h("th", {}, t)))),
+        h("tbody", {}, rows)) : h("p", { class: "empty" }, "No device has reported yet."),
+      h("h2", {}, "Alerts"), alertList(alerts.alerts),
+    ];
+  }
+
+  function chartPanel(title, id, draw) {
+    const box = h("div", { id: id });
+    const panel = h("div", { class: "panel" }, h("h2", {}, title), box);
+    requestAnimationFrame(() => draw(box));
+    return panel;
+  }
+
+  async function devicePage(id) {
+    const d = await api("/api/devices/" + encodeURIComponent(id) + "?since_s=3600");
+    const dev = d.device;
+    const series = key => [{ name: key, points: d.sensors.map(s => [s.time, s[key]]) }];
+    const latency = Object.entries(d.latency).map(([m, rows]) => ({ name: m + " p95", points: rows.map(r => [r.time, r.p95]) }));
+    const latest = d.drift.latest;
+    const features = latest.length ? Object.entries(latest[0].features).sort((a, b) => b[1] - a[1]).slice(0, 16).map(([label, value]) => ({ label, value })) : [];
+    const samples = d.samples.map(s => h("tr", {},
+      h("td", {}, when(s.time)), h("td", {}, (s.model || "–") + " v" + (s.version || "?")),
+      h("td", {}, s.prediction === null ? "–" : String(s.prediction)), h("td", {}, s.confidence === null ? "–" : fmt(s.confidence)),
+      h("td", {}, s.latency_ms === null ? "–" : fmt(s.latency_ms) + " ms"), h("td", {}, s.strategy || "–"), h("td", {}, String(s.size) + " B")));
+    const events = d.events.map(e => h("tr", {}, h("td", {}, when(e.time)), h("td", {}, e.kind),
+      h("td", {}, (e.model || "") + (e.version ? " v" + e.version : "")), h("td", {}, badge(e.state)), h("td", {}, e.reason || "")));
+    return [
+      h("h1", {}, "Device ", h("span", { id: "device-id" }, dev.device_id), " ", badge(dev.online ? dev.state : "offline")),
+      h("div", { class: "cards" }, card(dev.device_class || "–", "class", "class"), card(dev.agent_version || "–", "agent", "agent"),
+        card(dev.uptime_s ? Math.round(dev.uptime_s / 60) + " min" : "–", "uptime", "uptime"), card(ago(dev.last_seen), "last seen", "seen")),
+      h("div", { class: "panel", id: "models" }, d.models.map(m => h("div", {}, h("b", {}, m.name), " v" + m.version + " on " + m.delegate + (m.degraded ? " (degraded)" : "")))),
+      h("h2", {}, "Alerts"), alertList(d.alerts),
+      h("div", { class: "grid" },
+        chartPanel("Latency p95 (ms)", "chart-latency", el => C.lineChart(el, latency, { unit: "ms", legend: true })),
+        chartPanel("Battery (%)", "chart-battery", el => C.lineChart(el, series("battery_pct"), { unit: "%", min: 0, max: 100 })),
+        chartPanel("Power (W)", "chart-power", el => C.lineChart(el, series("power_w"), { unit: "W" })),
+        chartPanel("Temperature (°C)", "chart-temperature", el => C.lineChart(el, series("max_temp_c"), { unit: "°C" })),
+        chartPanel("Drift per feature (latest window; ≥ 1 drifting)", "chart-drift", el => C.barChart(el, features, { threshold: 1 })),
+        chartPanel("Drift severity over time", "chart-drift-series", el => C.lineChart(el, ["input", "prediction", "quality"].map(s => ({ name: s, points: d.drift.series.map(r => [r.time, r[s + "_severity"]]) })), { legend: true }))),
+      h("h2", {}, "Recent samples"),
+      samples.length ? h("table", { id: "samples" }, h("thead", {}, h("tr", {}, ["Time", "Model", "Prediction", "Confidence", "Latency", "Strategy", "Size"].map(t => h("th", {}, t)))), h("tbody", {}, samples)) : h("p", { class: "empty" }, "No samples uploaded."),
+      h("h2", {}, "Events"),
+      events.length ? h("table", { id: "events" }, h("thead", {}, h("tr", {}, ["Time", "Kind", "Model", "State", "Reason"].map(t => h("th", {}, t)))), h("tbody", {}, events)) : h("p", { class: "empty" }, "No events."),
+    ];
+  }
+
+  async function rolloutPage() {
+    const r = await api("/api/rollouts?window_s=600");
+    const models = Object.entries(r.models);
+    if (!models.length) return [h("h1", {}, "Rollouts"), h("p", { class: "empty" }, "No rollout events yet.")];
+    return [h("h1", {}, "Rollouts"), models.map(([model, m]) => h("section", { "data-model": model },
+      h("h2", {}, model),
+      h("table", { class: "versions" },
+        h("thead", {}, h("tr", {}, ["Version", "Devices per state", "Error rate", "p95 (ms)", "Agreement", "Drift alarm", "Online"].map(t => h("th", {}, t)))),
+        h("tbody", {}, Object.entries(m.versions).map(([v, info]) => h("tr", { "data-version": v },
+          h("td", {}, "v" + v),
+          h("td", {}, Object.entries(info.states).map(([s, c]) => h("span", {}, badge(s), " " + c + " "))),
+          h("td", {}, info.gates.error_rate === null ? "–" : fmt(info.gates.error_rate * 100) + " %"),
+          h("td", {}, fmt(info.gates.latency_p95_ms)),
+          h("td", {}, info.gates.shadow_agreement === null ? "–" : fmt(info.gates.shadow_agreement * 100) + " %"),
+          h("td", {}, info.gates.drift_alarm ? badge("alarm") : badge("ok")),
+          h("td", {}, info.gates.online + " / " + info.gates.devices))))),
+      h("table", { class: "rollout-devices" },
+        h("thead", {}, h("tr", {}, ["Device", "Version", "State", "Reason", "Evidence", "When"].map(t => h("th", {}, t)))),
+        h("tbody", {}, m.devices.map(d => h("tr", { "data-device": d.device_id },
+          h("td", {}, h("a", { href: "/devices/" + encodeURIComponent(d.device_id) }, d.device_id)),
+          h("td", {}, "v" + d.version), h("td", {}, badge(d.state)), h("td", {}, d.reason || ""),
+          h("td", { class: "muted" }, d.evidence ? Object.entries(d.evidence).filter(([, v]) => v !== null).map(([k, v]) => k + " " + (typeof v === "number" ? fmt(v) : v)).join(", ") : "–"),
+          h("td", { class: "muted" }, ago(d.time))))))))];
+  }
+
+  async function render() {
+    const path = location.pathname;
+    let page = "fleet", content;
+    try {
+      if (path.startsWith("/devices/")) { page = "device"; content = await devicePage(decodeURIComponent(path.slice(9))); }
+      else if (path === "/rollouts") { page = "rollouts"; content = await rolloutPage(); }
+      else content = await fleetPage();
+    } catch (err) {
+      content = [h("h1", {}, "Cannot load"), h("p", { class: "alert critical" }, String(err.message || err))];
+    }
+    app.replaceChildren(...[content].flat(Infinity));
+    app.setAttribute("data-page", page);
+    app.setAttribute("data-loaded", String(Date.now()));
+    document.querySelectorAll("[data-nav]").forEach(a => a.classList.toggle("active", a.dataset.nav === page || (page === "device" && a.dataset.nav === "fleet")));
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  }
+  render();
+  setInterval(render, REFRESH_MS);
+})();

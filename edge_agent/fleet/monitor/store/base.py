@@ -1,0 +1,491 @@
+"""The monitor's store: one interface, one SQL text, two backends (SQLite and PostgreSQL).
+
+Writes come from one thread (ingest) in batches: :meth:`Store.write_batch` puts every row of a
+batch in one transaction (``ON CONFLICT DO NOTHING`` on the record key dedupes at-least-once
+deliveries, also between several monitor instances sharing one database) and says how many
+records were new. Reads (dashboard, queries, alerts, metrics) use one connection per thread.
+The backends differ only in how they connect, their placeholder and a few SQL tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.errors import EdgeAgentError
+from edge_agent.fleet.monitor.payloads import (
+    DriftRow,
+    EventRow,
+    LoadRow,
+    Row,
+    SampleRow,
+    StatusRow,
+    TelemetryRow,
+)
+from edge_agent.fleet.monitor.store import migrations
+
+log = logging.getLogger(__name__)
+
+RETAINED_TABLES = ("telemetry", "model_load", "drift", "events", "samples")
+
+
+class StoreError(EdgeAgentError):
+    """The monitor's database cannot be opened, migrated or written."""
+
+
+@dataclass
+class WriteResult:
+    """What one batch did."""
+
+    new: int = 0
+    """Records stored for the first time."""
+    duplicates: int = 0
+    """Records already stored (at-least-once redeliveries)."""
+    by_table: dict[str, int] = field(default_factory=dict)
+
+
+_INSERTS: dict[type, tuple[str, str, tuple[str, ...]]] = {
+    TelemetryRow: (
+        "telemetry",
+        "rkey",
+        (
+            "device_id",
+            "time",
+            "state",
+            "battery_pct",
+            "max_temp_c",
+            "power_w",
+            "cpu_pct",
+            "memory_pct",
+            "energy_j",
+            "power_mode",
+        ),
+    ),
+    LoadRow: (
+        "model_load",
+        "rkey",
+        (
+            "device_id",
+            "time",
+            "model",
+            "version",
+            "delegate",
+            "count",
+            "errors",
+            "throughput",
+            "p50",
+            "p95",
+            "p99",
+            "sketch",
+        ),
+    ),
+    EventRow: (
+        "events",
+        "rkey",
+        ("device_id", "time", "kind", "model", "version", "state", "reason", "detail"),
+    ),
+    SampleRow: (
+        "samples",
+        "rkey",
+        (
+            "device_id",
+            "time",
+            "model",
+            "version",
+            "delegate",
+            "latency_ms",
+            "strategy",
+            "prediction",
+            "confidence",
+            "size",
+        ),
+    ),
+}
+_DRIFT_COLUMNS = (
+    "rkey",
+    "device_id",
+    "time",
+    "model",
+    "window_index",
+    "samples",
+    "input_severity",
+    "prediction_severity",
+    "quality_severity",
+    "input_alarm",
+    "prediction_alarm",
+    "quality_alarm",
+    "features",
+    "profile",
+)
+PRIMARY = ("telemetry", "drift", "events", "samples")
+"""Tables with one row per received record (model_load rows belong to a telemetry record)."""
+
+
+def _drift_values(row: DriftRow) -> tuple[Any, ...]:
+    return (
+        row.key,
+        row.device_id,
+        row.time,
+        row.model,
+        row.window,
+        row.samples,
+        row.severity.get("input"),
+        row.severity.get("prediction"),
+        row.severity.get("quality"),
+        row.alarm.get("input"),
+        row.alarm.get("prediction"),
+        row.alarm.get("quality"),
+        row.features,
+        row.profile,
+    )
+
+
+class Store(ABC):
+    """A monitor database. Subclasses connect; this class holds every statement."""
+
+    dialect = "sqlite"
+    greatest = "max"
+    """The two-argument maximum: ``max`` in SQLite, ``GREATEST`` in PostgreSQL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._readers: list[Any] = []
+        self._readers_lock = threading.Lock()
+        self._writer: Any = None
+        self._write_lock = threading.Lock()
+
+    # -- connections (backend-specific) ----------------------------------------------------
+
+    @abstractmethod
+    def _connect(self, *, writer: bool) -> Any:
+        """A new DB-API connection; StoreError naming the database when it fails."""
+
+    @abstractmethod
+    def _begin(self, conn: Any) -> None:
+        """Start a write transaction."""
+
+    def sql(self, text: str) -> str:
+        """Adapt ``?`` placeholders to the backend's paramstyle."""
+        return text
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect the writer and apply pending migrations."""
+        self._writer = self._connect(writer=True)
+        self.migrate()
+
+    def schema_version(self) -> int:
+        """The newest applied migration (0 on an empty database)."""
+        conn = self._writer
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "description TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL)"
+            )
+            conn.commit()
+            cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            return int(cur.fetchone()[0])
+        finally:
+            cur.close()
+
+    def migrate(self) -> list[int]:
+        """Apply every pending migration, each in its own transaction; returns those applied."""
+        with self._write_lock:
+            applied = self.schema_version()
+            if applied > migrations.latest():
+                raise StoreError(
+                    f"database {self.describe()} has schema version {applied}, newer than this "
+                    f"monitor knows ({migrations.latest()}): upgrade edge-agent on this host"
+                )
+            done = []
+            conn = self._writer
+            for migration in migrations.pending(applied):
+                cur = conn.cursor()
+                try:
+                    self._begin(conn)
+                    for statement in migrations.render(migration, self.dialect):
+                        cur.execute(statement)
+                    cur.execute(
+                        self.sql(
+                            "INSERT INTO schema_migrations (version, description, applied) "
+                            "VALUES (?, ?, ?)"
+                        ),
+                        (migration.version, migration.description, time.time()),
+                    )
+                    conn.commit()
+                except Exception as exc:
+                    conn.rollback()
+                    raise StoreError(
+                        f"migration {migration.version} ({migration.description}) failed on "
+                        f"{self.describe()}: {exc}"
+                    ) from exc
+                finally:
+                    cur.close()
+                done.append(migration.version)
+                log.info("monitor database migrated to version %d", migration.version)
+            return done
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            try:
+                conn.close()
+            except Exception:  # closing is best effort
+                log.debug("closing a reader failed", exc_info=True)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def describe(self) -> str:
+        """The database, without a password."""
+        if "@" in self.url and "://" in self.url:
+            scheme, rest = self.url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return self.url
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def write_batch(self, rows: Sequence[Row], received: float) -> WriteResult:
+        """Store ``rows`` in one transaction; StoreError (nothing stored) on failure."""
+        statuses: dict[str, StatusRow] = {}
+        grouped: dict[type, list[Row]] = {}
+        seen_at: dict[str, float] = {}
+        for row in rows:
+            if isinstance(row, StatusRow):
+                previous = statuses.get(row.device_id)
+                if previous is None or row.time >= previous.time:
+                    statuses[row.device_id] = row
+            else:
+                grouped.setdefault(type(row), []).append(row)
+                seen_at[row.device_id] = received
+        result = WriteResult()
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StoreError("the monitor store is closed")
+            cur = conn.cursor()
+            try:
+                self._begin(conn)
+                if statuses:
+                    self._write_statuses(cur, list(statuses.values()), received)
+                if seen_at:
+                    self._touch_devices(cur, seen_at)
+                for kind, items in grouped.items():
+                    table, inserted = self._insert(cur, kind, items)
+                    result.by_table[table] = result.by_table.get(table, 0) + inserted
+                    if table in PRIMARY:
+                        result.new += inserted
+                        result.duplicates += len(items) - inserted
+                conn.commit()
+            except Exception as exc:
+                try:
+                    conn.rollback()
+                except Exception:
+                    log.debug("rollback failed", exc_info=True)
+                raise StoreError(f"writing to {self.describe()} failed: {exc}") from exc
+            finally:
+                cur.close()
+        return result
+
+    def _insert(self, cur: Any, kind: type, items: list[Row]) -> tuple[str, int]:
+        if kind is DriftRow:
+            columns: tuple[str, ...] = _DRIFT_COLUMNS
+            table = "drift"
+            conflict = "(rkey)"
+            values = [_drift_values(r) for r in items if isinstance(r, DriftRow)]
+        else:
+            table, key, fields = _INSERTS[kind]
+            columns = (key, *fields)
+            conflict = "(rkey, model, delegate)" if table == "model_load" else "(rkey)"
+            values = [(r.key, *(getattr(r, f) for f in fields)) for r in items]  # type: ignore[union-attr]
+        marks = ", ".join("?" for _ in columns)
+        statement = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT {conflict} DO NOTHING"
+        )
+        cur.executemany(self.sql(statement), values)
+        return table, max(int(cur.rowcount), 0)
+
+    def _write_statuses(self, cur: Any, rows: list[StatusRow], received: float) -> None:
+        g = self.greatest
+        cur.executemany(
+            self.sql(
+                "INSERT INTO devices (device_id, state, state_since, status_time, last_seen, "
+                "first_seen, agent_version, device_class, api, uptime_s) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET "
+                "state_since = CASE WHEN devices.state = excluded.state "
+                "THEN devices.state_since ELSE excluded.state_since END, "
+                "state = excluded.state, status_time = excluded.status_time, "
+                f"last_seen = {g}(devices.last_seen, excluded.last_seen), "
+                "agent_version = COALESCE(excluded.agent_version, devices.agent_version), "
+                "device_class = COALESCE(excluded.device_class, devices.device_class), "
+                "api = COALESCE(excluded.api, devices.api), "
+                "uptime_s = COALESCE(excluded.uptime_s, devices.uptime_s) "
+                "WHERE excluded.status_time >= devices.status_time"
+            ),
+            [
+                (
+                    r.device_id,
+                    r.state,
+                    received,
+                    r.time,
+                    received,
+                    received,
+                    r.agent_version,
+                    r.device_class,
+                    r.api,
+                    r.uptime_s,
+                )
+                for r in rows
+            ],
+        )
+        for row in rows:
+            if not row.models:
+                continue  # a last will names no models: keep the last known ones
+            cur.execute(
+                self.sql("SELECT status_time FROM devices WHERE device_id = ?"), (row.device_id,)
+            )
+            current = cur.fetchone()
+            if current is None or float(current[0]) != row.time:
+                continue  # an older status than the one stored
+            cur.execute(self.sql("DELETE FROM device_models WHERE device_id = ?"), (row.device_id,))
+            cur.executemany(
+                self.sql(
+                    "INSERT INTO device_models (device_id, model, version, delegate, degraded) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id, model) DO NOTHING"
+                ),
+                [(row.device_id, n, v, d, int(deg)) for n, v, d, deg in row.models],
+            )
+
+    def _touch_devices(self, cur: Any, seen_at: dict[str, float]) -> None:
+        """Records from a device prove it is alive; a device seen first here is created."""
+        g = self.greatest
+        cur.executemany(
+            self.sql(
+                "INSERT INTO devices (device_id, state, state_since, status_time, last_seen, "
+                "first_seen) VALUES (?, 'online', ?, 0, ?, ?) "
+                f"ON CONFLICT (device_id) DO UPDATE SET "
+                f"last_seen = {g}(devices.last_seen, excluded.last_seen)"
+            ),
+            [(device, when, when, when) for device, when in sorted(seen_at.items())],
+        )
+
+    # -- alerts (written by the alert loop, on its own connection) -------------------------
+
+    def open_alert(
+        self,
+        key: str,
+        rule: str,
+        device_id: str | None,
+        subject: str | None,
+        severity: str,
+        message: str,
+        now: float,
+    ) -> bool:
+        """Record a firing alert; False when another instance (or an earlier run) already did."""
+        conn = self.reader()
+        cur = conn.cursor()
+        try:
+            self._begin(conn)
+            cur.execute(
+                self.sql(
+                    "INSERT INTO alerts (akey, rule, device_id, subject, severity, message, "
+                    "state, started, updated) VALUES (?, ?, ?, ?, ?, ?, 'firing', ?, ?) "
+                    "ON CONFLICT (akey) DO UPDATE SET state = 'firing', started = excluded.started,"
+                    " updated = excluded.updated, message = excluded.message, resolved = NULL "
+                    "WHERE alerts.state = 'resolved'"
+                ),
+                (key, rule, device_id, subject, severity, message, now, now),
+            )
+            opened = int(cur.rowcount) > 0
+            conn.commit()
+            return opened
+        except Exception:
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def resolve_alert(self, key: str, now: float) -> bool:
+        """Mark a firing alert resolved; False when it was not firing."""
+        conn = self.reader()
+        cur = conn.cursor()
+        try:
+            self._begin(conn)
+            cur.execute(
+                self.sql(
+                    "UPDATE alerts SET state = 'resolved', resolved = ?, updated = ? "
+                    "WHERE akey = ? AND state = 'firing'"
+                ),
+                (now, now, key),
+            )
+            done = int(cur.rowcount) > 0
+            conn.commit()
+            return done
+        except Exception:
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def reader(self) -> Any:
+        """The calling thread's read connection (opened on first use, closed by :meth:`close`)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(writer=False)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query (``?`` placeholders); rows as dicts."""
+        conn = self.reader()
+        cur = conn.cursor()
+        try:
+            cur.execute(self.sql(statement), tuple(params))
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+        finally:
+            cur.close()
+
+    # -- retention -------------------------------------------------------------------------
+
+    def prune(self, cutoff: float) -> dict[str, int]:
+        """Delete time-series rows older than ``cutoff`` and alerts resolved before it."""
+        removed: dict[str, int] = {}
+        with self._write_lock:
+            conn = self._writer
+            cur = conn.cursor()
+            try:
+                for table in RETAINED_TABLES:
+                    self._begin(conn)
+                    cur.execute(self.sql(f"DELETE FROM {table} WHERE time < ?"), (cutoff,))
+                    removed[table] = max(int(cur.rowcount), 0)
+                    conn.commit()
+                self._begin(conn)
+                cur.execute(
+                    self.sql("DELETE FROM alerts WHERE state = 'resolved' AND resolved < ?"),
+                    (cutoff,),
+                )
+                removed["alerts"] = max(int(cur.rowcount), 0)
+                conn.commit()
+            except Exception as exc:
+                conn.rollback()
+                raise StoreError(f"retention on {self.describe()} failed: {exc}") from exc
+            finally:
+                cur.close()
+        return removed

@@ -1,0 +1,203 @@
+"""The monitor on a real PostgreSQL server that this module starts (initdb + pg_ctl in a temp
+dir, a free port, stopped afterwards). Needs the Debian ``postgresql`` package and
+``psycopg[binary]``; without them these tests FAIL (they never skip): CI must provide both."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge_agent.fleet.monitor import IngestSettings, Monitor, MonitorSettings, open_store
+from edge_agent.transport import topics
+from edge_agent.transport.client import MqttClient
+from edge_agent.transport.topics import DeviceChannel
+from tests.fakes import fleet_feed as feed
+from tests.fixtures.mosquitto import Broker, free_port
+
+
+@dataclass
+class Postgres:
+    port: int
+    datadir: Path
+    bindir: Path
+    as_user: list[str]
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://monitor@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        subprocess.run(
+            [
+                *self.as_user,
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+def postgres_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def start_postgres() -> Postgres:
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (initdb, pg_ctl)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.fail("psycopg is not installed: pip install 'psycopg[binary]'")
+    datadir = Path(tempfile.mkdtemp(prefix="ea-monitor-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
+        shutil.chown(datadir, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "monitor",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    options = (
+        f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
+    started = subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(datadir),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(datadir / "server.log"),
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if started.returncode != 0:
+        log = (datadir / "server.log").read_text() if (datadir / "server.log").exists() else ""
+        shutil.rmtree(datadir, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log[-2000:]}")
+    return Postgres(port, datadir, bindir, as_user)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+def wait_for(predicate: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_postgres_ingest_dedupes_and_answers_health_gates(
+    postgres: Postgres, mosquitto: Broker
+) -> None:
+    url = postgres.create_database("ingest")
+    settings = MonitorSettings(
+        http=None,
+        alert_interval_s=3600,
+        mqtt_alerts=False,
+        ingest=IngestSettings(client_id="pg-monitor"),
+    )
+    monitor = Monitor(url, mosquitto.url, settings).start()
+    client = MqttClient(mosquitto.url, "pg-publisher")
+    client.connect()
+    try:
+        status = topics.device_topic("pg-1", DeviceChannel.STATUS)
+        tele = topics.device_topic("pg-1", DeviceChannel.TELEMETRY)
+        drift = topics.device_topic("pg-1", DeviceChannel.DRIFT)
+        items = [(tele, feed.telemetry("pg-1", i, errors=1)) for i in range(1, 51)]
+        infos = [client.publish(status, feed.status("pg-1"), qos=1, retain=True)]
+        infos += [client.publish(t, p, qos=1) for t, p in items + items]
+        infos += [client.publish(drift, m, qos=1) for m in feed.drift_messages("digits", 3.0)]
+        infos.append(client.publish(tele, b"garbage", qos=1))
+        for info in infos:
+            info.wait_for_publish(10)
+        wait_for(lambda: monitor.stats()["received_total"] >= len(infos))
+        assert monitor.wait_idle(15)
+        rows = monitor.store.rows("SELECT COUNT(*) AS n FROM telemetry")
+        assert rows[0]["n"] == 50
+        assert monitor.stats()["duplicates"] == 50
+        assert monitor.stats()["dropped"] == {"not_json": 1}
+        health = monitor.version_health("digits", "1", window_s=600)
+        assert health.inferences == 200 and health.errors == 50
+        assert health.latency_p95_ms == pytest.approx(20.0, rel=0.02)
+        assert health.drift_alarm is True
+        assert monitor.online("pg-1")
+    finally:
+        client.close()
+        monitor.stop()
+
+
+def test_postgres_migrations_are_applied_once(postgres: Postgres) -> None:
+    url = postgres.create_database("migrations")
+    first = open_store(url)
+    first.close()
+    second = open_store(url)
+    try:
+        assert second.migrate() == []
+        versions = second.rows("SELECT version FROM schema_migrations")
+        assert [r["version"] for r in versions] == [1]
+    finally:
+        second.close()
+
+
+def test_unreachable_postgres_is_a_clear_error() -> None:
+    from edge_agent.fleet.monitor import StoreError
+
+    with pytest.raises(StoreError, match="cannot connect to the monitor database") as caught:
+        open_store(f"postgresql://monitor:secret@127.0.0.1:{free_port()}/none")
+    assert "secret" not in str(caught.value)  # the password never reaches logs
