@@ -83,6 +83,8 @@ class Agent:
         self.uploader: SampleUploader | None = None
         self.updates: AgentUpdates | None = None
         self._started_pipelines: set[str] = set()
+        self._housekeeping: threading.Thread | None = None
+        self._housekeeping_beat = time.monotonic()
         self._events: list[dict[str, Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -121,6 +123,11 @@ class Agent:
             self.updates.start()
         self._start_pipelines()
         self.ready = True
+        self._housekeeping = threading.Thread(
+            target=self._housekeep, name="housekeeping", daemon=True
+        )
+        self._housekeeping.start()
+        self.register_progress("housekeeping", lambda: self._housekeeping_beat)
         systemd.notify(
             "READY=1", f"STATUS=serving {len(self.models)} model(s) on {self.api.address}"
         )
@@ -137,16 +144,24 @@ class Agent:
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
         watchdog = systemd.watchdog_interval_s()
-        next_status = 0.0
-        next_report = time.monotonic() + self.config.telemetry.latency.report_interval_s
         while not self._stop.is_set():
-            now = time.monotonic()
             if watchdog is not None and self.healthy():
                 systemd.notify("WATCHDOG=1")
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
-            for controller in self.controllers.values():
+            self._stop.wait(min(watchdog or 1.0, 1.0))
+        self.stop()
+        return 0
+
+    def _housekeep(self) -> None:
+        """Periodic work (its own thread, so an embedded Agent reports like the daemon does)."""
+        next_status = 0.0
+        next_report = time.monotonic() + self.config.telemetry.latency.report_interval_s
+        while not self._stop.wait(0.5):
+            self._housekeeping_beat = time.monotonic()
+            now = self._housekeeping_beat
+            for controller in list(self.controllers.values()):
                 controller.watch_expired()
             if now >= next_status:
                 self.publish_status()
@@ -154,9 +169,6 @@ class Agent:
             if now >= next_report and self.telemetry is not None:
                 self.telemetry.report(self.status())
                 next_report = now + self.config.telemetry.latency.report_interval_s
-            self._stop.wait(min(watchdog or 1.0, 1.0))
-        self.stop()
-        return 0
 
     def request_stop(self) -> None:
         """Ask ``serve_forever`` to stop (from any thread)."""
@@ -170,6 +182,9 @@ class Agent:
         """Stop serving: API first (in-flight requests finish), then MQTT, then the models."""
         systemd.notify("STOPPING=1")
         self.ready = False
+        self._stop.set()
+        if self._housekeeping is not None:
+            self._housekeeping.join(10)
         for pipeline in self.pipelines:
             pipeline.stop()
         if self.updates is not None:
@@ -392,6 +407,8 @@ class Agent:
 
     def _on_swap_event(self, event: dict[str, Any]) -> None:
         self._events.append(event)
+        if event["state"] in ("active", "rolled_back"):
+            self.publish_status()  # the monitor sees the version change at once
         registry = self.config.registry
         if (
             event["state"] == "rolled_back"

@@ -31,6 +31,7 @@ from edge_agent.trust.repository import OperatorRepository
 
 DEVICE = "demo-cam-1"
 MODEL = "digits32"
+GROUP = "demo"
 
 
 @dataclass
@@ -43,6 +44,8 @@ class DemoOptions:
     frames: int = 300
     broker: str = "auto"
     """``auto`` (Mosquitto if installed, else embedded), ``mosquitto`` or ``embedded``."""
+    simulated_devices: int = 11
+    """Simulated agents beside the real one, so the rollout has waves to walk through."""
 
 
 @dataclass
@@ -91,16 +94,18 @@ class Demo:
             monitor = self._monitor(work, broker)
             video = make_digits_video(work / "digits.avi", count=self.options.frames, fps=25.0)
             agent = self._agent(work, broker, repo, video)
+            fleet = self._fleet(work, broker)
             self._wait_for_version(agent, "1", 120, f"the signed release {v1} to arrive")
             self._report_pipeline(agent, video, "v1")
-            self._publish(
+            v2 = self._publish(
                 repo,
                 work,
                 samples_dir() / MODEL / f"{MODEL}_int8.tflite",
                 "1.1.0",
                 "int8 LiteRT",
             )
-            self._wait_for_version(agent, "2", 180, "release 2 to pass the shadow check")
+            self._rollout(work, repo, monitor, v2, [DEVICE, *fleet])
+            self._wait_for_version(agent, "2", 120, "release 2 to pass the shadow check")
             self._report_pipeline(agent, video, "v2")
             self._show_rollout_events(agent)
             self._summary(monitor)
@@ -157,11 +162,13 @@ class Demo:
         self.step("registry", "serving signed metadata and model chunks over MQTT")
 
     def _monitor(self, work: Path, broker: PrivateBroker) -> Any:
+        from edge_agent.fleet.monitor.ingest import IngestSettings
         from edge_agent.fleet.monitor.monitor import Monitor, MonitorSettings
 
-        monitor = Monitor(
-            f"sqlite:///{work / 'monitor.db'}", broker.url, MonitorSettings(http="127.0.0.1:0")
-        ).start()
+        # one monitor: no shared subscription (the embedded broker has none), a fresh session
+        ingest = IngestSettings(client_id="demo-monitor", group=None, clean_session=True)
+        settings = MonitorSettings(http="127.0.0.1:0", ingest=ingest)
+        monitor = Monitor(f"sqlite:///{work / 'monitor.db'}", broker.url, settings).start()
         self._stack.callback(monitor.stop)
         self.report.dashboard = f"http://{monitor.http_address}/"
         self.step("monitor", f"ingesting the fleet; dashboard at {self.report.dashboard}")
@@ -178,7 +185,12 @@ class Demo:
                 "store_dir": str(work / "agent"),
                 "api": {"listen": f"127.0.0.1:{free_port()}"},
                 "broker": {"url": broker.url, "keepalive_s": 10},
-                "registry": {"root": str(root), "models": [MODEL], "check_interval_s": 30},
+                "registry": {
+                    "root": str(root),
+                    "models": [MODEL],
+                    "group": GROUP,
+                    "check_interval_s": 10,
+                },
                 "telemetry": {"latency": {"report_interval_s": 2}},
                 "serving": {
                     "status_interval_seconds": 2,
@@ -218,6 +230,67 @@ class Demo:
             f"http://{agent.api.address}/v2",
         )
         return agent
+
+    def _fleet(self, work: Path, broker: PrivateBroker) -> list[str]:
+        """Simulated agents (real MQTT, real TUF) in the same rollout group."""
+        if self.options.simulated_devices <= 0:
+            return []
+        from edge_agent.fleet.simulator import FleetSimulator, SimulatorSettings
+
+        settings = SimulatorSettings(
+            devices=self.options.simulated_devices,
+            model=MODEL,
+            group=GROUP,
+            prefix="sim",
+            report_interval_s=0.5,
+            inferences_per_report=20,
+            check_interval_s=3,
+        )
+        simulator = FleetSimulator(
+            broker.url, work / "repo" / "metadata" / "1.root.json", work / "simulator", settings
+        ).start()
+        self._stack.callback(simulator.stop)
+        ids = [device.device_id for device in simulator.devices]
+        self.step(
+            "fleet",
+            f"{len(ids)} simulated agents in group '{GROUP}' (real MQTT and TUF "
+            "verification, synthetic inference and telemetry)",
+        )
+        return ids
+
+    def _rollout(
+        self, work: Path, repo: OperatorRepository, monitor: Any, release: int, members: list[str]
+    ) -> None:
+        """Roll ``release`` out to the group in two waves, gated on the monitor's data."""
+        from edge_agent.fleet.rollout import GateThresholds, RolloutController
+        from edge_agent.fleet.rollout.health import MonitorHealth
+
+        controller = RolloutController(repo, work / "rollouts.json", MonitorHealth(monitor))
+        gates = GateThresholds(
+            min_inferences=20,
+            soak_s=2,
+            wave_timeout_s=120,
+            window_s=30,
+            min_coverage=1.0,
+            max_latency_ratio=3.0,
+        )
+        controller.create(GROUP, MODEL, release, members, waves=(25, 100), thresholds=gates)
+        self.step(
+            "rollout",
+            f"release {release} to group '{GROUP}' ({len(members)} devices) in "
+            "waves of 25% and 100%, signed by the rollouts role",
+        )
+        seen: set[tuple[str, int]] = set()
+
+        def show(record: Any, decision: Any) -> None:
+            key = (decision.action, len(record.opened))
+            if decision.action != "wait" and key not in seen:
+                seen.add(key)
+                self.step("rollout", f"{decision.action}: {decision.reason}")
+
+        record = controller.follow(GROUP, poll_s=1.0, stop=self._stop, on_step=show)
+        if record.status != "completed" and not self._stop.is_set():
+            raise EdgeAgentError(f"demo: the rollout ended {record.status}: {record.reason}")
 
     def _wait_for_version(self, agent: Agent, version: str, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
