@@ -485,6 +485,8 @@ class Agent:
             tls=tls,
             keepalive_s=broker.keepalive_s,
             will=LastWill(status_topic, offline),
+            protocol=5 if broker.protocol == "5" else 4,
+            session_expiry_s=broker.session_expiry_s or None,
         )
         self.mqtt.on_connection_change(self._on_connection_change)
         self.mqtt.subscribe(

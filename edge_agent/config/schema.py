@@ -445,6 +445,18 @@ class BrokerSettings(StrictModel):
     cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
     key_file: Path | None = Field(default=None, description="Client private key (mutual TLS).")
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive (seconds).")
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version. 5 resumes the device's session after an outage (commands "
+        "queued by the broker arrive); 3.1.1 for brokers without v5.",
+    )
+    session_expiry_s: int = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="MQTT v5: how long the broker keeps this device's session (subscriptions "
+        "and queued QoS 1 messages) while it is offline; 0 starts clean every time.",
+    )
 
 
 class ApiSettings(StrictModel):

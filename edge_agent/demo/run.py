@@ -184,7 +184,12 @@ class Demo:
                 "device": "auto",
                 "store_dir": str(work / "agent"),
                 "api": {"listen": f"127.0.0.1:{free_port()}"},
-                "broker": {"url": broker.url, "keepalive_s": 10},
+                "broker": {
+                    "url": broker.url,
+                    "keepalive_s": 10,
+                    # the embedded broker (amqtt) speaks MQTT 3.1.1 only
+                    "protocol": "5" if broker.kind == "mosquitto" else "3.1.1",
+                },
                 "registry": {
                     "root": str(root),
                     "models": [MODEL],

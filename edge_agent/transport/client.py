@@ -10,6 +10,7 @@ with a reason a person can act on. Topics come from ``edge_agent.transport.topic
 from __future__ import annotations
 
 import logging
+import random
 import ssl
 import threading
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge_agent.errors import TransportError
 
@@ -93,7 +96,15 @@ class MqttClient:
         will: LastWill | None = None,
         clean_session: bool = True,
         max_inflight: int = 100,
+        protocol: int = 4,
+        session_expiry_s: int | None = None,
     ) -> None:
+        """``protocol`` 4 is MQTT 3.1.1 (every broker), 5 is MQTT v5.
+
+        With v5 and ``session_expiry_s``, the first connect starts clean and every reconnect
+        resumes the session: the broker keeps subscriptions and queued QoS 1 messages (commands
+        for a device) across an outage of up to that many seconds.
+        """
         self.address = BrokerAddress.from_url(url)
         self.client_id = client_id
         self._keepalive_s = keepalive_s
@@ -103,15 +114,22 @@ class MqttClient:
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._last_error = ""
         self._closing = False
+        if protocol not in (4, 5):
+            raise TransportError(f"MQTT protocol {protocol} is not supported: use 4 (3.1.1) or 5")
+        self._v5 = protocol == 5
+        self._session_expiry_s = session_expiry_s
         self._paho = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=clean_session,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self._v5 else clean_session,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
         )
         self._paho.max_inflight_messages_set(max_inflight)
         self._paho.max_queued_messages_set(0)  # unbounded in memory; durable queues are ours
-        self._paho.reconnect_delay_set(min_delay=1, max_delay=30)
+        # jittered: after a broker restart a fleet must not reconnect in lockstep
+        self._paho.reconnect_delay_set(
+            min_delay=random.randint(1, 3), max_delay=random.randint(20, 40)
+        )
         if username is not None:
             self._paho.username_pw_set(username, password)
         if self.address.tls or tls is not None:
@@ -136,7 +154,7 @@ class MqttClient:
         After the first connection, paho reconnects by itself (1 s .. 30 s backoff).
         """
         try:
-            self._paho.connect_async(self.address.host, self.address.port, self._keepalive_s)
+            self._connect_async()
         except (OSError, ValueError) as exc:
             raise TransportError(f"cannot reach the broker at {self._where()}: {exc}") from None
         self._paho.loop_start()
@@ -150,8 +168,27 @@ class MqttClient:
 
     def start_in_background(self) -> None:
         """Start connecting without waiting (the agent must start even when the broker is down)."""
-        self._paho.connect_async(self.address.host, self.address.port, self._keepalive_s)
+        self._connect_async()
         self._paho.loop_start()
+
+    def _connect_async(self) -> None:
+        if not self._v5:
+            self._paho.connect_async(self.address.host, self.address.port, self._keepalive_s)
+            return
+        if not self._session_expiry_s:
+            self._paho.connect_async(
+                self.address.host, self.address.port, self._keepalive_s, clean_start=True
+            )
+            return
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._session_expiry_s
+        self._paho.connect_async(
+            self.address.host,
+            self.address.port,
+            self._keepalive_s,
+            clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
 
     @property
     def connected(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 
@@ -111,3 +112,29 @@ def test_bad_broker_urls_are_rejected(url):
 def test_default_ports():
     assert BrokerAddress.from_url("mqtt://b").port == 1883
     assert BrokerAddress.from_url("mqtts://b").port == 8883
+
+
+def test_a_v5_session_resumes_and_delivers_what_was_queued_while_offline(mosquitto: Broker):
+    topic = topics.device_topic("cam-04", DeviceChannel.CMD)
+    device = MqttClient(mosquitto.url, "cam-04", protocol=5, session_expiry_s=60, keepalive_s=5)
+    events: list[bool] = []
+    device.on_connection_change(events.append)
+    box = collect(device, topic)
+    device.connect()
+    with MqttClient(mosquitto.url, "operator") as operator:
+        operator.connect()
+        publish_until_received(operator, topic, box, b"hello")
+        while not box.empty():
+            box.get_nowait()
+        device._paho.socket().close()  # the network drops
+        time.sleep(0.2)
+        # queued by the broker for the offline session, not lost
+        operator.publish(topic, b"sample-now", qos=1).wait_for_publish(5)
+        payloads = []
+        deadline = time.monotonic() + 30
+        while b"sample-now" not in payloads and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):  # late copies of "hello" may come first
+                payloads.append(box.get(timeout=0.5).payload)
+        assert b"sample-now" in payloads
+        assert events.count(True) >= 2  # it reconnected and resumed the session
+    device.close()
