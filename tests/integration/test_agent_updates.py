@@ -148,3 +148,59 @@ def test_agent_installs_swaps_rejects_and_restarts_on_signed_releases(
         restarted.stop()
     with ModelStore(tmp_path / "state" / "models", readonly=True) as store:
         assert 3 in store.rejected("digits")
+
+
+def test_agent_in_a_rollout_group_moves_only_with_the_signed_rollout_and_follows_its_rollback(
+    mosquitto, models_dir, tmp_path
+):
+    from edge_agent.fleet.rollout import GateThresholds, RolloutController
+    from edge_agent.fleet.rollout.gates import WaveReading
+
+    class AlwaysHealthy:
+        """Gate data for the controller: this test is about the device following the plan."""
+
+        def reading(self, model, release, previous, cohort, window_s):
+            return WaveReading(
+                cohort=len(cohort),
+                on_release=len(cohort),
+                online=len(cohort),
+                inferences=1000,
+                error_rate=0.0,
+                latency_p95_ms=1.0,
+                baseline_p95_ms=1.0,
+            )
+
+    x = np.load(models_dir / "digits" / "test_set.npz")["x"].transpose(0, 3, 1, 2).copy()
+    with delivery_env(tmp_path / "env", mosquitto.url) as env:
+        env.publish(models_dir / "digits" / "digits_fp32.onnx", "digits", "1.0.0")
+        config = agent_config(tmp_path, mosquitto, env.root_json)
+        assert config.registry is not None
+        config.registry.group = "lab"
+        agent = Agent(config)
+        agent.start()
+        try:
+            wait_for(lambda: served_version(agent) == "1", 60, "the first install")
+            env.publish(models_dir / "digits" / "digits_int8.onnx", "digits", "1.1.0")
+            time.sleep(3)
+            assert served_version(agent) == "1"  # in a group, only a rollout moves it
+            controller = RolloutController(env.repo, tmp_path / "rollouts.json", AlwaysHealthy())  # type: ignore[arg-type]
+            controller.create(
+                "lab",
+                "digits",
+                2,
+                ["dev-9"],
+                waves=(100,),
+                thresholds=GateThresholds(soak_s=0.1, min_inferences=1),
+            )
+            with Traffic(agent, x) as traffic:
+                wait_for(lambda: served_version(agent) == "2", 60, "the rollout to arrive")
+                controller.abort("lab", "operator aborted")  # signed: back to release 1
+                wait_for(lambda: served_version(agent) == "1", 60, "the rollback to arrive")
+            assert traffic.failures == 0
+            updates = agent.updates
+            assert updates is not None
+            wait_for(lambda: 2 in updates.store.rejected("digits"), 10, "release 2 rejected")
+            active = updates.store.active("digits")
+            assert active is not None and active.version == 1
+        finally:
+            agent.stop()
