@@ -9,15 +9,34 @@ import click
 
 
 @click.command()
-@click.option("--duration", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="Stop by itself after this many seconds (default: run until Ctrl-C).")
-@click.option("--workdir", type=click.Path(path_type=Path), default=None,
-              help="Keep keys, repository and state here (default: a temporary folder that "
-              "is removed at the end).")
-@click.option("--frames", type=click.IntRange(20, 100_000), default=300, show_default=True,
-              help="Frames in the sample video the agent's pipeline plays (looped).")
-@click.option("--broker", type=click.Choice(["auto", "mosquitto", "embedded"]), default="auto",
-              show_default=True, help="Mosquitto if installed, else an embedded Python broker.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Stop by itself after this many seconds (default: run until Ctrl-C).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keep keys, repository and state here (default: a temporary folder that "
+    "is removed at the end).",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(20, 100_000),
+    default=300,
+    show_default=True,
+    help="Frames in the sample video the agent's pipeline plays (looped).",
+)
+@click.option(
+    "--broker",
+    type=click.Choice(["auto", "mosquitto", "embedded"]),
+    default="auto",
+    show_default=True,
+    help="Mosquitto if installed, else an embedded Python broker.",
+)
 def demo(duration: float | None, workdir: Path | None, frames: int, broker: str) -> None:
     """Run the whole system on this machine and show what each part does.
 
@@ -28,8 +47,7 @@ def demo(duration: float | None, workdir: Path | None, frames: int, broker: str)
     """
     from edge_agent.demo.run import Demo, DemoOptions
 
-    runner = Demo(DemoOptions(workdir=workdir, duration_s=duration, frames=frames,
-                              broker=broker))
+    runner = Demo(DemoOptions(workdir=workdir, duration_s=duration, frames=frames, broker=broker))
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     runner.run()

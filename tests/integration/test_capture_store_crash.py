@@ -34,8 +34,11 @@ while True:
 def test_kill_9_while_writing_leaves_a_consistent_store(tmp_path):
     max_bytes = 400_000  # ~10 samples: the cap drops while we kill, too
     for round_ in range(4):
-        process = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(max_bytes)],
-                                   stdout=subprocess.PIPE, cwd=REPO)
+        process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(max_bytes)],
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+        )
         assert process.stdout is not None
         assert process.stdout.readline().strip() == b"ready"
         time.sleep(0.05 + 0.07 * round_)  # kill at different points of the write cycle

@@ -19,8 +19,10 @@ MODELS = Path(__file__).resolve().parent.parent.parent / "models" / "digits32"
 def served_digits32() -> ServedModel:
     path = MODELS / "digits32_int8.tflite"
     labels = (MODELS / "labels.txt").read_text().splitlines()
-    return ServedModel("digits32", LoadedVersion("digits32", "1", load_model(path), path,
-                                                 manifest={"labels": labels}))
+    return ServedModel(
+        "digits32",
+        LoadedVersion("digits32", "1", load_model(path), path, manifest={"labels": labels}),
+    )
 
 
 def digit_inputs(count: int) -> tuple[list[np.ndarray], list[int]]:
@@ -28,8 +30,14 @@ def digit_inputs(count: int) -> tuple[list[np.ndarray], list[int]]:
 
     with np.load(MODELS.parent / "digits" / "test_set.npz") as data:
         x, y = data["x"][:count], data["y"][:count]
-    images = [np.repeat(cv2.resize(img[:, :, 0], (32, 32), interpolation=cv2.INTER_LINEAR)
-                        [None, :, :, None], 3, axis=3).astype(np.float32) for img in x]
+    images = [
+        np.repeat(
+            cv2.resize(img[:, :, 0], (32, 32), interpolation=cv2.INTER_LINEAR)[None, :, :, None],
+            3,
+            axis=3,
+        ).astype(np.float32)
+        for img in x
+    ]
     return images, [int(v) for v in y]
 
 
@@ -45,11 +53,14 @@ def run_all(served: ServedModel, inputs: list[np.ndarray]) -> None:
 
 
 def test_low_confidence_and_by_class_capture_store_exact_inputs_and_outputs(tmp_path):
-    settings = CaptureSettings.model_validate({
-        "enabled": True, "on_drift": None,
-        "low_confidence": {"max_confidence": 0.9},
-        "by_class": {"rates": {"7": 1.0}},
-    })
+    settings = CaptureSettings.model_validate(
+        {
+            "enabled": True,
+            "on_drift": None,
+            "low_confidence": {"max_confidence": 0.9},
+            "by_class": {"rates": {"7": 1.0}},
+        }
+    )
     served = served_digits32()
     with SampleStore(tmp_path) as store:
         capture = SampleCapture(settings, store, seed=1)
@@ -58,8 +69,9 @@ def test_low_confidence_and_by_class_capture_store_exact_inputs_and_outputs(tmp_
         run_all(served, digits + noise(20))
         capture.close()
         samples = store.list()
-        by_strategy = {s: [x for x in samples if x.strategy == s]
-                       for s in ("class", "low_confidence")}
+        by_strategy = {
+            s: [x for x in samples if x.strategy == s] for s in ("class", "low_confidence")
+        }
         sevens = [d for d, label in zip(digits, labels, strict=True) if label == 7]
         assert len(by_strategy["class"]) >= len(sevens) - 1  # confident 7s
         assert all(s.prediction == 7 for s in by_strategy["class"])
@@ -69,18 +81,22 @@ def test_low_confidence_and_by_class_capture_store_exact_inputs_and_outputs(tmp_
         for info in samples[:10]:
             inputs, outputs = store.load(info.id)
             replay = served.run({name: inputs[name]})  # same input -> same output
-            assert np.allclose(replay.outputs[next(iter(replay.outputs))],
-                               next(iter(outputs.values())))
+            assert np.allclose(
+                replay.outputs[next(iter(replay.outputs))], next(iter(outputs.values()))
+            )
             assert info.version == "1" and info.delegate == replay.delegate
 
 
 def test_random_reservoir_on_demand_and_drift(tmp_path):
     now = [0.0]
-    settings = CaptureSettings.model_validate({
-        "enabled": True, "random_rate": 0.1,
-        "reservoir": {"size": 5, "window_s": 10},
-        "on_drift": {"rate": 1.0, "max_samples": 4},
-    })
+    settings = CaptureSettings.model_validate(
+        {
+            "enabled": True,
+            "random_rate": 0.1,
+            "reservoir": {"size": 5, "window_s": 10},
+            "on_drift": {"rate": 1.0, "max_samples": 4},
+        }
+    )
     served = served_digits32()
     with SampleStore(tmp_path) as store:
         capture = SampleCapture(settings, store, clock=lambda: now[0], seed=3)
@@ -101,8 +117,9 @@ def test_random_reservoir_on_demand_and_drift(tmp_path):
 
 
 def test_queue_overflow_drops_and_counts_instead_of_blocking(tmp_path):
-    settings = CaptureSettings.model_validate({"enabled": True, "random_rate": 1.0,
-                                               "queue_size": 1, "on_drift": None})
+    settings = CaptureSettings.model_validate(
+        {"enabled": True, "random_rate": 1.0, "queue_size": 1, "on_drift": None}
+    )
     served = served_digits32()
     with SampleStore(tmp_path) as store:
         capture = SampleCapture(settings, store)

@@ -34,8 +34,7 @@ def persistent_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brok
 def restart(broker: Broker, down_s: float) -> None:
     broker.stop()
     time.sleep(down_s)
-    fresh = start_broker(broker.log_path.parent, port=broker.port,
-                         extra_config=broker.extra_config)  # type: ignore[attr-defined]
+    fresh = start_broker(broker.log_path.parent, port=broker.port, extra_config=broker.extra_config)  # type: ignore[attr-defined]
     broker.process = fresh.process
 
 
@@ -61,10 +60,20 @@ class Monitor:
 
 def fill(store: SampleStore, count: int) -> list[str]:
     rng = np.random.default_rng(5)
-    return [store.add(Sample("digits32", "1", "cpu", 0.001, "random",
-                             {"input": rng.random((1, 32, 32, 3)).astype(np.float32)},
-                             {"p": rng.random((1, 10)).astype(np.float32)}))
-            for _ in range(count)]
+    return [
+        store.add(
+            Sample(
+                "digits32",
+                "1",
+                "cpu",
+                0.001,
+                "random",
+                {"input": rng.random((1, 32, 32, 3)).astype(np.float32)},
+                {"p": rng.random((1, 10)).astype(np.float32)},
+            )
+        )
+        for _ in range(count)
+    ]
 
 
 def wait_for(condition, timeout: float) -> bool:
@@ -84,8 +93,7 @@ def test_upload_completes_without_duplicates_across_a_broker_restart(persistent_
         monitor = Monitor(persistent_broker.url)
         device = MqttClient(persistent_broker.url, "cam-3")
         device.connect()
-        uploader = SampleUploader(store, device, "cam-3", settings, poll_s=0.1,
-                                  ack_timeout_s=2.0)
+        uploader = SampleUploader(store, device, "cam-3", settings, poll_s=0.1, ack_timeout_s=2.0)
         try:
             time.sleep(0.3)
             uploader.start()
@@ -122,18 +130,19 @@ def test_uploads_wait_for_mains_power_and_resume_after_a_partial_sample(mosquitt
     on_battery = [PowerSupply("BAT0", "Battery", "Discharging", None, 50.0, None, None, None)]
     supplies: list[PowerSupply] = list(on_battery)
     settings = UploadSettings(chunk_bytes=2048, only_on_mains=True)
-    with SampleStore(tmp_path / "samples") as store, \
-            MqttClient(mosquitto.url, "cam-4") as device:
+    with SampleStore(tmp_path / "samples") as store, MqttClient(mosquitto.url, "cam-4") as device:
         device.connect()
         (sample_id,) = fill(store, 1)
         store.mark_progress(sample_id, 4096)  # a previous run got two chunks acknowledged
         monitor = Monitor(mosquitto.url)
         offsets: list[int] = []
-        monitor.client.subscribe(topics.device_topic("cam-4", DeviceChannel.SAMPLES),
-                                 lambda m: offsets.append(int(m.payload.split(b'"offset":')[1]
-                                                              .split(b",")[0])))
-        uploader = SampleUploader(store, device, "cam-4", settings,
-                                  power_supplies=lambda: supplies, poll_s=0.05)
+        monitor.client.subscribe(
+            topics.device_topic("cam-4", DeviceChannel.SAMPLES),
+            lambda m: offsets.append(int(m.payload.split(b'"offset":')[1].split(b",")[0])),
+        )
+        uploader = SampleUploader(
+            store, device, "cam-4", settings, power_supplies=lambda: supplies, poll_s=0.05
+        )
         uploader.start()
         try:
             assert wait_for(lambda: "battery" in uploader.waiting_for, 5)

@@ -45,13 +45,22 @@ def test_folder_watcher_classifies_new_images_and_moves_them(tmp_path):
     inbox.mkdir()
     for i in range(6):  # already there at start
         cv2.imwrite(str(inbox / f"{i:02d}_{labels[i]}.png"), frames[i])
-    settings = PipelineSettings.model_validate({
-        "name": "folder", "model": "digits32",
-        "source": {"type": "folder", "path": str(inbox), "poll_interval_s": 0.05,
-                   "settle_s": 0.0, "after": "move", "done_dir": str(done)},
-        "postprocess": {"type": "classification", "top_k": 1},
-        "sinks": [{"type": "jsonl", "path": str(tmp_path / "out.jsonl")}],
-    })
+    settings = PipelineSettings.model_validate(
+        {
+            "name": "folder",
+            "model": "digits32",
+            "source": {
+                "type": "folder",
+                "path": str(inbox),
+                "poll_interval_s": 0.05,
+                "settle_s": 0.0,
+                "after": "move",
+                "done_dir": str(done),
+            },
+            "postprocess": {"type": "classification", "top_k": 1},
+            "sinks": [{"type": "jsonl", "path": str(tmp_path / "out.jsonl")}],
+        }
+    )
     pipeline = build_pipeline(settings, registry())
     pipeline.start()
     try:
@@ -59,8 +68,9 @@ def test_folder_watcher_classifies_new_images_and_moves_them(tmp_path):
             cv2.imwrite(str(tmp_path / "tmp.png"), frames[i])
             (tmp_path / "tmp.png").rename(inbox / f"{i:02d}_{labels[i]}.png")
         (inbox / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-        assert wait_for(lambda: pipeline.processed == 12 and
-                        pipeline.source.stats()["unreadable"] == 1)
+        assert wait_for(
+            lambda: pipeline.processed == 12 and pipeline.source.stats()["unreadable"] == 1
+        )
     finally:
         pipeline.stop()
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -79,16 +89,24 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def test_mqtt_tensors_in_results_out_and_garbage_rejected(mosquitto: Broker):
     device = "cam-7"
     in_topic = "sensors/cam-7/tensors"
-    settings = PipelineSettings.model_validate({
-        "name": "tensors", "model": "digits32",
-        "source": {"type": "mqtt", "topic": in_topic},
-        "postprocess": {"type": "classification", "top_k": 1},
-        "sinks": [{"type": "mqtt", "qos": 1}],
-        "queue_size": 64,
-    })
+    settings = PipelineSettings.model_validate(
+        {
+            "name": "tensors",
+            "model": "digits32",
+            "source": {"type": "mqtt", "topic": in_topic},
+            "postprocess": {"type": "classification", "top_k": 1},
+            "sinks": [{"type": "mqtt", "qos": 1}],
+            "queue_size": 64,
+        }
+    )
     frames, labels = digit_frames(8)
-    inputs = [cv2.cvtColor(cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA),
-                           cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0 for f in frames]
+    inputs = [
+        cv2.cvtColor(
+            cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+        ).astype(np.float32)
+        / 255.0
+        for f in frames
+    ]
     results: queue.Queue[Message] = queue.Queue()
     with MqttClient(mosquitto.url, "agent") as agent, MqttClient(mosquitto.url, "app") as app:
         agent.connect()

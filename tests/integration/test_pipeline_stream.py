@@ -22,8 +22,9 @@ from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
 from tests.fixtures.mosquitto import free_port
 from tests.fixtures.video import digit_frames
 
-MODEL = Path(__file__).resolve().parent.parent.parent / "models" / "digits32" / \
-    "digits32_int8.tflite"
+MODEL = (
+    Path(__file__).resolve().parent.parent.parent / "models" / "digits32" / "digits32_int8.tflite"
+)
 
 
 class MjpegServer:
@@ -31,8 +32,9 @@ class MjpegServer:
 
     def __init__(self, frames_per_connection: int) -> None:
         frames, self.labels = digit_frames(10)
-        self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-                      for f in frames]
+        self.jpegs = [
+            cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames
+        ]
         self.connections = 0
         server = self
 
@@ -45,9 +47,14 @@ class MjpegServer:
                 try:
                     for i in range(frames_per_connection):
                         jpeg = server.jpegs[i % len(server.jpegs)]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
-                                         b"Content-Length: " + str(len(jpeg)).encode() +
-                                         b"\r\n\r\n" + jpeg + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\n"
+                            b"Content-Length: "
+                            + str(len(jpeg)).encode()
+                            + b"\r\n\r\n"
+                            + jpeg
+                            + b"\r\n"
+                        )
                         time.sleep(0.01)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
@@ -80,20 +87,36 @@ def registry() -> ModelRegistry:
 
 
 def stream_settings(url: str, **reconnect) -> PipelineSettings:
-    return PipelineSettings.model_validate({
-        "name": "cam", "model": "digits32",
-        "source": {"type": "rtsp", "url": url,
-                   "reconnect": {"initial_s": 0.05, "max_s": 0.4, "jitter": 0.0,
-                                 "open_timeout_s": 2, "read_timeout_s": 2, **reconnect}},
-        "postprocess": {"type": "classification"}, "queue_size": 4,
-    })
+    return PipelineSettings.model_validate(
+        {
+            "name": "cam",
+            "model": "digits32",
+            "source": {
+                "type": "rtsp",
+                "url": url,
+                "reconnect": {
+                    "initial_s": 0.05,
+                    "max_s": 0.4,
+                    "jitter": 0.0,
+                    "open_timeout_s": 2,
+                    "read_timeout_s": 2,
+                    **reconnect,
+                },
+            },
+            "postprocess": {"type": "classification"},
+            "queue_size": 4,
+        }
+    )
 
 
 def test_a_dropped_stream_is_reopened_and_frames_keep_coming(mjpeg: MjpegServer):
     pipeline = build_pipeline(stream_settings(mjpeg.url), registry())
     predictions: list[tuple[int, int]] = []
-    pipeline.add_listener(lambda frame, _inf, record: predictions.append(
-        (int(frame.meta["position"]), record["result"]["top"][0]["index"])))
+    pipeline.add_listener(
+        lambda frame, _inf, record: predictions.append(
+            (int(frame.meta["position"]), record["result"]["top"][0]["index"])
+        )
+    )
     pipeline.start()
     try:
         deadline = time.monotonic() + 30

@@ -24,17 +24,21 @@ def registry_with(file: str) -> ModelRegistry:
 
 
 def settings(video: Path, out: Path, **extra) -> PipelineSettings:
-    return PipelineSettings.model_validate({
-        "name": "digits-video", "model": "digits32",
-        "source": {"type": "video", "path": str(video), **extra.pop("source", {})},
-        "postprocess": {"type": "classification", "labels_file": str(MODELS / "labels.txt")},
-        "sinks": [{"type": "jsonl", "path": str(out)}],
-        **extra,
-    })
+    return PipelineSettings.model_validate(
+        {
+            "name": "digits-video",
+            "model": "digits32",
+            "source": {"type": "video", "path": str(video), **extra.pop("source", {})},
+            "postprocess": {"type": "classification", "labels_file": str(MODELS / "labels.txt")},
+            "sinks": [{"type": "jsonl", "path": str(out)}],
+            **extra,
+        }
+    )
 
 
-@pytest.mark.parametrize("model_file", ["digits32_fp32.tflite", "digits32_int8.onnx",
-                                        "digits32_int8.tflite"])
+@pytest.mark.parametrize(
+    "model_file", ["digits32_fp32.tflite", "digits32_int8.onnx", "digits32_int8.tflite"]
+)
 def test_every_frame_is_classified_as_the_digit_it_shows(tmp_path, model_file):
     video = make_digits_video(tmp_path / "digits.avi", count=80)
     out = tmp_path / "results.jsonl"
@@ -48,7 +52,11 @@ def test_every_frame_is_classified_as_the_digit_it_shows(tmp_path, model_file):
     assert predicted == video.labels  # digits32 gets all of these test digits right
     stats = pipeline.stats()
     assert (stats["frames_in"], stats["processed"], stats["dropped"], stats["errors"]) == (
-        80, 80, 0, 0)
+        80,
+        80,
+        0,
+        0,
+    )
     assert records[0]["model"] == "digits32" and records[0]["version"] == "1"
 
 
@@ -56,7 +64,8 @@ def test_realtime_playback_with_a_frame_cap_skips_frames(tmp_path):
     video = make_digits_video(tmp_path / "digits.avi", count=50, fps=100.0)
     pipeline = build_pipeline(
         settings(video.path, tmp_path / "r.jsonl", source={"realtime": True}, max_fps=20),
-        registry_with("digits32_int8.tflite"))
+        registry_with("digits32_int8.tflite"),
+    )
     pipeline.start()
     assert pipeline.wait_finished(30)
     pipeline.stop()
@@ -69,9 +78,10 @@ def test_realtime_playback_with_a_frame_cap_skips_frames(tmp_path):
 
 def test_loop_plays_the_file_again(tmp_path):
     video = make_digits_video(tmp_path / "digits.avi", count=10)
-    pipeline = build_pipeline(settings(video.path, tmp_path / "r.jsonl",
-                                       source={"loop": True}),
-                              registry_with("digits32_int8.tflite"))
+    pipeline = build_pipeline(
+        settings(video.path, tmp_path / "r.jsonl", source={"loop": True}),
+        registry_with("digits32_int8.tflite"),
+    )
     pipeline.start()
     try:
         deadline = 200
@@ -87,8 +97,9 @@ def test_loop_plays_the_file_again(tmp_path):
 def test_a_missing_or_corrupt_video_finishes_with_an_error_instead_of_hanging(tmp_path):
     (tmp_path / "broken.avi").write_bytes(b"RIFF\x00\x00garbage" * 100)
     for path in (tmp_path / "missing.avi", tmp_path / "broken.avi"):
-        pipeline = build_pipeline(settings(path, tmp_path / "r.jsonl"),
-                                  registry_with("digits32_int8.tflite"))
+        pipeline = build_pipeline(
+            settings(path, tmp_path / "r.jsonl"), registry_with("digits32_int8.tflite")
+        )
         pipeline.start()
         assert pipeline.wait_finished(20)
         pipeline.stop()

@@ -14,7 +14,11 @@ PACKAGES = sorted((MODELS / "packages").iterdir())
 
 def test_every_sample_model_is_packaged():
     assert [p.name for p in PACKAGES] == [
-        "digits-fp32-onnx", "digits-fp32-tflite", "digits-int8-onnx", "digits-int8-tflite"]
+        "digits-fp32-onnx",
+        "digits-fp32-tflite",
+        "digits-int8-onnx",
+        "digits-int8-tflite",
+    ]
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)

@@ -55,10 +55,21 @@ def test_token_bucket_paces_to_the_rate():
 
 def chunks_of(sample_id: str, data: bytes, size: int) -> list[bytes]:
     digest = hashlib.sha256(data).hexdigest()
-    return [encode_chunk({"v": 1, "kind": "sample", "id": sample_id, "offset": o,
-                          "size": len(data), "sha256": digest, **({"meta": {"m": 1}} if o == 0
-                                                                  else {})},
-                         data[o:o + size]) for o in range(0, len(data), size)]
+    return [
+        encode_chunk(
+            {
+                "v": 1,
+                "kind": "sample",
+                "id": sample_id,
+                "offset": o,
+                "size": len(data),
+                "sha256": digest,
+                **({"meta": {"m": 1}} if o == 0 else {}),
+            },
+            data[o : o + size],
+        )
+        for o in range(0, len(data), size)
+    ]
 
 
 def test_reassembly_out_of_order_with_duplicates_and_mixed_chunk_sizes():
@@ -80,8 +91,9 @@ def test_a_corrupted_sample_is_not_accepted():
     assert receiver.add(tampered) is None and receiver.corrupt == 1
 
 
-@pytest.mark.parametrize("payload", [b"no header", b"{}\nxx", b'{"v":1,"id":"a","offset":5,'
-                                     b'"size":6,"sha256":"00"}\nxx'])
+@pytest.mark.parametrize(
+    "payload", [b"no header", b"{}\nxx", b'{"v":1,"id":"a","offset":5,"size":6,"sha256":"00"}\nxx']
+)
 def test_malformed_chunks_are_value_errors(payload):
     with pytest.raises(ValueError):
         decode_chunk(payload)

@@ -8,10 +8,18 @@ from edge_agent.capture.store import Sample, SampleStore, StoreError
 
 def sample(i: int, created: float = 0.0, size: int = 100) -> Sample:
     rng = np.random.default_rng(i)  # random data: compresses poorly, sizes are predictable
-    return Sample(model="m", version="1", delegate="cpu", latency_s=0.001, strategy="random",
-                  inputs={"x": rng.random(size).astype(np.float32)},
-                  outputs={"p": np.array([[0.1, 0.9]], np.float32)}, created=created,
-                  prediction=1, confidence=0.9)
+    return Sample(
+        model="m",
+        version="1",
+        delegate="cpu",
+        latency_s=0.001,
+        strategy="random",
+        inputs={"x": rng.random(size).astype(np.float32)},
+        outputs={"p": np.array([[0.1, 0.9]], np.float32)},
+        created=created,
+        prediction=1,
+        confidence=0.9,
+    )
 
 
 def test_round_trip(tmp_path):

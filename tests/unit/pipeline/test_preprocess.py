@@ -45,8 +45,9 @@ def test_config_overrides_the_manifest_which_overrides_the_spec():
 
 
 def test_int8_inputs_are_quantized_with_the_spec_parameters():
-    inputs, _ = ImagePreprocessor(resolve_plan(PreprocessSettings(), INT8))(bgr(32, 32,
-                                                                              (0, 128, 255)))
+    inputs, _ = ImagePreprocessor(resolve_plan(PreprocessSettings(), INT8))(
+        bgr(32, 32, (0, 128, 255))
+    )
     x = inputs["input"]
     assert x.dtype == np.int8
     assert x[0, 0, 0].tolist() == [127, 0, -128]  # RGB: 255 -> 127, 128 -> 0, 0 -> -128
@@ -71,10 +72,12 @@ def test_letterbox_keeps_aspect_and_maps_back_to_the_frame():
     [
         (PreprocessSettings(color="gray"), NHWC, "does not fit"),
         (PreprocessSettings(mean=[1, 2]), NHWC, "give 1 or 3"),
-        (PreprocessSettings(), TensorSpec("input", (1, -1, -1, 3), np.dtype("float32")),
-         "preprocess.resize"),
-        (PreprocessSettings(), TensorSpec("input", (1, 10), np.dtype("float32")),
-         "not an image"),
+        (
+            PreprocessSettings(),
+            TensorSpec("input", (1, -1, -1, 3), np.dtype("float32")),
+            "preprocess.resize",
+        ),
+        (PreprocessSettings(), TensorSpec("input", (1, 10), np.dtype("float32")), "not an image"),
     ],
 )
 def test_impossible_plans_are_clear_errors(settings, spec, message):

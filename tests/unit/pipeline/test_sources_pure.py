@@ -33,10 +33,14 @@ def test_decodes_npy_npz_and_json_payloads():
     [
         (b"\xff\x00garbage", "neither"),
         (b"\x93NUMPY\x01\x00garbage", ".npy"),
-        (b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1]}]}',
-         "inputs\\[0\\]"),
-        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "STRING", "data": [1]}]}',
-         "unknown"),
+        (
+            b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1]}]}',
+            "inputs\\[0\\]",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "shape": [1], "datatype": "STRING", "data": [1]}]}',
+            "unknown",
+        ),
         (b"[1, 2]", "needs"),
     ],
 )
@@ -69,16 +73,19 @@ def test_folder_files_are_read_once_settled_oldest_first():
 
 def test_pipeline_config_rejects_unknown_source_types_and_keys():
     with pytest.raises(ValidationError, match="camera"):
-        PipelineSettings.model_validate(
-            {"name": "p", "model": "m", "source": {"type": "webcam"}})
+        PipelineSettings.model_validate({"name": "p", "model": "m", "source": {"type": "webcam"}})
     with pytest.raises(ValidationError, match="loop"):
         PipelineSettings.model_validate(
-            {"name": "p", "model": "m", "source": {"type": "rtsp", "url": "rtsp://h/s",
-                                                   "loop": True}})
+            {
+                "name": "p",
+                "model": "m",
+                "source": {"type": "rtsp", "url": "rtsp://h/s", "loop": True},
+            }
+        )
     with pytest.raises(ValidationError, match="done_dir"):
         PipelineSettings.model_validate(
-            {"name": "p", "model": "m", "source": {"type": "folder", "path": "/x",
-                                                   "after": "move"}})
+            {"name": "p", "model": "m", "source": {"type": "folder", "path": "/x", "after": "move"}}
+        )
 
 
 def test_capture_config_checks_time_windows_and_rates():
