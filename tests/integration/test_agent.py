@@ -51,7 +51,10 @@ def agent_config(
         ],
         "broker": {"url": broker_url, "keepalive_s": 5},
         "api": {"listen": f"127.0.0.1:{api_port}"},
-        "telemetry": {"latency": {"report_interval_s": 1}},
+        "telemetry": {
+            "latency": {"report_interval_s": 1},
+            "drift": {"window_size": 10, "min_window": 10},
+        },
         "serving": {
             "status_interval_seconds": 1,
             "gates": {
@@ -126,8 +129,26 @@ def wait_for_api(port: int, process: subprocess.Popen, timeout: float = 60) -> N
     raise AssertionError("the agent's API never became ready")
 
 
-def subscribe(broker: Broker, *channels: DeviceChannel) -> tuple[MqttClient, queue.Queue]:
-    box: queue.Queue[Message] = queue.Queue()
+class Inbox:
+    """Messages of several channels; each channel is read in order, none is thrown away."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, queue.Queue[Message]] = {}
+
+    def put(self, message: Message) -> None:
+        self._queue(message.topic.rsplit("/", 1)[-1]).put(message)
+
+    def _queue(self, channel: str) -> queue.Queue[Message]:
+        return self._queues.setdefault(channel, queue.Queue())
+
+    def get(self, channel: DeviceChannel, timeout: float) -> Message:
+        return self._queue(channel.value).get(timeout=timeout)
+
+
+def subscribe(broker: Broker, *channels: DeviceChannel) -> tuple[MqttClient, Inbox]:
+    box = Inbox()
+    for channel in channels:
+        box._queue(channel.value)
     client = MqttClient(broker.url, f"watcher-{time.monotonic_ns()}")
     client.connect()
     for channel in channels:
@@ -135,17 +156,16 @@ def subscribe(broker: Broker, *channels: DeviceChannel) -> tuple[MqttClient, que
     return client, box
 
 
-def next_on(box: queue.Queue, channel: DeviceChannel, timeout: float, where=lambda d: True):
+def next_on(box: Inbox, channel: DeviceChannel, timeout: float, where=lambda d: True):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            message = box.get(timeout=0.2)
+            message = box.get(channel, timeout=0.2)
         except queue.Empty:
             continue
-        if message.topic.endswith("/" + channel.value):
-            document = json.loads(message.payload)
-            if where(document):
-                return document
+        document = json.loads(message.payload)
+        if where(document):
+            return document
     raise AssertionError(f"nothing matching on {channel.value} within {timeout} s")
 
 
@@ -195,6 +215,9 @@ def test_agent_serves_reports_reloads_and_stops_cleanly(mosquitto, models_dir, t
         )
         (load,) = telemetry["data"]["load"]["models"]
         assert load["model"] == "digits" and load["count"] > 0
+        drift = next_on(box, DeviceChannel.DRIFT, 20, lambda d: "signals" in d["data"])
+        assert drift["data"]["model"] == "digits" and drift["data"]["samples"] >= 10
+        assert {"input", "prediction"} <= set(drift["data"]["signals"])
         assert notify.wait_for("WATCHDOG=1", 10)
 
         # SIGHUP with a new model file: shadow-checked, then active as version 2
