@@ -379,7 +379,10 @@ class Agent:
         except EdgeAgentError as exc:
             return ShadowVerdict(False, f"cannot load it: {exc}")
         verdict = self.controllers[installed.name].last_verdict
-        return ShadowVerdict(ok, verdict.reason if verdict is not None else "")
+        if verdict is None:
+            return ShadowVerdict(ok, "")
+        # too little traffic is no verdict on the model: it stays staged and is tried again
+        return ShadowVerdict(ok, verdict.reason, conclusive=verdict.conclusive)
 
     def _rollout_rollback(self, name: str, reason: str) -> None:
         """The group's signed rollout was rolled back: return to the previous release."""

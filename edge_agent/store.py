@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
+import errno
 import fcntl
 import hashlib
 import json
@@ -305,7 +306,13 @@ class ModelStore:
         draft = copy.deepcopy(self._state)
         yield draft["models"]
         data = json.dumps(draft, indent=1, sort_keys=True).encode()
-        write_file_atomically(self.root / STATE_FILE, data)
+        try:
+            write_file_atomically(self.root / STATE_FILE, data)
+        except OSError as exc:
+            raise UpdateError(
+                f"{self.root / STATE_FILE}: cannot save the store state ({exc.strerror or exc}); "
+                f"nothing changed{_space_hint(self.root, exc)}"
+            ) from exc
         self._state = draft
 
     def _models(self) -> dict[str, Any]:
@@ -361,6 +368,13 @@ class ModelStore:
                 )
             os.chmod(tmp_name, 0o444)
             os.replace(tmp_name, blob)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise UpdateError(
+                f"{blob}: cannot copy {source.name} into the store ({exc.strerror or exc}); "
+                f"nothing was installed{_space_hint(self.blobs, exc)}"
+            ) from exc
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
@@ -381,6 +395,18 @@ def _empty_entry() -> dict[str, Any]:
         "rejected": {},
         "highest": None,
     }
+
+
+def _space_hint(where: Path, exc: OSError) -> str:
+    """The tail of an error message for a full disk (with what is free), else nothing."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ""
+    try:
+        stats = os.statvfs(where)
+        free = f"{stats.f_bavail * stats.f_frsize} bytes free"
+    except OSError:
+        free = "free space unknown"
+    return f"; the disk holding {where} is full ({free}): make room and try again"
 
 
 def _sha256_file(path: Path) -> str:

@@ -58,6 +58,10 @@ class ShadowVerdict:
 
     ok: bool
     reason: str = ""
+    conclusive: bool = True
+    """False when the check could not judge (too little traffic to compare, say): the update
+    fails this time but the version is not rejected, so a quiet hour cannot ban a good
+    release for good; it stays staged and the next update checks it again."""
 
 
 def accept_without_check(_model: InstalledModel) -> ShadowVerdict:
@@ -240,6 +244,14 @@ class UpdateManager:
                 staged = self.store.install(name, version, path, trusted.manifest, trusted.sha256)
             self._emit(name, version, UpdateState.STAGED, str(staged.path.name))
             verdict = self._shadow(staged)
+            if not verdict.ok and not verdict.conclusive:
+                return self._emit(
+                    name,
+                    version,
+                    UpdateState.FAILED,
+                    f"shadow check was inconclusive ({verdict.reason}); v{version} stays "
+                    "staged and is checked again on the next update",
+                )
             if not verdict.ok:
                 self.store.reject(name, version, f"shadow check: {verdict.reason}")
                 return self._emit(

@@ -19,6 +19,8 @@ from edge_agent.trust.link import RegistryLink
 from edge_agent.trust.transfer import FetchSettings
 from edge_agent.update import Transition, UpdateLimits, UpdateManager, UpdateState
 
+_FETCH = FetchSettings()
+
 _STORE = click.option(
     "--store",
     "store_dir",
@@ -97,21 +99,25 @@ def rollback(store_dir: Path, name: str) -> None:
     help="Model to pull (repeatable; default: every model in the registry).",
 )
 @click.option(
-    "--chunk-bytes", type=click.IntRange(256, 1 << 20), default=64 * 1024, show_default=True
+    "--chunk-bytes",
+    type=click.IntRange(256, 1 << 20),
+    default=_FETCH.chunk_bytes,
+    show_default=True,
+    help="Bytes per chunk (one MQTT message); at most the registry's --max-chunk.",
 )
 @click.option(
     "--window",
     type=click.IntRange(1, 256),
-    default=8,
+    default=_FETCH.window,
     show_default=True,
-    help="Chunk requests in flight.",
+    help="Chunks in flight (memory used is about window x chunk bytes).",
 )
 @click.option(
     "--chunk-timeout",
     type=click.FloatRange(min=0.05),
-    default=5.0,
+    default=_FETCH.chunk_timeout_s,
     show_default=True,
-    help="Seconds before a chunk request is re-sent.",
+    help="Seconds a request may stay unanswered before it is re-sent.",
 )
 @click.option(
     "--timeout",

@@ -11,7 +11,10 @@ import click
 
 from edge_agent.fleet.registry import RegistryServer, RegistrySettings
 from edge_agent.transport.client import MqttClient
+from edge_agent.trust.protocol import MAX_RANGE_BYTES
 from edge_agent.trust.repository import OperatorRepository
+
+_DEFAULTS = RegistrySettings()
 
 
 @click.group()
@@ -32,23 +35,31 @@ def registry() -> None:
 @click.option(
     "--max-chunk",
     type=click.IntRange(256, 1 << 20),
-    default=256 * 1024,
+    default=_DEFAULTS.max_chunk_bytes,
     show_default=True,
-    help="Largest chunk answered, bytes (below the broker limit).",
+    help="Largest chunk (one MQTT message) answered, bytes; keep it below the broker's "
+    "message_size_limit.",
+)
+@click.option(
+    "--max-range",
+    type=click.IntRange(256, MAX_RANGE_BYTES),
+    default=_DEFAULTS.max_range_bytes,
+    show_default=True,
+    help="Longest byte range one request may ask for (streamed back as chunks).",
 )
 @click.option(
     "--rate",
     type=click.FloatRange(min=0.1),
-    default=500.0,
+    default=_DEFAULTS.rate_per_device,
     show_default=True,
-    help="Chunk requests per second allowed per device.",
+    help="Chunks per second allowed per device (a range of n chunks costs n).",
 )
 @click.option(
     "--burst",
     type=click.IntRange(min=1),
-    default=64,
+    default=_DEFAULTS.burst_per_device,
     show_default=True,
-    help="Requests a device may send at once.",
+    help="Chunks a device may ask for at once.",
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
 def serve(
@@ -56,14 +67,24 @@ def serve(
     broker: str,
     client_id: str,
     max_chunk: int,
+    max_range: int,
     rate: float,
     burst: int,
     workers: int,
 ) -> None:
     """Answer chunk requests from REPO until SIGINT/SIGTERM; announce new versions."""
     OperatorRepository(repo_dir)  # fails clearly when REPO is not a repository
+    if max_range < max_chunk:
+        raise click.BadParameter(
+            f"--max-range ({max_range}) must be at least --max-chunk ({max_chunk})",
+            param_hint="--max-range",
+        )
     settings = RegistrySettings(
-        max_chunk_bytes=max_chunk, rate_per_device=rate, burst_per_device=burst, workers=workers
+        max_chunk_bytes=max_chunk,
+        max_range_bytes=max_range,
+        rate_per_device=rate,
+        burst_per_device=burst,
+        workers=workers,
     )
     stop = threading.Event()
 
@@ -77,7 +98,8 @@ def serve(
         server = RegistryServer(repo_dir, client, settings)
         server.start()
         click.echo(
-            f"serving {repo_dir} on {broker} (max chunk {max_chunk} B, {rate:g} req/s per device)",
+            f"serving {repo_dir} on {broker} (max chunk {max_chunk} B, "
+            f"{rate:g} chunks/s per device)",
             err=True,
         )
         stop.wait()

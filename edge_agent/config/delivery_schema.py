@@ -40,16 +40,16 @@ class ModelDeliverySettings(StrictModel):
         description="Accept a validly signed release older than the newest installed one.",
     )
     chunk_bytes: int = Field(
-        default=64 * 1024,
+        default=256 * 1024,
         ge=1024,
         le=1024 * 1024,
         description="Bytes per chunk request (below the broker's message size limit).",
     )
     window: int = Field(
-        default=8,
+        default=16,
         ge=1,
         le=256,
-        description="Chunk requests in flight; memory in use is about window x chunk_bytes.",
+        description="Chunks in flight; memory in use is about window x chunk_bytes.",
     )
     keep_versions: int = Field(
         default=2, ge=1, le=20, description="Installed versions kept per model (GC)."

@@ -1,11 +1,13 @@
 """The registry server: serves a TUF repository's files to devices over MQTT, in chunks.
 
-Flow: devices publish chunk requests on ``registry/req/<device>``; the paho thread only decodes
-them, applies the per-device rate limit and queues them; a few worker threads read the chunk
-(``os.pread``, nothing else in memory) and answer on ``registry/resp/<device>``. A watcher
-publishes the newest timestamp version, retained, on ``registry/notify`` whenever the
-repository changes. The server holds no keys and makes no trust decisions: devices verify
-everything with TUF, so a compromised registry can withhold updates but not forge them.
+Flow: devices publish range requests on ``registry/req/<device>``; the paho thread only decodes
+them, checks their sizes, applies the per-device rate limit (counted in chunks, so a range of
+n chunks costs n) and queues them; a few worker threads stream each range back as one frame
+per chunk on ``registry/resp/<device>``, reading every chunk straight into its frame buffer
+(``os.preadv``; nothing else of the file is held). A watcher publishes the newest timestamp
+version, retained, on ``registry/notify`` whenever the repository changes. The server holds no
+keys and makes no trust decisions: devices verify everything with TUF, so a compromised
+registry can withhold updates but not forge them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,24 +30,37 @@ from edge_agent.trust.protocol import (
     BAD_REQUEST,
     BUSY,
     MAX_CHUNK_BYTES,
+    MAX_RANGE_BYTES,
     NOT_FOUND,
     OK,
     TOO_MANY_REQUESTS,
     ChunkRequest,
     ChunkResponse,
     decode_request,
+    encode_header,
+    header_bytes,
 )
 
 log = logging.getLogger(__name__)
+
+FRAME_QOS = 0
+"""Frames go out at QoS 0. Loss is the protocol's job already (a silent range is re-asked,
+a gap in a range is re-asked at once, a reconnect re-asks everything in flight), and QoS 1
+bought nothing on top of that: a device's session is clean, so a QoS 1 frame is lost on a
+disconnect too. What QoS 1 did cost: a PUBACK per frame in each direction, and with Nagle's
+algorithm on (the default of paho and Mosquitto) the small requests queued behind those
+acknowledgements for up to 40 ms each, which held delivery to a tenth of the transport's speed
+(see benchmarks/delivery.py)."""
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
     """How the registry serves."""
 
-    max_chunk_bytes: int = 256 * 1024  # largest chunk answered; must stay under the broker limit
-    rate_per_device: float = 500.0  # sustained requests per second per device
-    burst_per_device: int = 64  # requests a device may send at once
+    max_chunk_bytes: int = 256 * 1024  # largest chunk (frame) answered; under the broker limit
+    max_range_bytes: int = 16 << 20  # longest range one request may ask for
+    rate_per_device: float = 4096.0  # sustained chunks per second per device (1 GiB/s at 256 KiB)
+    burst_per_device: int = 256  # chunks a device may ask for at once
     workers: int = 4  # threads reading chunks and publishing answers
     queue_limit: int = 4096  # queued requests before answering "busy"
     notify_poll_s: float = 1.0  # how often to look for a new timestamp
@@ -52,6 +68,8 @@ class RegistrySettings:
     def __post_init__(self) -> None:
         if not 256 <= self.max_chunk_bytes <= MAX_CHUNK_BYTES:
             raise ValueError(f"max_chunk_bytes must be 256..{MAX_CHUNK_BYTES}")
+        if not self.max_chunk_bytes <= self.max_range_bytes <= MAX_RANGE_BYTES:
+            raise ValueError(f"max_range_bytes must be max_chunk_bytes..{MAX_RANGE_BYTES}")
         if self.rate_per_device <= 0 or self.burst_per_device < 1 or self.workers < 1:
             raise ValueError("rate_per_device > 0, burst_per_device >= 1 and workers >= 1")
 
@@ -65,14 +83,19 @@ class TokenBucket:
         self.tokens = float(burst)
         self.updated = now
 
-    def take(self, now: float) -> float:
-        """0.0 when the event is allowed (a token is taken), else seconds until one is."""
+    def take(self, now: float, cost: int = 1) -> float:
+        """0.0 when an event of ``cost`` tokens is allowed (they are taken), else the wait.
+
+        An event dearer than the whole burst is allowed once the bucket is full and leaves it
+        in debt, so the long-run rate holds whatever the cost of single events.
+        """
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        needed = min(float(cost), self.burst)
+        if self.tokens >= needed:
+            self.tokens -= cost
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (needed - self.tokens) / self.rate
 
 
 class DeviceRateLimiter:
@@ -84,21 +107,26 @@ class DeviceRateLimiter:
         self.rate, self.burst, self.clock = rate, burst, clock
         self._buckets: dict[str, TokenBucket] = {}
 
-    def check(self, device: str) -> float:
-        """0.0 when ``device`` may be served now, else the seconds it should wait."""
+    def check(self, device: str, cost: int = 1) -> float:
+        """0.0 when ``device`` may be sent ``cost`` chunks now, else the seconds it should wait."""
         now = self.clock()
         bucket = self._buckets.get(device)
         if bucket is None:
             if len(self._buckets) > 10_000:
                 self._forget_idle(now)
             bucket = self._buckets[device] = TokenBucket(self.rate, self.burst, now)
-        return bucket.take(now)
+        return bucket.take(now, cost)
 
     def _forget_idle(self, now: float) -> None:
         full_after = self.burst / self.rate
         for device, bucket in list(self._buckets.items()):
-            if now - bucket.updated > full_after:
+            if now - bucket.updated > full_after and bucket.tokens >= 0:
                 del self._buckets[device]
+
+
+def frames_in(request: ChunkRequest) -> int:
+    """How many frames (chunks) answer ``request`` at most: what it costs the device."""
+    return max(1, -(-request.length // request.frame_bytes))
 
 
 class RegistryServer:
@@ -120,7 +148,7 @@ class RegistryServer:
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
         self.requests: Counter[tuple[str, str]] = Counter()
-        """Chunk requests served, by (device, path)."""
+        """Chunks served (frames with file bytes), by (device, path)."""
         self.refused: Counter[str] = Counter()
         """Requests not served, by reason (garbage, rate-limited, busy, not-found, bad)."""
         self.announced_version = 0
@@ -147,7 +175,7 @@ class RegistryServer:
         self._threads.clear()
 
     def requests_for(self, device: str, path_prefix: str = "") -> int:
-        """How many chunk requests of ``device`` under ``path_prefix`` were served."""
+        """How many chunks of files under ``path_prefix`` were served to ``device``."""
         with self._stats_lock:
             return sum(
                 n
@@ -164,38 +192,38 @@ class RegistryServer:
             self._count("garbage")
             return
         device = parsed.device_id
-        retry_after = self.limiter.check(device)
+        problem = self._size_problem(request)
+        cost = 1 if problem else frames_in(request)
+        retry_after = self.limiter.check(device, cost)
         if retry_after > 0:
-            # A small "429, retry after" costs far less than the chunk it replaces, and a
+            # A small "429, retry after" costs far less than the chunks it replaces, and a
             # device that is told backs off instead of timing out and counting failures.
             self._count("rate-limited")
-            self._answer(
-                device,
-                ChunkResponse(
-                    request.id,
-                    request.path,
-                    request.offset,
-                    TOO_MANY_REQUESTS,
-                    reason="rate limited",
-                    retry_after=round(retry_after, 3),
-                ),
+            self._refuse(device, request, TOO_MANY_REQUESTS, "rate limited", retry_after)
+        elif problem:
+            self._count("bad")
+            self._refuse(device, request, BAD_REQUEST, problem)
+        else:
+            try:
+                self._queue.put_nowait((device, request))
+            except queue.Full:
+                self._count("busy")
+                self._refuse(device, request, BUSY, "registry busy", 0.5)
+
+    def _size_problem(self, request: ChunkRequest) -> str:
+        """Why the request's sizes are refused ("" when they are fine)."""
+        limits = self.settings
+        if request.frame_bytes > limits.max_chunk_bytes:
+            return (
+                f"chunk of {request.frame_bytes} bytes exceeds the registry's "
+                f"max chunk of {limits.max_chunk_bytes} bytes"
             )
-            return
-        try:
-            self._queue.put_nowait((device, request))
-        except queue.Full:
-            self._count("busy")
-            self._answer(
-                device,
-                ChunkResponse(
-                    request.id,
-                    request.path,
-                    request.offset,
-                    BUSY,
-                    reason="registry busy",
-                    retry_after=0.5,
-                ),
+        if request.length > limits.max_range_bytes:
+            return (
+                f"range of {request.length} bytes exceeds the registry's "
+                f"max range of {limits.max_range_bytes} bytes"
             )
+        return ""
 
     # -- workers -------------------------------------------------------------------------
 
@@ -206,49 +234,75 @@ class RegistryServer:
                 return
             device, request = item
             try:
-                self._answer(device, self._serve(device, request))
+                self._serve(device, request)
             except Exception:  # one bad request must not stop a worker
                 log.exception("serving %s to %s failed", request.path, device)
 
-    def _serve(self, device: str, request: ChunkRequest) -> ChunkResponse:
-        if request.length > self.settings.max_chunk_bytes:
-            self._count("bad")
-            return ChunkResponse(
-                request.id,
-                request.path,
-                request.offset,
-                BAD_REQUEST,
-                reason=f"length {request.length} exceeds the registry's "
-                f"max chunk of {self.settings.max_chunk_bytes} bytes",
-            )
+    def _serve(self, device: str, request: ChunkRequest) -> None:
+        """Stream the range as frames of ``request.frame_bytes``, each read into its buffer."""
         path = (self.repo_dir / request.path).resolve()
         if not path.is_relative_to(self.repo_dir) or not path.is_file():
             self._count("not-found")
-            return ChunkResponse(
-                request.id, request.path, request.offset, NOT_FOUND, reason="no such file"
-            )
-        with self._stats_lock:
-            self.requests[(device, request.path)] += 1
+            self._refuse(device, request, NOT_FOUND, "no such file")
+            return
         fd = os.open(path, os.O_RDONLY)
         try:
             total = os.fstat(fd).st_size
             if request.offset > total:
                 self._count("bad")
-                return ChunkResponse(
-                    request.id,
-                    request.path,
-                    request.offset,
-                    BAD_REQUEST,
-                    total=total,
-                    reason=f"offset beyond the end ({total} B)",
+                self._refuse(
+                    device, request, BAD_REQUEST, f"offset beyond the end ({total} B)", total=total
                 )
-            data = os.pread(fd, request.length, request.offset)
+                return
+            end = min(request.offset + request.length, total)
+            offset = request.offset
+            while True:  # at least one frame: an empty file (or range at its end) gets one
+                length = min(request.frame_bytes, end - offset)
+                self._publish_frame(device, self._frame(request, fd, offset, length, total))
+                with self._stats_lock:
+                    self.requests[(device, request.path)] += 1
+                offset += length
+                if offset >= end or self._stop.is_set():
+                    return
         finally:
             os.close(fd)
-        return ChunkResponse(request.id, request.path, request.offset, OK, total=total, data=data)
 
-    def _answer(self, device: str, response: ChunkResponse) -> None:
-        self.client.publish(topics.registry_response(device), response.encode(), qos=1)
+    @staticmethod
+    def _frame(request: ChunkRequest, fd: int, offset: int, length: int, total: int) -> bytearray:
+        """One OK frame, the chunk read straight into it (one copy from the page cache)."""
+        start = header_bytes(request.id, request.path)
+        frame = bytearray(start + length)
+        got = os.preadv(fd, [memoryview(frame)[start:]], offset) if length else 0
+        if got < length:  # the file shrank under us: send what is there; the device re-asks
+            del frame[start + got :]
+        crc = zlib.crc32(memoryview(frame)[start:])
+        frame[:start] = encode_header(request.id, request.path, offset, OK, total, crc)
+        return frame
+
+    def _refuse(
+        self,
+        device: str,
+        request: ChunkRequest,
+        status: int,
+        reason: str,
+        retry_after: float = 0.0,
+        total: int = 0,
+    ) -> None:
+        response = ChunkResponse(
+            request.id,
+            request.path,
+            request.offset,
+            status,
+            total,
+            reason=reason,
+            retry_after=round(retry_after, 3),
+        )
+        self._publish_frame(device, response.encode())
+
+    def _publish_frame(self, device: str, frame: bytes | bytearray) -> None:
+        """Every frame to a device leaves through here (tests inject misbehaviour here)."""
+        topic = topics.registry_response(device)
+        self.client.publish(topic, frame, qos=FRAME_QOS)  # type: ignore[arg-type]
 
     def _count(self, reason: str) -> None:
         with self._stats_lock:

@@ -42,6 +42,8 @@ class Verdict:
     ok: bool
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    conclusive: bool = True
+    """False when there was too little traffic to judge (not a verdict on the model)."""
 
 
 class SwapController:
@@ -101,7 +103,8 @@ class SwapController:
             self._replay_buffer(candidate, evidence)
             self._mirror_live(candidate, evidence)
             ok, reason = judge_shadow(evidence, self.gates)
-            verdict = Verdict(ok, reason, evidence.summary())
+            judged = evidence.compared + evidence.errors >= self.gates.min_samples
+            verdict = Verdict(ok, reason, evidence.summary(), conclusive=judged)
             self.last_verdict = verdict
             if not ok:
                 candidate.drain_and_close(timeout_s=5)

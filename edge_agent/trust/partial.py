@@ -2,23 +2,29 @@
 
 For a target with sha256 ``H`` and file name ``F`` the download directory holds::
 
-    H.F.part        the file being filled in (sparse, written at chunk offsets)
-    H.F.part.json   which chunks are on disk, with each chunk's hash
-    H.F             the finished file, verified by TUF (length + sha256 from signed metadata)
+    H.F.part        the file being filled in (space reserved up front, chunks written at offsets)
+    H.F.part.json   which chunks are on disk, with each chunk's CRC-32
+    H.F             the finished file, verified (length + hashes from signed metadata)
 
 The journal is only written after the partial file is fsynced, and every chunk it lists is
-re-hashed on resume, so a crash at any point costs at most the chunks since the last flush and
+re-checked on resume, so a crash at any point costs at most the chunks since the last flush and
 can never smuggle a torn chunk into the file. Files are keyed by the target's hash, which is
 safe because the repository uses consistent snapshots with hash-prefixed target names: the same
-key always means the same bytes. The finished file is verified by TUF before it is renamed into
-place, and ngclient's own ``download_target`` is not used because it has no resume and no fsync.
+key always means the same bytes.
+
+The whole file is hashed once, in file order, as chunks land (chunks that land early are read
+back from the page cache when their turn comes), and compared with every hash the signed
+``TargetFile`` lists, exactly the check TUF's ``verify_length_and_hashes`` makes; only then is
+the file renamed into place. ngclient's own ``download_target`` is not used because it has no
+resume and no fsync. The file's space is reserved before the first chunk (``posix_fallocate``),
+so a disk too small fails at once with a clear reason instead of half way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
-import json
 import os
 import threading
 import time
@@ -30,9 +36,11 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import TargetFile
 
 from edge_agent.errors import UpdateError
-from edge_agent.manifest import write_file_atomically
+from edge_agent.trust.journal import CHECK, JournalWriter, load_journal
 from edge_agent.trust.link import RegistryLink
 from edge_agent.trust.transfer import ChunkTransfer, FetchSettings, Progress
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,49 @@ class DownloadResult:
     cached: bool  # the finished file was already there
 
 
-def chunk_digest(data: bytes) -> str:
-    """The journal's per-chunk hash (64 bits of sha256: corruption, not attacks)."""
-    return hashlib.sha256(data).hexdigest()[:16]
+class FileHasher:
+    """Hashes a file in order while its chunks land in any order (one pass over the bytes).
+
+    Every algorithm the signed ``TargetFile`` lists is computed; an unknown one fails the
+    check, as it does in TUF.
+    """
+
+    def __init__(self, target: TargetFile, fd: int, chunk_bytes: int) -> None:
+        self.target, self.fd, self.chunk_bytes = target, fd, chunk_bytes
+        self.next_index = 0
+        self.hashed = 0
+        self._hashers: dict[str, Any] = {}
+        self.unsupported = ""
+        for algorithm in target.hashes:
+            try:
+                self._hashers[algorithm] = hashlib.new(algorithm)
+            except (ValueError, TypeError):
+                self.unsupported = algorithm
+
+    def landed(self, index: int, data: bytes | memoryview, on_disk: dict[int, int]) -> None:
+        """Chunk ``index`` arrived; hash it if it is next, then any on-disk chunks that follow."""
+        if index == self.next_index:
+            self._update(data)
+        self.catch_up(on_disk)
+
+    def catch_up(self, on_disk: dict[int, int]) -> None:
+        """Hash the chunks already on disk that follow the hashed prefix."""
+        while self.next_index in on_disk:
+            self._update(os.pread(self.fd, self.chunk_bytes, self.next_index * self.chunk_bytes))
+
+    def matches(self) -> bool:
+        """Whether the whole file has the signed length and hashes."""
+        if self.unsupported or self.hashed != self.target.length:
+            return False
+        return all(
+            h.hexdigest() == self.target.hashes[algorithm] for algorithm, h in self._hashers.items()
+        )
+
+    def _update(self, data: bytes | memoryview) -> None:
+        for h in self._hashers.values():
+            h.update(data)
+        self.hashed += len(data)
+        self.next_index += 1
 
 
 class ResumableDownload:
@@ -80,7 +128,7 @@ class ResumableDownload:
         cancel: threading.Event | None = None,
         progress: Progress | None = None,
     ) -> DownloadResult:
-        """Fetch the missing chunks, verify the whole file with TUF, rename it into place.
+        """Fetch the missing chunks, verify the whole file, rename it into place.
 
         Raises DownloadError (transport; progress kept for the next try) and UpdateError (the
         file does not match signed metadata; everything partial is deleted).
@@ -95,43 +143,101 @@ class ResumableDownload:
         done = self._load_journal()
         resumed = len(done)
         transfer = ChunkTransfer(link, self.remote_path, self.settings, cancel)
-        missing = [i for i in range(self.chunk_count) if i not in done]
-        fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
+        missing = self.chunk_count - resumed
+        fd = self._open_reserved()
+        journal = JournalWriter(self.journal_path, self._identity(), fd)
+        complete = False
         try:
-            os.ftruncate(fd, self.target.length)
+            hasher = FileHasher(self.target, fd, self.settings.chunk_bytes)
+            hasher.catch_up(done)  # what an earlier run left, up to its first gap
             since_flush, last_flush = 0, time.monotonic()
             size = self.settings.chunk_bytes
-            for index, data, _total in transfer.chunks(missing, self.target.length):
+            for index, data, _total, crc in transfer.chunks(self.target.length, done):
                 os.pwrite(fd, data, index * size)
-                done[index] = chunk_digest(data)
+                done[index] = crc
+                hasher.landed(index, data, done)
                 since_flush += 1
-                if since_flush >= self.settings.flush_every or time.monotonic() - last_flush > 1:
-                    self._flush(fd, done)
+                due = time.monotonic() - last_flush >= self.settings.flush_interval_s
+                if since_flush >= self.settings.flush_every or due:
+                    journal.submit(done)  # persisted on the journal's thread
                     since_flush, last_flush = 0, time.monotonic()
                 if progress is not None:
                     progress(min(len(done) * size, self.target.length), self.target.length)
             os.fsync(fd)
+            complete = True
+            verified = hasher.matches()
+        except OSError as exc:
+            raise self._disk_error(exc, "stopped") from exc
         finally:
-            with contextlib.suppress(OSError):
-                self._flush(fd, done)
-            os.close(fd)
-        if not self._verifies(self.part_path):
+            try:
+                if not complete:  # keep what arrived for the next try
+                    with contextlib.suppress(OSError):
+                        journal.flush(done)
+            finally:
+                journal.close(write_pending=not complete)
+                os.close(fd)
+        if not verified:
             self.discard()
             raise UpdateError(
                 f"{self.target.path}: the downloaded file does not match the length and sha256 "
                 "in signed metadata (tampered or corrupted in transit); discarded it"
             )
-        os.replace(self.part_path, self.final_path)
-        _fsync_dir(self.download_dir)
-        self.journal_path.unlink(missing_ok=True)
+        try:
+            os.replace(self.part_path, self.final_path)
+            _fsync_dir(self.download_dir)
+            self.journal_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._disk_error(exc, "could not finish") from exc
         return DownloadResult(
             self.final_path,
             self.chunk_count,
-            len(missing),
+            missing,
             resumed,
             transfer.requests_sent,
             cached=False,
         )
+
+    def _open_reserved(self) -> int:
+        """The partial file, its whole length allocated on disk (ENOSPC now, not half way)."""
+        try:
+            fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._disk_error(exc, "cannot start") from exc
+        try:
+            os.ftruncate(fd, self.target.length)
+            if self.target.length:
+                try:
+                    os.posix_fallocate(fd, 0, self.target.length)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in _DISK_FULL:
+                self.discard()  # nothing useful in it, and the space is better free
+                raise self._disk_error(exc, "no room for", "removed the partial download") from exc
+            raise self._disk_error(exc, "cannot start") from exc
+        return fd
+
+    def _disk_error(self, exc: OSError, what: str, done: str = "") -> UpdateError:
+        """A clear reason for a failed write, above all a full disk or a file size limit."""
+        where = self.download_dir
+        text = f"{self.target.path}: {what} the download in {where}: {exc.strerror or exc}"
+        if exc.errno == errno.EFBIG:
+            text += (
+                f" ({self.target.length} bytes needed; this process may not write files that "
+                "large: raise its file size limit, `ulimit -f` / LimitFSIZE=)"
+            )
+        elif exc.errno in _DISK_FULL:
+            text += (
+                f" ({self.target.length} bytes needed, {_free_bytes(where)} free); make room "
+                "(or give the download directory a larger disk) and pull again"
+            )
+        if done:
+            text += f"; {done}"
+        elif what == "stopped":
+            text += "; what arrived is kept and the next pull resumes"
+        return UpdateError(text)
 
     def discard(self) -> None:
         """Delete the partial file and its journal."""
@@ -146,34 +252,22 @@ class ResumableDownload:
             "sha256": self.target.hashes["sha256"],
             "length": self.target.length,
             "chunk_bytes": self.settings.chunk_bytes,
+            "check": CHECK,
         }
 
-    def _load_journal(self) -> dict[int, str]:
-        """Chunks on disk whose bytes still hash right (a mismatching journal starts over)."""
-        try:
-            raw = json.loads(self.journal_path.read_text(encoding="utf-8"))
-            listed = {int(k): str(v) for k, v in raw["done"].items()}
-            same = {k: raw.get(k) for k in self._identity()} == self._identity()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            listed, same = {}, False
-        if not same or not self.part_path.exists():
+    def _load_journal(self) -> dict[int, int]:
+        """Chunks on disk that still check right (without a usable journal: start over)."""
+        done = load_journal(
+            self.journal_path,
+            self.part_path,
+            self._identity(),
+            self.settings.chunk_bytes,
+            self.chunk_count,
+        )
+        if done is None:
             self.discard()
             return {}
-        done: dict[int, str] = {}
-        size = self.settings.chunk_bytes
-        with self.part_path.open("rb") as part:
-            for index, digest in sorted(listed.items()):
-                if not 0 <= index < self.chunk_count:
-                    continue
-                part.seek(index * size)
-                if chunk_digest(part.read(size)) == digest:
-                    done[index] = digest
         return done
-
-    def _flush(self, fd: int, done: dict[int, str]) -> None:
-        os.fsync(fd)  # the bytes first, then the journal that vouches for them
-        body = self._identity() | {"done": {str(k): v for k, v in sorted(done.items())}}
-        write_file_atomically(self.journal_path, json.dumps(body).encode())
 
     def _verifies(self, path: Path) -> bool:
         try:
@@ -182,6 +276,14 @@ class ResumableDownload:
         except (OSError, LengthOrHashMismatchError):
             return False
         return True
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return 0
+    return stats.f_bavail * stats.f_frsize
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,35 +1,46 @@
 """The chunk protocol between devices and the registry, over MQTT. Pure encoding, no I/O.
 
-A device publishes a request on ``registry/req/<device>``::
+A device publishes a *range request* on ``registry/req/<device>`` (JSON; one per range, so
+requests are rare and their cost does not matter)::
 
-    {"id": "9f1c...", "path": "metadata/3.targets.json", "offset": 0, "length": 65536}
+    {"id": "9f1c...", "path": "targets/...", "offset": 0, "length": 2097152, "chunk": 262144}
 
-and the registry answers on ``registry/resp/<device>`` with one binary frame::
+and the registry streams the range back on ``registry/resp/<device>`` as one binary frame per
+chunk (``chunk`` bytes each, the last one shorter; a request without ``chunk`` is answered
+with one frame of ``length`` bytes). A frame is a fixed big-endian header, three short
+strings and the chunk bytes::
 
-    2 bytes big-endian header length | JSON header | chunk bytes
+    "EA" | version (1 B) | status (2 B) | id length (1 B) | path length (2 B)
+         | reason length (2 B) | offset (8 B) | total (8 B) | retry after, ms (4 B)
+         | crc32 of the chunk (4 B) | id | path | reason | chunk bytes
 
-    header = {"id", "path", "offset", "status", "total", "sha256", "reason", "retry_after"}
+Frames are built and parsed with ``struct`` (no JSON, no per-chunk allocation beyond the
+frame itself: the registry reads the chunk straight into the frame buffer, the device keeps a
+``memoryview`` of it).
 
 ``status`` borrows HTTP's numbers because ngclient needs them: 200 a chunk, 404 no such file
 (ngclient's root walk stops at 404), 429 too many requests (retry after ``retry_after`` s),
-400 a bad request, 503 busy. ``sha256`` covers the chunk, so corruption is caught per chunk and
-a persisted partial file can be re-checked after a power loss. None of this is trust: TUF
-verifies the whole file at the end. Anything that does not decode is ``None``, never an error
-that could stop a transfer.
+400 a bad request, 503 busy. The CRC-32 catches corruption per chunk and lets a persisted
+partial file be re-checked after a power loss; it is not a defence against forgery (anyone who
+can forge a frame can compute any checksum, sha256 included). Trust comes only from TUF, which
+verifies the length and hashes of the whole file against signed metadata at the end. Anything
+that does not decode is ``None``, never an error that could stop a transfer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 MAX_CHUNK_BYTES = 1 << 20
-"""The largest chunk a registry will send (far below Mosquitto's default message size limit)."""
-MAX_HEADER_BYTES = 4096
+"""The largest chunk a frame may carry (far below Mosquitto's default message size limit)."""
+MAX_RANGE_BYTES = 256 << 20
+"""The longest range one request may name (registries enforce a smaller limit of their own)."""
+MAX_REQUEST_BYTES = 2048
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
 _ROOTS = ("metadata", "targets")
 
@@ -40,54 +51,115 @@ TOO_MANY_REQUESTS = 429
 BUSY = 503
 STATUSES = (OK, BAD_REQUEST, NOT_FOUND, TOO_MANY_REQUESTS, BUSY)
 
+_MAGIC = b"EA"
+_VERSION = 1
+_HEADER = struct.Struct(">2sBHBHHQQII")
+HEADER_BYTES = _HEADER.size
+"""Size of the fixed part of a frame header."""
+_MAX_REASON = 300
+
 
 @dataclass(frozen=True)
 class ChunkRequest:
-    """A device asks for ``length`` bytes of ``path`` from ``offset``."""
+    """A device asks for ``length`` bytes of ``path`` from ``offset``, in ``chunk``-byte frames.
+
+    ``chunk`` 0 means one frame of ``length`` bytes.
+    """
 
     id: str
     path: str
     offset: int
     length: int
+    chunk: int = 0
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per answering frame."""
+        return self.chunk or self.length
 
     def encode(self) -> bytes:
         """The request's JSON payload."""
-        return json.dumps(
-            {"id": self.id, "path": self.path, "offset": self.offset, "length": self.length},
-            separators=(",", ":"),
-        ).encode()
+        body: dict[str, object] = {
+            "id": self.id,
+            "path": self.path,
+            "offset": self.offset,
+            "length": self.length,
+        }
+        if self.chunk:
+            body["chunk"] = self.chunk
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
 class ChunkResponse:
-    """The registry's answer to one request."""
+    """One frame: a chunk of a file (status 200), or the registry's refusal of a request.
+
+    ``data`` is ``bytes`` when built, a ``memoryview`` into the received frame when decoded.
+    """
 
     id: str
     path: str
     offset: int
     status: int
     total: int = 0
-    data: bytes = b""
-    sha256: str = ""
+    data: bytes | memoryview = b""
     reason: str = ""
     retry_after: float = 0.0
+    crc32: int | None = None  # of ``data``; computed by encode() when None
 
     def encode(self) -> bytes:
-        """The binary frame: header length, JSON header, chunk bytes."""
-        header = json.dumps(
-            {
-                "id": self.id,
-                "path": self.path,
-                "offset": self.offset,
-                "status": self.status,
-                "total": self.total,
-                "sha256": self.sha256 or hashlib.sha256(self.data).hexdigest(),
-                "reason": self.reason,
-                "retry_after": self.retry_after,
-            },
-            separators=(",", ":"),
-        ).encode()
-        return struct.pack(">H", len(header)) + header + self.data
+        """The binary frame: header, then the chunk bytes."""
+        crc = zlib.crc32(self.data) if self.crc32 is None else self.crc32
+        header = encode_header(
+            self.id,
+            self.path,
+            self.offset,
+            self.status,
+            self.total,
+            crc,
+            self.reason,
+            self.retry_after,
+        )
+        return header + bytes(self.data)
+
+
+def header_bytes(request_id: str, path: str, reason: str = "") -> int:
+    """The header length of a frame answering ``request_id`` for ``path``."""
+    return HEADER_BYTES + len(request_id) + len(path.encode()) + len(_reason(reason))
+
+
+def encode_header(
+    request_id: str,
+    path: str,
+    offset: int,
+    status: int,
+    total: int,
+    crc32: int,
+    reason: str = "",
+    retry_after: float = 0.0,
+) -> bytes:
+    """A frame header; the frame is this followed by the chunk bytes (to its end).
+
+    The registry uses it to build a frame around a chunk read straight into the frame buffer.
+    """
+    ident, where, why = request_id.encode(), path.encode(), _reason(reason)
+    fixed = _HEADER.pack(
+        _MAGIC,
+        _VERSION,
+        status,
+        len(ident),
+        len(where),
+        len(why),
+        offset,
+        total,
+        min(int(retry_after * 1000), 3_600_000),
+        crc32 & 0xFFFFFFFF,
+    )
+    return fixed + ident + where + why
+
+
+def _reason(reason: str) -> bytes:
+    return reason.encode()[:_MAX_REASON]
 
 
 def safe_path(path: object) -> str | None:
@@ -104,7 +176,7 @@ def safe_path(path: object) -> str | None:
 
 def decode_request(payload: bytes) -> ChunkRequest | None:
     """A well-formed request, or None (the registry answers None with nothing at all)."""
-    if len(payload) > 2048:
+    if len(payload) > MAX_REQUEST_BYTES:
         return None
     try:
         raw = json.loads(payload)
@@ -113,49 +185,43 @@ def decode_request(payload: bytes) -> ChunkRequest | None:
     if not isinstance(raw, dict):
         return None
     request_id, path = raw.get("id"), safe_path(raw.get("path"))
-    offset, length = raw.get("offset"), raw.get("length")
+    offset, length, chunk = raw.get("offset"), raw.get("length"), raw.get("chunk", 0)
     if not isinstance(request_id, str) or not _ID.match(request_id) or path is None:
         return None
-    if type(offset) is not int or type(length) is not int or offset < 0 or length <= 0:
+    if type(offset) is not int or type(length) is not int or type(chunk) is not int:
         return None
-    return ChunkRequest(request_id, path, offset, length)
+    if offset < 0 or not 0 < length <= MAX_RANGE_BYTES or chunk < 0:
+        return None
+    return ChunkRequest(request_id, path, offset, length, chunk)
 
 
 def decode_response(frame: bytes) -> ChunkResponse | None:
-    """A well-formed response whose data matches its hash, or None."""
-    if len(frame) < 2:
+    """A well-formed frame whose chunk matches its CRC-32, or None.
+
+    The returned ``data`` is a view into ``frame`` (no copy).
+    """
+    if len(frame) < HEADER_BYTES:
         return None
-    (header_len,) = struct.unpack(">H", frame[:2])
-    if header_len > MAX_HEADER_BYTES or len(frame) < 2 + header_len:
-        return None
-    try:
-        raw = json.loads(frame[2 : 2 + header_len])
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(raw, dict):
-        return None
-    data = frame[2 + header_len :]
-    fields = (
-        raw.get("id"),
-        raw.get("path"),
-        raw.get("offset"),
-        raw.get("status"),
-        raw.get("total"),
-        raw.get("sha256"),
-        raw.get("reason", ""),
-        raw.get("retry_after", 0.0),
+    (magic, version, status, id_len, path_len, reason_len, offset, total, retry_ms, crc) = (
+        _HEADER.unpack_from(frame)
     )
-    request_id, path, offset, status, total, digest, reason, retry_after = fields
-    if not isinstance(request_id, str) or not isinstance(path, str) or not isinstance(reason, str):
+    if magic != _MAGIC or version != _VERSION or status not in STATUSES:
         return None
-    if type(offset) is not int or type(status) is not int or type(total) is not int:
+    if reason_len > _MAX_REASON or retry_ms > 3_600_000:
         return None
-    if status not in STATUSES or offset < 0 or total < 0 or len(data) > MAX_CHUNK_BYTES:
+    data_start = HEADER_BYTES + id_len + path_len + reason_len
+    if len(frame) < data_start or len(frame) - data_start > MAX_CHUNK_BYTES:
         return None
-    if not isinstance(retry_after, (int, float)) or not 0 <= retry_after <= 3600:
+    view = memoryview(frame)
+    try:
+        request_id = str(view[HEADER_BYTES : HEADER_BYTES + id_len], "ascii")
+        path = str(view[HEADER_BYTES + id_len : HEADER_BYTES + id_len + path_len], "utf-8")
+        reason = str(view[data_start - reason_len : data_start], "utf-8", "replace")
+    except UnicodeDecodeError:
         return None
-    if not isinstance(digest, str) or hashlib.sha256(data).hexdigest() != digest:
+    data = view[data_start:]
+    if zlib.crc32(data) != crc:
         return None
     return ChunkResponse(
-        request_id, path, offset, status, total, data, digest, reason[:300], float(retry_after)
+        request_id, path, offset, status, total, data, reason, retry_ms / 1000, crc
     )

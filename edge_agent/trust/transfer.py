@@ -1,7 +1,9 @@
 """Moving one file from the registry in chunks, with no trust decisions.
 
-A window of requests stays in flight; timeouts, retries with backoff, reconnects and
-rate-limit answers are handled here.
+A window of chunks stays in flight, asked for with a few range requests that the registry
+streams back one frame per chunk (one request per range, not per chunk: per-chunk round trips
+and Python work were what held delivery to a fraction of the transport's speed). Timeouts,
+retries with backoff, reconnects and rate-limit answers are handled here.
 
 Errors are ngclient's download errors (``DownloadError``; ``DownloadHTTPError`` with 404 only
 when the registry said "not found"), because ngclient does not wrap errors raised while chunks
@@ -14,9 +16,11 @@ import queue
 import secrets
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 from tuf.api.exceptions import DownloadError, DownloadHTTPError
 
@@ -41,41 +45,62 @@ class TransferCancelled(DownloadError):
 class FetchSettings:
     """How a device fetches from the registry."""
 
-    chunk_bytes: int = 64 * 1024  # bytes per request; <= the registry's max chunk
-    window: int = 8  # requests in flight; memory in use is about window * chunk_bytes
-    chunk_timeout_s: float = 5.0  # seconds without an answer before a request is re-sent
+    chunk_bytes: int = 256 * 1024  # bytes per chunk (one MQTT message); <= the registry's max
+    window: int = 16  # chunks in flight; memory in use is about window * chunk_bytes
+    chunks_per_request: int = 8  # chunks one range request asks for (at most window // 2)
+    chunk_timeout_s: float = 5.0  # seconds a range may stay silent before its rest is re-asked
     max_attempts: int = 6  # timeouts per chunk before the transfer fails
     backoff_base_s: float = 0.25  # first retry delay; doubles per attempt
     backoff_max_s: float = 8.0  # longest retry delay
     deadline_s: float = 900.0  # longest a whole file may take
-    flush_every: int = 16  # chunks between persisting a partial download's progress
+    flush_every: int = 16  # chunks between persisting a partial download's progress ...
+    flush_interval_s: float = 0.25  # ... or seconds, whichever comes first (a background write)
 
     def __post_init__(self) -> None:
         checks = {
             "chunk_bytes": 256 <= self.chunk_bytes <= MAX_CHUNK_BYTES,
             "window": 1 <= self.window <= 256,
+            "chunks_per_request": self.chunks_per_request >= 1,
             "chunk_timeout_s": self.chunk_timeout_s > 0,
             "max_attempts": self.max_attempts >= 1,
             "deadline_s": self.deadline_s > 0,
             "flush_every": self.flush_every >= 1,
+            "flush_interval_s": self.flush_interval_s > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"FetchSettings: invalid {', '.join(bad)} ({self})")
 
+    @property
+    def run(self) -> int:
+        """Chunks per range request: at most half the window, so two ranges overlap."""
+        return max(1, min(self.chunks_per_request, self.window // 2))
+
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes total) as chunks land."""
 
+Chunk = tuple[int, "bytes | memoryview", int, int]
+"""(chunk index, chunk bytes, file size, CRC-32 of the chunk) as a transfer yields them."""
+
 
 @dataclass
-class _Outstanding:
-    index: int
-    sent_at: float
+class _Range:
+    """One range request in flight: the chunks it still owes and when it was last heard."""
+
+    first: int
+    missing: set[int]
+    heard_at: float
 
 
 class ChunkTransfer:
-    """Fetches chunks of one registry path; yields ``(index, data, total)`` as they arrive."""
+    """Fetches the chunks of one registry path with range requests; yields them as they land.
+
+    At most ``window`` chunks are requested and not yet received; each request asks for up
+    to ``settings.run`` consecutive chunks, which the registry streams back one frame each.
+    A range that stays silent for ``chunk_timeout_s`` has its missing chunks re-asked (with
+    backoff); a chunk that times out ``max_attempts`` times fails the transfer.
+    """
 
     def __init__(
         self,
@@ -90,57 +115,54 @@ class ChunkTransfer:
         self.cancel = cancel or threading.Event()
         self.requests_sent = 0
         self._deadline = time.monotonic() + settings.deadline_s
+        self._pending: deque[int] = deque()
+        self._not_before: dict[int, float] = {}
+        self._attempts: dict[int, int] = {}
+        self._ranges: dict[str, _Range] = {}
+        self._in_flight = 0
+        self._total: int | None = None
+        self._skip: frozenset[int] = frozenset()
 
-    def chunks(self, indices: Iterable[int], total: int | None) -> Iterator[tuple[int, bytes, int]]:
-        """Fetch ``indices``; ``total`` is the file size when known (else the first answer's).
+    def chunks(self, total: int | None, skip: Iterable[int] = ()) -> Iterator[Chunk]:
+        """Fetch every chunk of the file except ``skip``, in about file order.
 
-        A registry whose size differs from ``total`` fails the transfer (wrong length).
+        ``total`` is the file size when known (signed metadata says it); when None, the first
+        answer's size is used. A registry whose size differs from ``total`` fails the transfer
+        (wrong length).
         """
-        settings = self.settings
-        inbox: queue.Queue[ChunkResponse] = queue.Queue(maxsize=settings.window * 4)
-        pending: deque[int] = deque(indices)
-        not_before: dict[int, float] = {}
-        attempts: dict[int, int] = {}
-        outstanding: dict[str, _Outstanding] = {}
+        run = self.settings.run
+        self._skip = frozenset(skip)
+        self._total = total
+        first = range(self._count(total)) if total is not None else range(run)
+        self._pending = deque(i for i in first if i not in self._skip)
+        inbox: queue.Queue[ChunkResponse] = queue.Queue(maxsize=self.settings.window * 4)
         generation = self.link.generation
         try:
-            while pending or outstanding:
+            while self._pending or self._ranges:
                 now = time.monotonic()
                 self._check_alive(now)
                 if self.link.generation != generation:  # reconnected: answers may be lost
                     generation = self.link.generation
-                    for request_id, entry in list(outstanding.items()):
-                        self.link.forget(request_id)
-                        del outstanding[request_id]
-                        pending.appendleft(entry.index)
-                self._fill_window(pending, outstanding, not_before, inbox, now)
+                    for request_id in list(self._ranges):
+                        self._requeue(request_id)
+                self._fill_window(inbox, now)
                 try:
-                    response = inbox.get(timeout=self._wait_time(outstanding, not_before, now))
+                    response = inbox.get(timeout=self._wait_time(now))
                 except queue.Empty:
                     response = None
                 if response is not None:
-                    answered = outstanding.get(response.id)
-                    if answered is None:
-                        continue
-                    entry = answered
-                    result = self._accept(response, entry, total)
-                    if result is None:  # garbage for this request: the timeout re-sends it
-                        continue
-                    del outstanding[response.id]
-                    self.link.forget(response.id)
-                    if response.status in (TOO_MANY_REQUESTS, BUSY):
-                        pending.appendleft(entry.index)
-                        delay = max(response.retry_after, settings.backoff_base_s)
-                        not_before[entry.index] = time.monotonic() + delay
-                        continue
-                    total = response.total
-                    yield entry.index, response.data, response.total
-                self._expire(outstanding, pending, attempts, not_before)
+                    landed = self._receive(response)
+                    if landed is not None:
+                        yield landed
+                self._expire()
         finally:
-            for request_id in outstanding:
+            for request_id in self._ranges:
                 self.link.forget(request_id)
 
     # -- steps ---------------------------------------------------------------------------
+
+    def _count(self, total: int) -> int:
+        return max(1, -(-total // self.settings.chunk_bytes))
 
     def _check_alive(self, now: float) -> None:
         if self.cancel.is_set():
@@ -151,96 +173,164 @@ class ChunkTransfer:
                 "gave up (it resumes on the next try)"
             )
 
-    def _fill_window(
-        self,
-        pending: deque[int],
-        outstanding: dict[str, _Outstanding],
-        not_before: dict[int, float],
-        inbox: queue.Queue[ChunkResponse],
-        now: float,
-    ) -> None:
+    def _fill_window(self, inbox: queue.Queue[ChunkResponse], now: float) -> None:
+        """Send range requests while the window has room for a whole range (or the rest)."""
         if not self.link.client.connected:
             return  # requests sent now would sit in paho's queue; wait for the reconnect
+        settings, pending = self.settings, self._pending
         waiting: deque[int] = deque()  # retries still backing off keep their place in front
-        while pending and len(outstanding) < self.settings.window:
-            index = pending.popleft()
-            if not_before.get(index, 0.0) > now:
-                waiting.append(index)
+        while pending:
+            room = settings.window - self._in_flight
+            if room < min(settings.run, len(pending)):
+                break
+            first = pending.popleft()
+            if self._not_before.get(first, 0.0) > now:
+                waiting.append(first)
                 continue
+            count = 1
+            while (
+                pending
+                and count < min(settings.run, room)
+                and pending[0] == first + count
+                and self._not_before.get(pending[0], 0.0) <= now
+            ):
+                pending.popleft()
+                count += 1
             request = ChunkRequest(
                 secrets.token_hex(8),
                 self.path,
-                index * self.settings.chunk_bytes,
-                self.settings.chunk_bytes,
+                first * settings.chunk_bytes,
+                count * settings.chunk_bytes,
+                settings.chunk_bytes,
             )
             self.link.expect(request.id, inbox)
-            outstanding[request.id] = _Outstanding(index, now)
+            self._ranges[request.id] = _Range(first, set(range(first, first + count)), now)
+            self._in_flight += count
             self.link.send(request)
             self.requests_sent += 1
         pending.extendleft(reversed(waiting))
 
-    def _wait_time(
-        self, outstanding: dict[str, _Outstanding], not_before: dict[int, float], now: float
-    ) -> float:
-        wakeups = [e.sent_at + self.settings.chunk_timeout_s for e in outstanding.values()]
-        wakeups += [t for t in not_before.values() if t > now]
+    def _wait_time(self, now: float) -> float:
+        timeout = self.settings.chunk_timeout_s
+        wakeups = [r.heard_at + timeout for r in self._ranges.values()]
+        wakeups += [t for t in self._not_before.values() if t > now]
         soonest = min(wakeups, default=now + 0.2)
         return min(max(soonest - now, 0.005), 0.2)
 
-    def _accept(
-        self, response: ChunkResponse, entry: _Outstanding, total: int | None
-    ) -> ChunkResponse | None:
-        """The response if it really answers ``entry``; raises for a definite refusal."""
-        offset = entry.index * self.settings.chunk_bytes
-        if response.path != self.path or response.offset != offset:
+    def _receive(self, response: ChunkResponse) -> Chunk | None:
+        """The chunk a response delivers, if it really is one this transfer still needs."""
+        rng = self._ranges.get(response.id)
+        if rng is None or response.path != self.path:
+            return None  # late, duplicate or foreign: ignored
+        chunk = self.settings.chunk_bytes
+        if response.status != OK:
+            if response.offset != rng.first * chunk:
+                return None
+            if self._total is not None and response.total and response.total != self._total:
+                self._wrong_length(response.total)  # e.g. "offset beyond the end" of a short file
+            self._refused(response)
+            delay = max(response.retry_after, self.settings.backoff_base_s)
+            self._requeue(response.id, delay)
             return None
+        index, misaligned = divmod(response.offset, chunk)
+        if misaligned or index not in rng.missing:
+            return None
+        if self._total is not None and response.total != self._total:
+            self._wrong_length(response.total)
+        expected = min(chunk, response.total - response.offset)
+        if not (expected == len(response.data) and (expected > 0 or response.total == 0)):
+            return None
+        if self._total is None:
+            self._learn_total(response.total)
+        rng.missing.discard(index)
+        rng.heard_at = time.monotonic()
+        self._in_flight -= 1
+        lost = sorted(i for i in rng.missing if i < index)
+        if lost:  # a range streams in order, so what it skipped was lost on the way
+            self._retry(response.id, lost, delay=0.0)
+        elif not rng.missing:
+            del self._ranges[response.id]
+            self.link.forget(response.id)
+        crc = response.crc32 if response.crc32 is not None else zlib.crc32(response.data)
+        return index, response.data, response.total, crc
+
+    def _wrong_length(self, total: int) -> NoReturn:
+        raise DownloadError(
+            f"registry says {self.path} has {total} bytes, but {self._total} are "
+            "expected (wrong length: a tampered or mismatched file)"
+        )
+
+    def _refused(self, response: ChunkResponse) -> None:
+        """Raise for a definite refusal; return for 'busy, retry later'."""
         if response.status == NOT_FOUND:
             raise DownloadHTTPError(f"registry has no {self.path}", NOT_FOUND)
         if response.status == BAD_REQUEST:
             raise DownloadError(
                 f"registry refused the request for {self.path}: {response.reason or 'bad request'}"
             )
-        if response.status in (TOO_MANY_REQUESTS, BUSY):
-            return response
-        if response.status != OK:
-            return None
-        if total is not None and response.total != total:
-            raise DownloadError(
-                f"registry says {self.path} has {response.total} bytes, but {total} are "
-                "expected (wrong length: a tampered or mismatched file)"
-            )
-        if response.total == 0 and offset == 0 and not response.data:
-            return response  # an empty file
-        expected = min(self.settings.chunk_bytes, response.total - offset)
-        if expected <= 0 or len(response.data) != expected:
-            return None
-        return response
+        assert response.status in (TOO_MANY_REQUESTS, BUSY)
 
-    def _expire(
-        self,
-        outstanding: dict[str, _Outstanding],
-        pending: deque[int],
-        attempts: dict[int, int],
-        not_before: dict[int, float],
-    ) -> None:
+    def _learn_total(self, total: int) -> None:
+        """The file size is known now: drop requests beyond its end, queue the rest."""
+        self._total = total
+        count = self._count(total)
+        for request_id, rng in list(self._ranges.items()):
+            beyond = {i for i in rng.missing if i >= count}
+            rng.missing -= beyond
+            self._in_flight -= len(beyond)
+            if not rng.missing:
+                del self._ranges[request_id]
+                self.link.forget(request_id)
+        # Before the size was known only the first range's chunks were queued or asked for.
+        later = (i for i in range(self.settings.run, count) if i not in self._skip)
+        self._pending = deque([*(i for i in self._pending if i < count), *later])
+
+    def _requeue(self, request_id: str, delay: float = 0.0) -> None:
+        """Put a range's missing chunks back in front of the queue (after ``delay`` s)."""
+        rng = self._ranges.pop(request_id)
+        self.link.forget(request_id)
+        self._in_flight -= len(rng.missing)
+        if delay:
+            not_before = time.monotonic() + delay
+            for index in rng.missing:
+                self._not_before[index] = not_before
+        self._pending.extendleft(sorted(rng.missing, reverse=True))
+
+    def _expire(self) -> None:
         now = time.monotonic()
-        for request_id, entry in list(outstanding.items()):
-            if now - entry.sent_at < self.settings.chunk_timeout_s:
-                continue
-            del outstanding[request_id]
-            self.link.forget(request_id)
-            tries = attempts[entry.index] = attempts.get(entry.index, 0) + 1
-            if tries >= self.settings.max_attempts:
-                raise DownloadError(
-                    f"the registry did not answer chunk {entry.index} of {self.path} after "
-                    f"{tries} tries ({self.settings.chunk_timeout_s:g} s each); is "
-                    "`edge-agent registry serve` running and reachable?"
-                )
-            delay = min(
-                self.settings.backoff_base_s * 2 ** (tries - 1), self.settings.backoff_max_s
+        for request_id, rng in list(self._ranges.items()):
+            if now - rng.heard_at >= self.settings.chunk_timeout_s:
+                self._retry(request_id, sorted(rng.missing))
+
+    def _retry(self, request_id: str, indices: list[int], delay: float | None = None) -> None:
+        """Ask again for ``indices`` of a range (timed out or lost), counting an attempt each.
+
+        ``delay`` None backs off exponentially with the attempts. Retries go first in the
+        queue, so a dead registry is noticed fast.
+        """
+        settings = self.settings
+        tries = 0
+        for index in indices:
+            tries = max(tries, self._attempts.get(index, 0) + 1)
+            self._attempts[index] = self._attempts.get(index, 0) + 1
+        if tries >= settings.max_attempts:
+            raise DownloadError(
+                f"the registry did not answer chunk {indices[0]} of {self.path} "
+                f"after {tries} tries ({settings.chunk_timeout_s:g} s each); is "
+                "`edge-agent registry serve` running and reachable?"
             )
-            not_before[entry.index] = now + delay
-            pending.appendleft(entry.index)  # retries first: a dead registry is noticed fast
+        if delay is None:
+            delay = min(settings.backoff_base_s * 2 ** (tries - 1), settings.backoff_max_s)
+        rng = self._ranges[request_id]
+        rng.missing.difference_update(indices)
+        self._in_flight -= len(indices)
+        if not rng.missing:
+            del self._ranges[request_id]
+            self.link.forget(request_id)
+        not_before = time.monotonic() + delay
+        for index in indices:
+            self._not_before[index] = not_before
+        self._pending.extendleft(reversed(indices))
 
 
 def fetch_stream(
@@ -250,21 +340,17 @@ def fetch_stream(
     cancel: threading.Event | None = None,
     max_bytes: int = 8 * 1024 * 1024,
 ) -> Iterator[bytes]:
-    """The bytes of a small file (metadata), in order, without knowing its size up front."""
+    """The bytes of a small file (metadata), in order, without knowing its size up front.
+
+    Chunks that land early are held until their turn: at most a window of them.
+    """
     transfer = ChunkTransfer(link, path, settings, cancel)
-    total = 0
-    for _index, data, size in transfer.chunks([0], None):
-        total = size
-        yield data
-    if total > max_bytes:
-        raise DownloadError(f"registry says {path} has {total} bytes; more than {max_bytes}")
-    count = -(-total // settings.chunk_bytes)
-    if count <= 1:
-        return
     held: dict[int, bytes] = {}
-    next_index = 1
-    for index, data, _size in transfer.chunks(range(1, count), total):
-        held[index] = data
+    next_index = 0
+    for index, data, total, _crc in transfer.chunks(None):
+        if total > max_bytes:
+            raise DownloadError(f"registry says {path} has {total} bytes; more than {max_bytes}")
+        held[index] = bytes(data)
         while next_index in held:
             yield held.pop(next_index)
             next_index += 1

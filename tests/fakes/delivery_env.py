@@ -9,10 +9,11 @@ and ``Rogue`` (another MQTT client publishing frames at a device).
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_agent.convert.package import PackageRequest, build_package
@@ -22,12 +23,14 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.trust.device import DeviceUpdater, provision
-from edge_agent.trust.protocol import ChunkResponse
+from edge_agent.trust.protocol import ChunkResponse, decode_response
 from edge_agent.trust.publish import add_model
 from edge_agent.trust.repository import OperatorRepository, RoleKeys
 from edge_agent.trust.targets import ModelRelease
 from edge_agent.trust.transfer import FetchSettings
 from edge_agent.update import UpdateLimits, UpdateManager
+
+EDGE_AGENT = Path(sys.executable).parent / "edge-agent"
 
 FAST = FetchSettings(
     chunk_bytes=2048,
@@ -140,6 +143,25 @@ class DeliveryEnv:
         self.registry_client.close()
 
 
+def pull_command(env: DeliveryEnv, store_dir: Path, device_id: str, *options: str) -> list[str]:
+    """``edge-agent models pull`` of every model into ``store_dir``, as a device would run it."""
+    return [
+        str(EDGE_AGENT),
+        "models",
+        "pull",
+        "--broker",
+        env.broker_url,
+        "--root",
+        str(env.root_json),
+        "--store",
+        str(store_dir),
+        "--device-id",
+        device_id,
+        "--json",
+        *options,
+    ]
+
+
 @contextmanager
 def delivery_env(tmp: Path, broker_url: str, **options: object) -> Iterator[DeliveryEnv]:
     env = DeliveryEnv(tmp, broker_url, **options)  # type: ignore[arg-type]
@@ -168,6 +190,9 @@ class MisbehavingRegistry(RegistryServer):
             response.encode()
         ]
 
-    def _answer(self, device: str, response: ChunkResponse) -> None:
-        for frame in self.mangle(device, response):
-            self.client.publish(topics.registry_response(device), frame, qos=1)
+    def _publish_frame(self, device: str, frame: bytes | bytearray) -> None:
+        decoded = decode_response(bytes(frame))
+        assert decoded is not None, "the real server sent a frame that does not decode"
+        response = replace(decoded, data=bytes(decoded.data), crc32=None)
+        for mangled in self.mangle(device, response):
+            super()._publish_frame(device, mangled)

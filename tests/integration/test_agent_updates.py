@@ -204,3 +204,27 @@ def test_agent_in_a_rollout_group_moves_only_with_the_signed_rollout_and_follows
             assert active is not None and active.version == 1
         finally:
             agent.stop()
+
+
+def test_a_quiet_shadow_window_leaves_the_release_staged_instead_of_banning_it(
+    mosquitto, models_dir, tmp_path
+):
+    """Regression: too little traffic to compare used to reject a good release for good."""
+    with delivery_env(tmp_path / "env", mosquitto.url) as env:
+        env.publish(models_dir / "digits" / "digits_fp32.onnx", "digits", "1.0.0")
+        agent = Agent(agent_config(tmp_path, mosquitto, env.root_json))
+        agent.start()
+        try:
+            wait_for(lambda: served_version(agent) == "1", 60, "the first delivery")
+            updates = agent.updates
+            assert updates is not None
+            env.publish(models_dir / "digits" / "digits_int8.onnx", "digits", "1.1.0")
+            # no traffic at all: the shadow check cannot judge
+            wait_for(lambda: updates.store.staged("digits") is not None, 60, "v2 staged")
+            time.sleep(2)
+            assert served_version(agent) == "1"
+            assert updates.store.rejected("digits") == {}
+            staged = updates.store.staged("digits")
+            assert staged is not None and staged.version == 2
+        finally:
+            agent.stop()

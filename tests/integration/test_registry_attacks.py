@@ -11,6 +11,8 @@ import json
 import os
 import queue
 import shutil
+import threading
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from edge_agent.trust.protocol import OK, ChunkResponse
 from edge_agent.trust.repository import RoleKeys
 from edge_agent.update import UpdateState
 from tests.fakes.delivery_env import (
+    FAST,
     DeliveryEnv,
     Device,
     MisbehavingRegistry,
@@ -234,13 +237,28 @@ def test_rejects_downgrade_to_an_older_signed_model(env: DeliveryEnv):
 
 
 def test_garbage_chunk_responses_are_ignored(tmp_path: Path, mosquitto: Broker):
-    """Oversized, undecodable, wrong-hash, wrong-offset and duplicate answers are dropped."""
-    calls = {"n": 0}
+    """Oversized, undecodable, wrong-checksum, wrong-offset and duplicate answers are dropped.
+
+    Every chunk's good frame comes wrapped in garbage, and every third chunk's good frame is
+    withheld the first time it is asked for (the device must notice and ask again).
+
+    Regression: this test failed once on a busy machine. It withheld "every third frame the
+    registry sent", counted across four worker threads without a lock, so which chunk lost its
+    answer depended on thread scheduling; under load one chunk could lose it on every retry and
+    use up the device's 4 attempts (a probe under load saw 3 of 4 used). Withholding is now
+    decided per chunk (the first request only), so scheduling cannot change what is tested.
+    """
+    lock = threading.Lock()
+    asked: Counter[tuple[str, int]] = Counter()
+    chunk = FAST.chunk_bytes
 
     def mangle(_device: str, response: ChunkResponse) -> list[bytes]:
-        calls["n"] += 1
         if response.status != OK:
             return [response.encode()]
+        key = (response.path, response.offset // chunk)
+        with lock:
+            asked[key] += 1
+            withhold = key[1] % 3 == 1 and asked[key] == 1
         wrong_offset = ChunkResponse(
             response.id, response.path, response.offset + 1, OK, response.total, response.data
         )
@@ -252,11 +270,16 @@ def test_garbage_chunk_responses_are_ignored(tmp_path: Path, mosquitto: Broker):
             response.total,
             response.data + b"x" * 64,
         )
-        bad_hash = bytearray(response.encode())
-        bad_hash[-1] ^= 0x01
-        frames = [b"\xff\xfe garbage", wrong_offset.encode(), oversized.encode(), bytes(bad_hash)]
-        if calls["n"] % 3 == 0:
-            return frames  # no good answer at all this time: the timeout re-sends
+        bad_checksum = bytearray(response.encode())
+        bad_checksum[-1] ^= 0x01
+        frames = [
+            b"\xff\xfe garbage",
+            wrong_offset.encode(),
+            oversized.encode(),
+            bytes(bad_checksum),
+        ]
+        if withhold:
+            return frames  # no good answer this time: the device must ask again
         return [*frames, response.encode(), response.encode()]  # good, then a duplicate
 
     with delivery_env(tmp_path, mosquitto.url, server_class=MisbehavingRegistry) as env:
@@ -269,6 +292,46 @@ def test_garbage_chunk_responses_are_ignored(tmp_path: Path, mosquitto: Broker):
             assert updater.link.ignored > 20
         assert path.read_bytes() == (DIGITS / "digits_fp32.tflite").read_bytes()
         assert release.length == path.stat().st_size
+        withheld = [key for key in asked if key[1] % 3 == 1]
+        assert len(withheld) >= 5
+        assert all(asked[key] >= 2 for key in withheld)  # each was asked for again
+
+
+def test_out_of_order_chunk_responses_are_reassembled_in_place(tmp_path: Path, mosquitto: Broker):
+    """Frames of a range arrive swapped in pairs: the file still assembles byte for byte."""
+    lock = threading.Lock()
+    held: dict[tuple[str, int], bytes] = {}
+    seen: set[tuple[str, int]] = set()
+    chunk = FAST.chunk_bytes
+    swapped = {"n": 0}
+
+    def swap_pairs(_device: str, response: ChunkResponse) -> list[bytes]:
+        if response.status != OK:
+            return [response.encode()]
+        index = response.offset // chunk
+        with lock:
+            first_time = (response.path, index) not in seen
+            seen.add((response.path, index))
+            has_next = response.offset + chunk < response.total
+            if index % 4 == 0 and first_time and has_next:
+                held[(response.path, index)] = response.encode()
+                return []  # sent after the next chunk
+            earlier = held.pop((response.path, index - 1), None)
+        if earlier is None:
+            return [response.encode()]
+        swapped["n"] += 1
+        return [response.encode(), earlier]
+
+    with delivery_env(tmp_path, mosquitto.url, server_class=MisbehavingRegistry) as env:
+        env.server.mangle = swap_pairs  # type: ignore[attr-defined]
+        env.publish(DIGITS.parent / "digits32" / "digits32_int8.tflite", version="1.0.0")
+        device = env.device()
+        with device.updater() as updater:
+            updater.refresh()
+            path, release = updater.download_latest("digits")
+        expected = (DIGITS.parent / "digits32" / "digits32_int8.tflite").read_bytes()
+        assert path.read_bytes() == expected and release.length == len(expected)
+        assert swapped["n"] >= 20
 
 
 def test_response_addressed_to_another_device_is_ignored(env: DeliveryEnv):
