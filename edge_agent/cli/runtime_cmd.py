@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from edge_agent.config import LiteRTDelegate, OnnxProvider, RuntimeSettings, resolve_device_config
-from edge_agent.config.schema import DelegateFailurePolicy
+from edge_agent.config.schema import DelegateFailurePolicy, LiteRTDelegateName, OnnxProviderName
 
-_DELEGATES = sorted(
-    {
-        "edgetpu",
-        "gpu",
-        "xnnpack",
-        "external",
-        "tensorrt",
-        "cuda",
-        "rocm",
-        "migraphx",
-        "openvino",
-        "dml",
-        "coreml",
-        "qnn",
-        "acl",
-        "armnn",
-        "azure",
-        "cpu",
-    }
-)
+_LITERT_DELEGATES = frozenset(typing.get_args(LiteRTDelegateName))
+_ONNX_PROVIDERS = frozenset(typing.get_args(OnnxProviderName))
+_DELEGATES = sorted(_LITERT_DELEGATES | _ONNX_PROVIDERS)
+"""Every name ``--delegate`` accepts: the config schema's delegate and provider names."""
 
 device_option = click.option(
     "--device",
@@ -82,9 +67,10 @@ def runtime_settings(
     policy: DelegateFailurePolicy = "fail" if strict else settings.on_delegate_failure
     settings.on_delegate_failure = policy
     if delegate is not None:
-        if delegate in ("edgetpu", "gpu", "xnnpack", "external", "cpu"):
+        # a name both runtimes know (xnnpack, cpu) applies to both
+        if delegate in _LITERT_DELEGATES:
             settings.litert.delegates = [LiteRTDelegate(name=delegate, library=library)]  # type: ignore[arg-type]
-        if delegate not in ("edgetpu", "gpu", "external"):
+        if delegate in _ONNX_PROVIDERS:
             settings.onnx.providers = [OnnxProvider(name=delegate)]  # type: ignore[arg-type]
     return settings
 

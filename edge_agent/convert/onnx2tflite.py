@@ -21,7 +21,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from edge_agent.config.schema import RuntimeSettings
 from edge_agent.convert.calibration import SampleSet, feeds_for, require_samples
 from edge_agent.convert.deps import require
 from edge_agent.convert.progress import steps
+from edge_agent.convert.tflite import TFLiteResult
 from edge_agent.errors import InputError, ModelError
 from edge_agent.manifest import CalibrationInfo, QuantizationInfo, write_file_atomically
 from edge_agent.runtime import load_model
@@ -48,24 +49,13 @@ class Onnx2TFLiteOptions:
     min_samples: int = 16
 
 
-@dataclass
-class Onnx2TFLiteResult:
-    """What came out."""
-
-    output: Path
-    output_bytes: int
-    info: QuantizationInfo
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-
-
 def onnx_to_tflite(
     source: Path,
     output: Path,
     options: Onnx2TFLiteOptions,
     samples: SampleSet | None,
     console: Console | None = None,
-) -> Onnx2TFLiteResult:
+) -> TFLiteResult:
     """Convert ``source`` to ``output`` with onnx2tf; raises InputError / ModelError."""
     onnx = require("onnx", "ONNX -> TFLite conversion")
     onnx2tf = require("onnx2tf", "ONNX -> TFLite conversion")
@@ -143,7 +133,7 @@ def onnx_to_tflite(
             calibration=calibration,
             tool=tool,
         )
-    return Onnx2TFLiteResult(
+    return TFLiteResult(
         output=output, output_bytes=output.stat().st_size, info=info, inputs=inputs, outputs=outputs
     )
 

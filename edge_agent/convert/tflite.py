@@ -58,7 +58,7 @@ class TFLiteOptions:
 
 @dataclass
 class TFLiteResult:
-    """What came out."""
+    """What a conversion to TFLite produced (from Keras/SavedModel or from ONNX)."""
 
     output: Path
     output_bytes: int

@@ -12,7 +12,7 @@ import pytest
 from edge_agent.config import LiteRTDelegate, RuntimeSettings
 from edge_agent.errors import InputError
 from edge_agent.serving.isolation import IsolatedBackend
-from tests.fakes.native import build_shared_library
+from tests.fakes.native import crashing_delegate
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_isolated_backend_answers_like_the_inline_one(models_dir, digit):
 def test_a_delegate_that_segfaults_while_loading_is_demoted_and_the_model_still_serves(
     models_dir, digit, tmp_path
 ):
-    library = build_shared_library("crashing_delegate.c", tmp_path)
+    library = crashing_delegate(tmp_path)
     settings = RuntimeSettings()
     settings.litert.delegates = [
         LiteRTDelegate(name="external", library=str(library)),

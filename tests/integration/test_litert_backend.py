@@ -11,7 +11,7 @@ import pytest
 from edge_agent.config import LiteRTDelegate, RuntimeSettings
 from edge_agent.errors import DelegateError, InputError, ModelError
 from edge_agent.runtime import load_model
-from tests.fakes.native import build_shared_library
+from tests.fakes.native import refusing_delegate
 
 pytest.importorskip("ai_edge_litert")
 
@@ -89,7 +89,7 @@ def test_missing_edgetpu_library_falls_back_to_xnnpack_and_says_why(models_dir):
 
 
 def test_a_delegate_that_refuses_the_model_falls_back(models_dir, tmp_path):
-    library = build_shared_library("failing_delegate.c", tmp_path)
+    library = refusing_delegate(tmp_path)
     model = load_model(
         models_dir / "digits" / "digits_fp32.tflite",
         settings_with(LiteRTDelegate(name="external", library=str(library))),
@@ -100,7 +100,7 @@ def test_a_delegate_that_refuses_the_model_falls_back(models_dir, tmp_path):
 
 
 def test_fail_policy_raises_instead_of_falling_back(models_dir, tmp_path):
-    library = build_shared_library("failing_delegate.c", tmp_path)
+    library = refusing_delegate(tmp_path)
     with pytest.raises(DelegateError, match=r"no delegate could run the model.*external"):
         load_model(
             models_dir / "digits" / "digits_fp32.tflite",

@@ -1,8 +1,12 @@
-/* A real LiteRT external delegate that crashes the process (SIGSEGV) when it sees a model.
+/* Real LiteRT external delegates that misbehave, for the fallback and containment tests.
  *
- * Stands for the Edge TPU / GPU delegates that segfault in the field: loaded through LiteRT's
- * external delegate ABI, its Prepare dereferences a null pointer. Only an agent that runs
- * inference in a separate process survives it. See failing_delegate.c for the struct.
+ * Built by the tests with the system C compiler and loaded through LiteRT's external delegate
+ * API (tflite_plugin_create_delegate), so the real runtime meets them, not a patch:
+ *   default:     Prepare refuses every model (LiteRT restores the plan; the backend falls back)
+ *   -DCRASH:     Prepare dereferences NULL (SIGSEGV), as Edge TPU / GPU delegates do in the
+ *                field; only inference in a separate process survives it.
+ * The struct mirrors TfLiteDelegate from tensorflow/lite/core/c/common.h (a stable C ABI); only
+ * Prepare is used.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -22,12 +26,16 @@ struct TfLiteDelegate {
   void* opaque_delegate_builder;
 };
 
-static TfLiteStatus crash(TfLiteContext* context, TfLiteDelegate* delegate) {
+static TfLiteStatus prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
   (void)context;
   (void)delegate;
+#ifdef CRASH
   volatile int* nowhere = NULL;
   *nowhere = 42;
   return kTfLiteOk;
+#else
+  return kTfLiteError;
+#endif
 }
 
 TfLiteDelegate* tflite_plugin_create_delegate(char** keys, char** values, size_t count,
@@ -37,7 +45,7 @@ TfLiteDelegate* tflite_plugin_create_delegate(char** keys, char** values, size_t
   (void)count;
   (void)report_error;
   TfLiteDelegate* delegate = (TfLiteDelegate*)calloc(1, sizeof(TfLiteDelegate));
-  delegate->Prepare = crash;
+  delegate->Prepare = prepare;
   return delegate;
 }
 
