@@ -31,6 +31,7 @@ from edge_agent.config.schema import ModelEntry, RuntimeSettings
 from edge_agent.config.serving_schema import ServingSettings
 from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
 from edge_agent.pipeline.runner import Pipeline, build_pipeline
+from edge_agent.reload import plan_reload
 from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
 from edge_agent.serving.gates import SwapGates
 from edge_agent.serving.loading import load_version
@@ -443,30 +444,31 @@ class Agent:
             log.error("reload refused, keeping the running config: %s", exc)
             systemd.notify(f"STATUS=reload refused: {str(exc).splitlines()[0]}")
             return
-        wanted = {entry.name: entry for entry in fresh.models}
-        for name in list(self._entries):
-            if name not in wanted:
-                served = self.models.remove(name)
-                self.controllers.pop(name).close()
-                if self.telemetry is not None:
-                    self.telemetry.detach(name)
-                self._entries.pop(name)
-                if served is not None:
-                    served.active.drain_and_close()
-                log.info("%s: no longer served", name)
-        for name, entry in wanted.items():
+        delivered = set(self.config.registry.models) if self.config.registry else set()
+        local = {n: e for n, e in self._entries.items() if n not in delivered}
+        plan = plan_reload(local, self.config, fresh, delivered)
+        for name in plan.remove:
+            served = self.models.remove(name)
+            self.controllers.pop(name).close()
+            if self.telemetry is not None:
+                self.telemetry.detach(name)
+            self._entries.pop(name)
+            if served is not None:
+                served.active.drain_and_close()
+            log.info("%s: no longer served", name)
+        for entry in [*plan.add, *plan.swap]:
             try:
-                if name not in self._entries:
+                if entry in plan.add:
                     self._add_model(entry)
-                elif entry.path != self._entries[name].path:
-                    current = int(self.models.get(name).active.version)  # type: ignore[union-attr]
-                    if self.swap_in(name, str(current + 1), entry.path):
-                        self._entries[name] = entry
+                    continue
+                served = self.models.get(entry.name)
+                assert served is not None
+                if self.swap_in(entry.name, str(int(served.active.version) + 1), entry.path):
+                    self._entries[entry.name] = entry
             except (EdgeAgentError, ValueError) as exc:
-                log.error("reload: model %s kept as it was: %s", name, exc)
-        for key in ("api", "broker", "device"):
-            if getattr(fresh, key) != getattr(self.config, key):
-                log.warning("reload: a change of `%s` takes effect at the next restart", key)
+                log.error("reload: model %s kept as it was: %s", entry.name, exc)
+        for key in plan.needs_restart:
+            log.warning("reload: a change of `%s` takes effect at the next restart", key)
         systemd.notify(f"STATUS=serving {len(self.models)} model(s) (reloaded)")
 
     # -- MQTT ------------------------------------------------------------------------------
