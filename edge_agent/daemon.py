@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__, systemd
+from edge_agent.agent_link import device_client, parse_command
 from edge_agent.agent_telemetry import AgentTelemetry
 from edge_agent.agent_updates import AgentUpdates
 from edge_agent.api import ApiServer
 from edge_agent.capture.capturer import SampleCapture
 from edge_agent.capture.store import SampleStore
 from edge_agent.capture.uploader import SampleUploader
-from edge_agent.config import AgentConfig, load_agent_config, resolve_device_config, validate
+from edge_agent.config import AgentConfig, load_agent_config, resolve_device_config
 from edge_agent.config.schema import ModelEntry, RuntimeSettings
 from edge_agent.config.serving_schema import ServingSettings
 from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
@@ -40,7 +40,7 @@ from edge_agent.serving.swap import SwapController
 from edge_agent.store import InstalledModel
 from edge_agent.telemetry.profile import load_profile
 from edge_agent.transport import topics
-from edge_agent.transport.client import LastWill, Message, MqttClient, TlsFiles
+from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.update import ShadowVerdict
 
@@ -474,25 +474,7 @@ class Agent:
     # -- MQTT ------------------------------------------------------------------------------
 
     def _make_mqtt(self) -> None:
-        broker = self.config.broker
-        assert broker is not None
-        password = broker.password_file.read_text().strip() if broker.password_file else None
-        status_topic = topics.device_topic(self.config.device_id, DeviceChannel.STATUS)
-        offline = json.dumps({"device_id": self.config.device_id, "state": "offline"}).encode()
-        tls = None
-        if broker.ca_file or broker.cert_file:
-            tls = TlsFiles(broker.ca_file, broker.cert_file, broker.key_file)
-        self.mqtt = MqttClient(
-            broker.url,
-            f"edge-agent-{self.config.device_id}",
-            username=broker.username,
-            password=password,
-            tls=tls,
-            keepalive_s=broker.keepalive_s,
-            will=LastWill(status_topic, offline),
-            protocol=5 if broker.protocol == "5" else 4,
-            session_expiry_s=broker.session_expiry_s or None,
-        )
+        self.mqtt = device_client(self.config)
         self.mqtt.on_connection_change(self._on_connection_change)
         self.mqtt.subscribe(
             topics.device_topic(self.config.device_id, DeviceChannel.CMD), self._on_command
@@ -518,33 +500,19 @@ class Agent:
         if state == "offline":
             info.wait_for_publish(2)
 
-    def _sample_now(self, command: dict[str, Any]) -> None:
-        if self.capture is None:
-            _ignored("sample-now needs capture.enabled: true")
-            return
-        try:
-            count = max(1, min(int(command.get("count", 1)), 1000))
-        except (TypeError, ValueError):
-            _ignored(f"sample-now count {command.get('count')!r} is not a number")
-            return
-        model = command.get("model")
-        self.capture.capture_now(count, model if isinstance(model, str) else None)
-
     def _on_command(self, message: Message) -> None:
         """Commands can ask for things; they can never install anything."""
-        try:
-            command = json.loads(message.payload).get("command")
-        except (ValueError, AttributeError):
-            log.warning("ignored a command that is not a JSON object: %r", message.payload[:80])
-            return
-        if command == "status":
+        command = parse_command(message.payload)
+        if isinstance(command, str):
+            log.warning("command ignored: %s", command)
+        elif command.name == "status":
             self.publish_status()
-        elif command == "reload":
+        elif command.name == "reload":
             self.request_reload()
-        elif command == "sample-now":
-            self._sample_now(json.loads(message.payload))
+        elif self.capture is None:
+            log.warning("command ignored: sample-now needs capture.enabled: true")
         else:
-            log.warning("ignored unknown command %r", command)
+            self.capture.capture_now(command.count, command.model)
 
 
 def _progress_of(pipeline: Pipeline) -> Progress:
@@ -558,30 +526,3 @@ def _progress_of(pipeline: Pipeline) -> Progress:
         return pipeline.last_progress if pipeline.running else time.monotonic()
 
     return last_progress
-
-
-def _ignored(reason: str) -> None:
-    log.warning("command ignored: %s", reason)
-
-
-def quick_config(
-    model: Path,
-    name: str | None,
-    api: str,
-    broker: str | None,
-    device_id: str | None,
-    device: str,
-    store_dir: Path,
-) -> AgentConfig:
-    """The agent config `edge-agent run --model FILE` stands for."""
-    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:64]
-    data: dict[str, Any] = {
-        "device_id": device_id or host.strip("-_") or "edge-agent",
-        "device": device,
-        "models": [{"name": name or model.stem, "path": str(model)}],
-        "api": {"listen": api},
-        "store_dir": str(store_dir),
-    }
-    if broker:
-        data["broker"] = {"url": broker}
-    return validate(AgentConfig, data, source="the command line")

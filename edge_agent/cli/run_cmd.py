@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from typing import Any
 
 import click
 
+from edge_agent.config import AgentConfig, validate
 from edge_agent.errors import ConfigError
 
 
@@ -75,7 +78,7 @@ def run(
     Stops cleanly on SIGTERM / Ctrl-C; SIGHUP reloads the config file.
     """
     from edge_agent.config import load_agent_config
-    from edge_agent.daemon import Agent, quick_config
+    from edge_agent.daemon import Agent
 
     if (config_path is None) == (model_path is None):
         raise click.UsageError("give either --config FILE or --model FILE")
@@ -98,3 +101,26 @@ def run(
         err=True,
     )
     raise SystemExit(agent.serve_forever())
+
+
+def quick_config(
+    model: Path,
+    name: str | None,
+    api: str,
+    broker: str | None,
+    device_id: str | None,
+    device: str,
+    store_dir: Path,
+) -> AgentConfig:
+    """The agent config `edge-agent run --model FILE` stands for."""
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:64]
+    data: dict[str, Any] = {
+        "device_id": device_id or host.strip("-_") or "edge-agent",
+        "device": device,
+        "models": [{"name": name or model.stem, "path": str(model)}],
+        "api": {"listen": api},
+        "store_dir": str(store_dir),
+    }
+    if broker:
+        data["broker"] = {"url": broker}
+    return validate(AgentConfig, data, source="the command line")
