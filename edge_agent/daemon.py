@@ -233,13 +233,18 @@ class Agent:
         )
         self.capture = SampleCapture(settings, self.samples)
         for served in self.models:
-            if not settings.models or served.name in settings.models:
-                self.capture.attach(served)
+            self._attach_capture(served)
         if self.mqtt is not None:
             self.uploader = SampleUploader(
                 self.samples, self.mqtt, self.config.device_id, settings.upload
             )
             self.uploader.start()
+
+    def _attach_capture(self, served: ServedModel) -> None:
+        """Sample ``served`` if capture is on and covers it (also models delivered later)."""
+        wanted = self.config.capture.models
+        if self.capture is not None and (not wanted or served.name in wanted):
+            self.capture.attach(served)
 
     def _start_pipelines(self) -> None:
         """Start every pipeline whose model is served; the others start when it arrives."""
@@ -330,6 +335,7 @@ class Agent:
         if self.telemetry is not None:
             reference = load_profile(entry.profile) if entry.profile is not None else None
             self.telemetry.attach(served, reference)
+        self._attach_capture(served)
         self.controllers[entry.name] = SwapController(
             served, self._gates(), on_event=self._on_swap_event
         )
