@@ -228,3 +228,27 @@ def test_a_quiet_shadow_window_leaves_the_release_staged_instead_of_banning_it(
             assert staged is not None and staged.version == 2
         finally:
             agent.stop()
+
+
+def test_capture_samples_a_model_the_registry_delivers_after_start_up(
+    mosquitto, models_dir, tmp_path
+):
+    """Regression: capture was attached only to models present when the agent started."""
+    x = np.load(models_dir / "digits" / "test_set.npz")["x"].transpose(0, 3, 1, 2).copy()
+    with delivery_env(tmp_path / "env", mosquitto.url) as env:
+        config = agent_config(tmp_path, mosquitto, env.root_json)
+        config.capture.enabled = True
+        config.capture.random_rate = 1.0
+        agent = Agent(config)
+        agent.start()  # nothing published yet: the model arrives later
+        try:
+            env.publish(models_dir / "digits" / "digits_fp32.onnx", "digits", "1.0.0")
+            wait_for(lambda: served_version(agent) == "1", 60, "the first delivery")
+            served = agent.models.get("digits")
+            assert served is not None and agent.capture is not None
+            for i in range(5):
+                served.run({"input": x[i : i + 1]})
+            assert agent.capture.flush(10)
+            assert agent.samples is not None and len(agent.samples.list()) == 5
+        finally:
+            agent.stop()
