@@ -26,14 +26,11 @@ Prints one JSON document.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import multiprocessing as mp
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,9 +41,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from edge_agent.demo.broker import Mosquitto  # noqa: E402
 from edge_agent.fleet.monitor import IngestSettings, Monitor, MonitorSettings  # noqa: E402
 from edge_agent.transport import topics  # noqa: E402
 from edge_agent.transport.topics import DeviceChannel  # noqa: E402
+from tests.fixtures.postgres import start_postgres  # noqa: E402
 
 TUNED_KEYS = (
     "max_inflight_messages",
@@ -56,95 +55,15 @@ TUNED_KEYS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int, list[str]]:
-    """Mosquitto with the tuned delivery lines of deploy/mosquitto.conf."""
+def start_broker(workdir: Path) -> tuple[Mosquitto, list[str]]:
+    """Mosquitto with the tuned delivery lines of deploy/mosquitto.conf (they come last, so
+    they are the ones in force)."""
     tuned = [
         line.strip()
         for line in (REPO / "deploy" / "mosquitto.conf").read_text().splitlines()
         if line.strip().split(" ")[0] in TUNED_KEYS
     ]
-    port = free_port()
-    config = workdir / "mosquitto.conf"
-    config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        + "\n".join(tuned)
-        + "\n"
-    )
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    process = subprocess.Popen(
-        [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, port, tuned
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
-
-
-def start_postgres(workdir: Path) -> tuple[str, Any]:
-    """A private PostgreSQL (as the postgres user when root); returns (url, stop)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
-    bindir = Path(found[-1]).parent
-    datadir = Path(tempfile.mkdtemp(prefix="ea-bench-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(datadir, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "initdb"),
-            "-D",
-            str(datadir),
-            "-U",
-            "monitor",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    # durable commits (fsync on), as a production server would run
-    options = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(datadir),
-            "-o",
-            options,
-            "-w",
-            "-l",
-            str(datadir / "log"),
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-
-    def stop() -> None:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "fast", "-w", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(datadir, ignore_errors=True)
-
-    return f"postgresql://monitor@127.0.0.1:{port}/postgres", stop
+    return Mosquitto(workdir, extra_config="\n".join(tuned) + "\n"), tuned
 
 
 # -- publishers (separate processes) ---------------------------------------------------------
@@ -377,7 +296,8 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ea-bench-monitor-"))
-    broker, port, tuned = start_broker(work)
+    broker, tuned = start_broker(work)
+    port = broker.port
     out: dict[str, Any] = {
         "benchmark": "monitor_ingest",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -390,14 +310,13 @@ def main() -> None:
         out["baseline_broker_only"] = baseline(port, args)
         out["sqlite"] = bench_backend("sqlite", f"sqlite:///{work / 'monitor.db'}", port, args)
         if not args.no_postgres:
-            url, stop = start_postgres(work)
+            server = start_postgres(durable=True)  # fsync on, as in production
             try:
-                out["postgresql"] = bench_backend("pg", url, port, args)
+                out["postgresql"] = bench_backend("pg", server.url(), port, args)
             finally:
-                stop()
+                server.stop()
     finally:
-        broker.terminate()
-        broker.wait(10)
+        broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out, indent=2))
 
