@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from edge_agent.convert.calibration import DataSource
+
+if TYPE_CHECKING:
+    from edge_agent.convert.tflite import TFLiteResult
 
 PATH = click.Path(path_type=Path)
 EXISTING = click.Path(exists=True, path_type=Path)
@@ -256,17 +259,18 @@ def tflite(
     )
     data = DataSource(calibration, max_samples) if calibration is not None else None
     result = convert_to_tflite(model, output, options, data, _console(as_json))
-    _emit(
-        {
-            "output": str(result.output),
-            "output_bytes": result.output_bytes,
-            "inputs": result.inputs,
-            "outputs": result.outputs,
-            "quantization": result.info.model_dump(exclude_none=True),
-        },
-        as_json,
-        "converted",
-    )
+    _emit(_conversion_summary(result), as_json, "converted")
+
+
+def _conversion_summary(result: TFLiteResult) -> dict[str, Any]:
+    """What `tflite` and `onnx2tflite` print about the model they wrote."""
+    return {
+        "output": str(result.output),
+        "output_bytes": result.output_bytes,
+        "inputs": result.inputs,
+        "outputs": result.outputs,
+        "quantization": result.info.model_dump(exclude_none=True),
+    }
 
 
 @convert.command()
@@ -307,17 +311,7 @@ def onnx2tflite(
         min_samples=min_samples,
     )
     result = onnx_to_tflite(model, output, options, samples, _console(as_json))
-    _emit(
-        {
-            "output": str(result.output),
-            "output_bytes": result.output_bytes,
-            "inputs": result.inputs,
-            "outputs": result.outputs,
-            "quantization": result.info.model_dump(exclude_none=True),
-        },
-        as_json,
-        "converted",
-    )
+    _emit(_conversion_summary(result), as_json, "converted")
 
 
 @convert.command()
