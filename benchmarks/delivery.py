@@ -41,10 +41,10 @@ from edge_agent.manifest import (  # noqa: E402
     save_manifest,
 )
 from edge_agent.transport.client import MqttClient  # noqa: E402
-from edge_agent.trust.device import DeviceUpdater, provision  # noqa: E402
-from edge_agent.trust.publish import add_model  # noqa: E402
-from edge_agent.trust.repository import OperatorRepository  # noqa: E402
-from edge_agent.trust.transfer import FetchSettings  # noqa: E402
+from edge_agent.trust.device.client import DeviceUpdater, provision  # noqa: E402
+from edge_agent.trust.device.transfer import FetchSettings  # noqa: E402
+from edge_agent.trust.operator.publish import add_model  # noqa: E402
+from edge_agent.trust.operator.repository import OperatorRepository  # noqa: E402
 from tests.fixtures.mosquitto import start_broker  # noqa: E402
 
 

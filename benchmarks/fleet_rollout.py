@@ -36,9 +36,9 @@ from edge_agent.fleet.monitor import IngestSettings, Monitor, MonitorSettings  #
 from edge_agent.fleet.rollout import GateThresholds, RolloutController, partition  # noqa: E402
 from edge_agent.fleet.rollout.health import MonitorHealth  # noqa: E402
 from edge_agent.fleet.simulator import FleetSimulator, SimulatorSettings  # noqa: E402
-from edge_agent.trust.publish import add_model  # noqa: E402
-from edge_agent.trust.repository import OperatorRepository  # noqa: E402
-from edge_agent.trust.transfer import FetchSettings  # noqa: E402
+from edge_agent.trust.device.transfer import FetchSettings  # noqa: E402
+from edge_agent.trust.operator.publish import add_model  # noqa: E402
+from edge_agent.trust.operator.repository import OperatorRepository  # noqa: E402
 from tests.fixtures.mosquitto import start_broker  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._models import image_classifier_224
-from edge_agent.bench import random_inputs
 from edge_agent.config import RuntimeSettings
 from edge_agent.runtime import load_model
+from edge_agent.runtime.tools.bench import random_inputs
 from edge_agent.serving.isolation import IsolatedBackend
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

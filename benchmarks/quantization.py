@@ -21,8 +21,8 @@ import numpy as np
 
 from edge_agent.config import RuntimeSettings
 from edge_agent.demo.samples import samples_dir
-from edge_agent.inputs import fit_to_spec
 from edge_agent.runtime import load_model
+from edge_agent.runtime.tools.inputs import fit_to_spec
 
 
 def held_out(family: str) -> tuple[np.ndarray, np.ndarray]:

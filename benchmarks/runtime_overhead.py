@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.bench import random_inputs
 from edge_agent.config import RuntimeSettings
 from edge_agent.runtime import load_model
+from edge_agent.runtime.tools.bench import random_inputs
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 CASES = [

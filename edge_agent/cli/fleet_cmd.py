@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from edge_agent.delivery.waves import devices_through
 from edge_agent.errors import ConfigError, UpdateError
 from edge_agent.fleet.rollout.controller import RolloutController
 from edge_agent.fleet.rollout.gates import Decision, GateThresholds
 from edge_agent.fleet.rollout.state import RolloutRecord
-from edge_agent.fleet.rollout.waves import devices_through
-from edge_agent.trust.repository import OperatorRepository
+from edge_agent.trust.operator.repository import OperatorRepository
 
 
 @click.group()

@@ -11,8 +11,8 @@ import click
 
 from edge_agent.fleet.registry import RegistryServer, RegistrySettings
 from edge_agent.transport.client import MqttClient
+from edge_agent.trust.operator.repository import OperatorRepository
 from edge_agent.trust.protocol import MAX_RANGE_BYTES
-from edge_agent.trust.repository import OperatorRepository
 
 _DEFAULTS = RegistrySettings()
 

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.errors import UpdateError
-from edge_agent.trust.publish import add_model, repo_status
-from edge_agent.trust.repository import ALL_ROLES, OperatorRepository, RoleKeys, utc_now
+from edge_agent.trust.operator.publish import add_model, repo_status
+from edge_agent.trust.operator.repository import ALL_ROLES, OperatorRepository, RoleKeys, utc_now
 
 _REPO = click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
 _KEYS = click.option(

@@ -77,8 +77,8 @@ def run(
     unit runs); `edge-agent run --model model.tflite` serves one model with no config file.
     Stops cleanly on SIGTERM / Ctrl-C; SIGHUP reloads the config file.
     """
+    from edge_agent.agent.process import Agent
     from edge_agent.config import load_agent_config
-    from edge_agent.daemon import Agent
 
     if (config_path is None) == (model_path is None):
         raise click.UsageError("give either --config FILE or --model FILE")

@@ -84,7 +84,7 @@ def doctor(device: str, as_json: bool) -> None:
     A delegate is `ok` only when a tiny probe model actually runs on it; `missing` means it is
     not installed here, `failed` that it is present but could not run.
     """
-    from edge_agent.doctor import diagnose
+    from edge_agent.runtime.tools.doctor import diagnose
 
     config, source = resolve_device_config(device)
     report = diagnose(config, source)
@@ -173,8 +173,8 @@ def infer(
     Classifier outputs (one row of scores) are shown as the top-k classes with labels; other
     outputs as shape and value range. Use --output to keep the raw tensors.
     """
-    from edge_agent.inputs import read_inputs
     from edge_agent.runtime import load_model
+    from edge_agent.runtime.tools.inputs import read_inputs
 
     settings = runtime_settings(device, delegate, delegate_library, threads, strict)
     model = load_model(model_path, settings)
@@ -286,7 +286,7 @@ def bench(
     Inputs are random, of the model's shapes and dtypes; the delegate is chosen as the agent
     would (device config), or forced with --delegate.
     """
-    from edge_agent.bench import benchmark
+    from edge_agent.runtime.tools.bench import benchmark
 
     settings = runtime_settings(device, delegate, delegate_library, threads, strict)
     if as_json:

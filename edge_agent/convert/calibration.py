@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from edge_agent.errors import InputError
-from edge_agent.inputs import IMAGE_SUFFIXES, fit_to_spec, image_layout, read_image
 from edge_agent.runtime.base import DYNAMIC, TensorSpec
+from edge_agent.runtime.tools.inputs import IMAGE_SUFFIXES, fit_to_spec, image_layout, read_image
 
 LABEL_KEYS = ("y", "labels", "label", "target", "targets")
 SINGLE = ""

@@ -18,16 +18,16 @@ from typing import Any
 
 from rich.console import Console
 
+from edge_agent.agent.process import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.convert.package import PackageRequest, build_package
-from edge_agent.daemon import Agent
 from edge_agent.demo.broker import PrivateBroker, free_port, start_private_broker
 from edge_agent.demo.samples import DigitsVideo, make_digits_video, samples_dir
 from edge_agent.errors import EdgeAgentError
 from edge_agent.fleet.registry import RegistryServer, RegistrySettings
 from edge_agent.transport.client import MqttClient
-from edge_agent.trust.publish import add_model
-from edge_agent.trust.repository import OperatorRepository
+from edge_agent.trust.operator.publish import add_model
+from edge_agent.trust.operator.repository import OperatorRepository
 
 DEVICE = "demo-cam-1"
 MODEL = "digits32"

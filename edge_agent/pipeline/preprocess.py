@@ -24,9 +24,9 @@ import numpy as np
 
 from edge_agent.config.pipeline_schema import PreprocessSettings
 from edge_agent.errors import InputError
-from edge_agent.inputs import fit_to_spec, image_layout
 from edge_agent.pipeline.mqtt_source import SINGLE_INPUT
 from edge_agent.runtime.base import TensorSpec
+from edge_agent.runtime.tools.inputs import fit_to_spec, image_layout
 
 _INTEGER_KINDS = "iu"
 

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 from edge_agent.errors import UpdateError
+from edge_agent.trust.device.transfer import Progress
 from edge_agent.trust.targets import ModelRelease
-from edge_agent.trust.transfer import Progress
 
 
 class LocalModelSource:

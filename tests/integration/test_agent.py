@@ -286,9 +286,9 @@ def test_a_bad_config_fails_at_start_with_the_reason(tmp_path):
 
 
 def test_agent_runs_a_video_pipeline_with_capture_from_its_config(models_dir, tmp_path):
+    from edge_agent.agent.process import Agent
     from edge_agent.capture.store import SampleStore
     from edge_agent.config import AgentConfig
-    from edge_agent.daemon import Agent
     from tests.fixtures.video import make_digits_video
 
     video = make_digits_video(tmp_path / "digits.avi", count=40)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.agent.process import Agent
 from edge_agent.config import AgentConfig
-from edge_agent.daemon import Agent
-from edge_agent.store import ModelStore
+from edge_agent.delivery.store import ModelStore
 from tests.fakes.delivery_env import delivery_env
 from tests.fixtures.mosquitto import Broker
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.store import ModelStore
+from edge_agent.delivery.store import ModelStore
 from edge_agent.transport.client import MqttClient
 from tests.fakes.delivery_env import delivery_env, pull_command, watch_rollout
 from tests.fixtures.mosquitto import Broker

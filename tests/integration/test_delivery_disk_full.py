@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.delivery.store import ModelStore
 from edge_agent.fleet.registry import RegistrySettings
-from edge_agent.store import ModelStore
 from tests.fakes.delivery_env import DeliveryEnv, delivery_env, pull_command
 from tests.fixtures.mosquitto import Broker
 

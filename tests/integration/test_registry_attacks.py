@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from tuf.api.metadata import Metadata, TargetFile, Targets, Timestamp
 
+from edge_agent.delivery.update import UpdateState
 from edge_agent.errors import UpdateError
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
-from edge_agent.trust.keys import generate_key, load_key
+from edge_agent.trust.operator.keys import generate_key, load_key
+from edge_agent.trust.operator.repository import RoleKeys
 from edge_agent.trust.protocol import OK, ChunkResponse
-from edge_agent.trust.repository import RoleKeys
-from edge_agent.update import UpdateState
 from tests.fakes.delivery_env import (
     FAST,
     DeliveryEnv,

@@ -17,7 +17,7 @@ from edge_agent.fleet.monitor import IngestSettings, Monitor, MonitorSettings
 from edge_agent.fleet.rollout import GateThresholds, RolloutController, partition
 from edge_agent.fleet.rollout.health import MonitorHealth
 from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
-from edge_agent.trust.transfer import FetchSettings
+from edge_agent.trust.device.transfer import FetchSettings
 from tests.fakes.delivery_env import DeliveryEnv, delivery_env
 from tests.fixtures.mosquitto import Broker
 
@@ -182,7 +182,9 @@ def test_timeout_ends_a_rollout_whose_gates_never_get_data(
 
 def test_rejects_tampered_rollout_document(tmp_path: Path, mosquitto: Broker) -> None:
     """A registry that swaps the plan's bytes (or serves an unsigned plan) moves no device."""
-    from edge_agent.fleet.rollout import RolloutDocument, fetch_rollout, publish_rollout
+    from edge_agent.delivery.following import fetch_rollout
+    from edge_agent.delivery.rollout_document import RolloutDocument
+    from edge_agent.fleet.rollout import publish_rollout
 
     with delivery_env(tmp_path, mosquitto.url) as env:
         device = env.device(f"t{uuid.uuid4().hex[:6]}")

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from edge_agent.store import ModelStore
+from edge_agent.delivery.store import ModelStore
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 WORKER = r"""
 import hashlib, sys, itertools
 from pathlib import Path
-from edge_agent.store import ModelStore
+from edge_agent.delivery.store import ModelStore
 root, sources = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
 digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in sources]
 store = ModelStore(root)

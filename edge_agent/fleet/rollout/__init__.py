@@ -1,28 +1,17 @@
-"""Staged fleet rollouts: signed wave plans, health gates, automatic halt and rollback.
+"""Staged fleet rollouts, the operator's half: signed wave plans, health gates, rollback.
 
-Operator side: :class:`RolloutController` (``controller.py``) with its pure gate rules
-(``gates.py``) and persisted state (``state.py``), fed by :class:`MonitorHealth`. Device side:
-:func:`fetch_rollout`, :func:`release_for_device`, :func:`plan_for_device` and
-:class:`RolloutSource` (``device.py``). Both sides share the signed document (``document.py``)
-and the stable wave assignment (``waves.py``). See docs/rollouts.md.
+:class:`RolloutController` (``controller.py``) with its pure gate rules (``gates.py``) and
+persisted state (``state.py``), fed by a :class:`HealthSource` (``health.py``; the monitor's
+database through :class:`MonitorHealth`), publishes the signed document (``publish.py``). The
+document itself and the stable wave assignment are shared with devices and live on the device
+side (:mod:`edge_agent.delivery.rollout_document`, :mod:`edge_agent.delivery.waves`); the
+device's following code is :mod:`edge_agent.delivery.following`. See docs/rollouts.md.
 """
 
 from __future__ import annotations
 
+from edge_agent.delivery.waves import partition
 from edge_agent.fleet.rollout.controller import RolloutController
-from edge_agent.fleet.rollout.device import (
-    DevicePlan,
-    RolloutSource,
-    fetch_rollout,
-    plan_for_device,
-    release_for_device,
-)
-from edge_agent.fleet.rollout.document import (
-    RolloutDocument,
-    publish_rollout,
-    published_rollout,
-    rollout_target_path,
-)
 from edge_agent.fleet.rollout.gates import (
     Decision,
     GateThresholds,
@@ -31,26 +20,17 @@ from edge_agent.fleet.rollout.gates import (
     decide_step,
     evaluate_gates,
 )
-from edge_agent.fleet.rollout.waves import bucket, partition, wave_of
+from edge_agent.fleet.rollout.publish import publish_rollout, published_rollout
 
 __all__ = [
     "Decision",
-    "DevicePlan",
     "GateThresholds",
     "GateVerdict",
     "RolloutController",
-    "RolloutDocument",
-    "RolloutSource",
     "WaveReading",
-    "bucket",
     "decide_step",
     "evaluate_gates",
-    "fetch_rollout",
     "partition",
-    "plan_for_device",
     "publish_rollout",
     "published_rollout",
-    "release_for_device",
-    "rollout_target_path",
-    "wave_of",
 ]

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from tuf.api.metadata import Targets
 
+from edge_agent.delivery.rollout_document import check_group
+from edge_agent.delivery.waves import check_waves, devices_through, partition
 from edge_agent.errors import UpdateError
-from edge_agent.fleet.rollout.document import check_group, publish_rollout, published_rollout
 from edge_agent.fleet.rollout.gates import (
     Decision,
     GateThresholds,
@@ -35,9 +36,9 @@ from edge_agent.fleet.rollout.gates import (
     evaluate_gates,
 )
 from edge_agent.fleet.rollout.health import HealthSource
+from edge_agent.fleet.rollout.publish import publish_rollout, published_rollout
 from edge_agent.fleet.rollout.state import ControllerState, RolloutRecord, StateFile
-from edge_agent.fleet.rollout.waves import check_waves, devices_through, partition
-from edge_agent.trust.repository import OperatorRepository
+from edge_agent.trust.operator.repository import OperatorRepository
 from edge_agent.trust.targets import ModelRelease, releases_of
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.delivery.rollout_document import RolloutDocument
 from edge_agent.errors import UpdateError
-from edge_agent.fleet.rollout.document import RolloutDocument
 from edge_agent.manifest import write_file_atomically
 
 SCHEMA = 1

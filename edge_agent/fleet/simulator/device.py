@@ -2,11 +2,11 @@
 
 The state is what a real device's ``ModelStore`` holds for one model (active, previous,
 rejected releases), kept in memory; decisions come from the same pure rollout functions the
-agent uses (:func:`edge_agent.fleet.rollout.device.plan_for_device`). Messages are built in
+agent uses (:func:`edge_agent.delivery.following.plan_for_device`). Messages are built in
 the real formats the monitor ingests: the retained status document, telemetry in outbox
 envelopes (:class:`edge_agent.telemetry.outbox.Record`) carrying a real DDSketch from
 :class:`edge_agent.telemetry.latency.LatencyRecorder`, and rollout transitions shaped like
-``edge_agent.update.Transition`` / the swap controller's events.
+``edge_agent.delivery.update.Transition`` / the swap controller's events.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent import __version__
+from edge_agent.delivery.update import Transition, UpdateState
 from edge_agent.fleet.simulator.faults import (
     FaultSettings,
     device_is_slow,
@@ -29,7 +30,6 @@ from edge_agent.fleet.simulator.faults import (
 from edge_agent.telemetry.latency import LatencyRecorder
 from edge_agent.telemetry.outbox import Priority, Record
 from edge_agent.transport.topics import DeviceChannel
-from edge_agent.update import Transition, UpdateState
 
 DELEGATE = "cpu"
 DEVICE_CLASS = "simulated"
@@ -160,7 +160,7 @@ class SimDevice:
         return record.envelope()
 
     def transition(self, release: int | None, state: UpdateState, reason: str) -> bytes:
-        """An update state transition (``edge_agent.update.Transition``'s payload)."""
+        """An update state transition (``edge_agent.delivery.update.Transition``'s payload)."""
         return Transition(self.device_id, self.model, release, state, reason, time.time()).to_json()
 
     def swap_event(self, release: int, state: str, reason: str) -> bytes:

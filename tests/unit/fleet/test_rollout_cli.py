@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from tuf.api.metadata import TargetFile
 
 from edge_agent.cli import cli
-from edge_agent.fleet.rollout.document import published_rollout
-from edge_agent.trust.repository import OperatorRepository
+from edge_agent.fleet.rollout.publish import published_rollout
+from edge_agent.trust.operator.repository import OperatorRepository
 from edge_agent.trust.targets import model_custom, model_target_path
 
 

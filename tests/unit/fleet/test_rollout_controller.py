@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from tuf.api.metadata import TargetFile
 
+from edge_agent.delivery.rollout_document import rollout_target_path
 from edge_agent.errors import UpdateError
 from edge_agent.fleet.rollout.controller import RolloutController
-from edge_agent.fleet.rollout.document import published_rollout, rollout_target_path
 from edge_agent.fleet.rollout.gates import GateThresholds, WaveReading
-from edge_agent.trust.repository import ROLLOUTS, OperatorRepository
+from edge_agent.fleet.rollout.publish import published_rollout
+from edge_agent.trust.operator.repository import ROLLOUTS, OperatorRepository
 from edge_agent.trust.targets import model_custom, model_target_path
 
 IDS = [f"dev-{i}" for i in range(100)]

@@ -7,13 +7,13 @@ import random
 
 import pytest
 
+from edge_agent.delivery.update import UpdateState
 from edge_agent.errors import ConfigError
 from edge_agent.fleet.monitor.payloads import EventRow, LoadRow, StatusRow, parse_message
 from edge_agent.fleet.simulator.device import SimDevice
 from edge_agent.fleet.simulator.faults import FaultSettings, synthetic_inference
 from edge_agent.transport import topics
 from edge_agent.transport.topics import DeviceChannel
-from edge_agent.update import UpdateState
 
 NOW = 1_800_000_000.0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.fleet.registry import RegistrySettings, frames_in
+from edge_agent.trust.device.transfer import FetchSettings
 from edge_agent.trust.protocol import ChunkRequest
-from edge_agent.trust.transfer import FetchSettings
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from tuf.api.metadata import Root, Snapshot, TargetFile, Targets, Timestamp
 
 from edge_agent.errors import UpdateError
 from edge_agent.manifest import verify_package, version_key
-from edge_agent.trust.keys import load_keys
-from edge_agent.trust.repository import (
+from edge_agent.trust.operator.keys import load_keys
+from edge_agent.trust.operator.repository import (
     ROLLOUTS,
     OperatorRepository,
     copy_file_atomically,

@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from tuf.api.exceptions import DownloadError, DownloadHTTPError
 
-from edge_agent.trust.link import RegistryLink
+from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.protocol import (
     BAD_REQUEST,
     BUSY,

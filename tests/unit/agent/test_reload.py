@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from edge_agent.agent.reload import plan_reload
 from edge_agent.config import AgentConfig
-from edge_agent.reload import plan_reload
 
 
 def config(models: dict[str, str], **extra: object) -> AgentConfig:

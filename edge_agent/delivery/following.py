@@ -18,13 +18,13 @@ from pathlib import Path
 
 from tuf.api import exceptions as tuf_errors
 
+from edge_agent.delivery.rollout_document import RolloutDocument, rollout_target_path
+from edge_agent.delivery.waves import wave_of
 from edge_agent.errors import UpdateError
-from edge_agent.fleet.rollout.document import RolloutDocument, rollout_target_path
-from edge_agent.fleet.rollout.waves import wave_of
-from edge_agent.trust.device import DeviceUpdater, describe_tuf_error
-from edge_agent.trust.fetcher import TARGETS_URL, registry_path
+from edge_agent.trust.device.client import DeviceUpdater, describe_tuf_error
+from edge_agent.trust.device.fetcher import TARGETS_URL, registry_path
+from edge_agent.trust.device.transfer import Progress, fetch_stream
 from edge_agent.trust.targets import ModelRelease, release_of
-from edge_agent.trust.transfer import Progress, fetch_stream
 
 CLOCK_SKEW_S = 300.0
 """A wave opened up to this long "in the future" of the device's clock counts as open."""

@@ -6,8 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from edge_agent.store import ModelStore
-from edge_agent.update import ShadowVerdict, UpdateManager, UpdateState
+from edge_agent.delivery.store import ModelStore
+from edge_agent.delivery.update import ShadowVerdict, UpdateManager, UpdateState
 from tests.fakes.model_source import LocalModelSource
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.agent_link import Command, parse_command
+from edge_agent.agent.link import Command, parse_command
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from edge_agent.errors import UpdateError
 from edge_agent.manifest import write_file_atomically
-from edge_agent.trust.keys import KeyFile, generate_key, load_keys, retire_key
+from edge_agent.trust.operator.keys import KeyFile, generate_key, load_keys, retire_key
 
 ROLLOUTS = "rollouts"
 """The delegated role that signs rollout plans (``rollouts/*``); its key may live online."""

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.config.delivery_schema import ModelDeliverySettings
-from edge_agent.fleet.rollout import RolloutSource
-from edge_agent.store import InstalledModel, ModelStore
+from edge_agent.delivery.following import RolloutSource
+from edge_agent.delivery.store import InstalledModel, ModelStore
+from edge_agent.delivery.update import ModelSource, ShadowVerdict, UpdateManager
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
-from edge_agent.trust.device import DeviceUpdater, provision
-from edge_agent.trust.link import RegistryLink
-from edge_agent.trust.transfer import FetchSettings
-from edge_agent.update import ModelSource, ShadowVerdict, UpdateManager
+from edge_agent.trust.device.client import DeviceUpdater, provision
+from edge_agent.trust.device.link import RegistryLink
+from edge_agent.trust.device.transfer import FetchSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_agent import __version__, systemd
-from edge_agent.agent_link import device_client, parse_command
-from edge_agent.agent_telemetry import AgentTelemetry
-from edge_agent.agent_updates import AgentUpdates
+from edge_agent import __version__
+from edge_agent.agent import systemd
+from edge_agent.agent.link import device_client, parse_command
+from edge_agent.agent.reload import plan_reload
+from edge_agent.agent.telemetry import AgentTelemetry
+from edge_agent.agent.updates import AgentUpdates
 from edge_agent.api import ApiServer
 from edge_agent.capture.capturer import SampleCapture
 from edge_agent.capture.store import SampleStore
@@ -29,20 +31,19 @@ from edge_agent.capture.uploader import SampleUploader
 from edge_agent.config import AgentConfig, load_agent_config, resolve_device_config
 from edge_agent.config.schema import ModelEntry, RuntimeSettings
 from edge_agent.config.serving_schema import ServingSettings
+from edge_agent.delivery.store import InstalledModel
+from edge_agent.delivery.update import ShadowVerdict
 from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
 from edge_agent.pipeline.runner import Pipeline, build_pipeline
-from edge_agent.reload import plan_reload
 from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
 from edge_agent.serving.gates import SwapGates
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
-from edge_agent.store import InstalledModel
 from edge_agent.telemetry.profile import load_profile
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
-from edge_agent.update import ShadowVerdict
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from edge_agent import systemd
+from edge_agent.agent import systemd
 
 
 @pytest.fixture

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.errors import ConfigError
-from edge_agent.fleet.rollout.waves import (
+from edge_agent.delivery.waves import (
     bucket,
     check_waves,
     devices_through,
     partition,
     wave_of,
 )
+from edge_agent.errors import ConfigError
 
 IDS = [f"dev-{i:04d}" for i in range(1000)]
 

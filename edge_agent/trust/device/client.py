@@ -21,11 +21,11 @@ from tuf.ngclient import Updater, UpdaterConfig
 from edge_agent.errors import UpdateError
 from edge_agent.manifest import write_file_atomically
 from edge_agent.transport.client import MqttClient
-from edge_agent.trust.fetcher import METADATA_URL, TARGETS_URL, MqttFetcher, registry_path
-from edge_agent.trust.link import RegistryLink
-from edge_agent.trust.partial import DownloadResult, ResumableDownload
+from edge_agent.trust.device.fetcher import METADATA_URL, TARGETS_URL, MqttFetcher, registry_path
+from edge_agent.trust.device.link import RegistryLink
+from edge_agent.trust.device.partial import DownloadResult, ResumableDownload
+from edge_agent.trust.device.transfer import FetchSettings, Progress
 from edge_agent.trust.targets import ModelRelease, newest_release, release_of, releases_of
-from edge_agent.trust.transfer import FetchSettings, Progress
 
 
 def provision(metadata_dir: Path, root_json: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.delivery.store import ModelStore
 from edge_agent.errors import ModelError, UpdateError
-from edge_agent.store import ModelStore
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 FP32 = MODELS / "digits" / "digits_fp32.tflite"
@@ -106,7 +106,8 @@ def test_one_process_owns_the_store(tmp_path: Path):
 
     with ModelStore(tmp_path):
         code = (
-            "import sys; from pathlib import Path; from edge_agent.store import ModelStore\n"
+            "import sys; from pathlib import Path\n"
+            "from edge_agent.delivery.store import ModelStore\n"
             "try:\n ModelStore(Path(sys.argv[1]))\nexcept Exception as e: print(e)"
         )
         out = subprocess.run(

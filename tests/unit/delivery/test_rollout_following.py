@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from edge_agent.delivery.following import plan_for_device, release_for_device
+from edge_agent.delivery.rollout_document import RolloutDocument
+from edge_agent.delivery.waves import partition
 from edge_agent.errors import UpdateError
-from edge_agent.fleet.rollout.device import plan_for_device, release_for_device
-from edge_agent.fleet.rollout.document import RolloutDocument
-from edge_agent.fleet.rollout.waves import partition
 
 IDS = [f"d{i}" for i in range(200)]
 NOW = 1_800_000_000.0

@@ -26,12 +26,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.errors import EdgeAgentError, UpdateError
-from edge_agent.store import InstalledModel, ModelStore
 from edge_agent.transport import topics
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.trust.device.transfer import Progress
 from edge_agent.trust.targets import ModelRelease, check_installable
-from edge_agent.trust.transfer import Progress
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,9 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import TargetFile
 
 from edge_agent.errors import UpdateError
-from edge_agent.trust.journal import CHECK, JournalWriter, load_journal
-from edge_agent.trust.link import RegistryLink
-from edge_agent.trust.transfer import ChunkTransfer, FetchSettings, Progress
+from edge_agent.trust.device.journal import CHECK, JournalWriter, load_journal
+from edge_agent.trust.device.link import RegistryLink
+from edge_agent.trust.device.transfer import ChunkTransfer, FetchSettings, Progress
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 

@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from edge_agent.store import ModelStore
-from edge_agent.update import ShadowVerdict, UpdateLimits, UpdateManager, UpdateState
+from edge_agent.delivery.store import ModelStore
+from edge_agent.delivery.update import ShadowVerdict, UpdateLimits, UpdateManager, UpdateState
 from tests.fakes.model_source import LocalModelSource
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

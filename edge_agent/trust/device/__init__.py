@@ -1,0 +1,14 @@
+"""The device's TUF client: refresh signed metadata and download verified targets over MQTT.
+
+:class:`DeviceUpdater` (``client.py``) drives python-tuf's ngclient with :class:`MqttFetcher`
+(``fetcher.py``) over a :class:`RegistryLink` (``link.py``); target files arrive as resumable
+chunked transfers (``transfer.py``, ``partial.py``, ``journal.py``) that survive power loss.
+"""
+
+from __future__ import annotations
+
+from edge_agent.trust.device.client import DeviceUpdater, provision
+from edge_agent.trust.device.fetcher import MqttFetcher
+from edge_agent.trust.device.transfer import FetchSettings
+
+__all__ = ["DeviceUpdater", "FetchSettings", "MqttFetcher", "provision"]
