@@ -36,9 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edge_agent.capture import SampleCapture, SampleStore  # noqa: E402
-from edge_agent.config import RuntimeSettings  # noqa: E402
-from edge_agent.config.pipeline_schema import CaptureSettings, PipelineSettings  # noqa: E402
-from edge_agent.config.schema import DriftSettings  # noqa: E402
+from edge_agent.config import (  # noqa: E402
+    CaptureSettings,
+    DriftSettings,
+    PipelineSettings,
+    RuntimeSettings,
+)
 from edge_agent.pipeline import build_pipeline  # noqa: E402
 from edge_agent.pipeline.frames import Frame  # noqa: E402
 from edge_agent.pipeline.preprocess import ImagePreprocessor, resolve_plan  # noqa: E402

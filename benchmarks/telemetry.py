@@ -36,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config import RuntimeSettings
-from edge_agent.config.schema import DriftSettings
+from edge_agent.config import DriftSettings, RuntimeSettings
 from edge_agent.runtime import load_model
 from edge_agent.telemetry.drift import DriftDetector, DriftMonitor
 from edge_agent.telemetry.latency import LatencyRecorder

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from edge_agent.config.schema import AgentConfig
+from edge_agent.config import AgentConfig
 from edge_agent.transport import topics
 from edge_agent.transport.client import LastWill, MqttClient, TlsFiles
 from edge_agent.transport.topics import DeviceChannel

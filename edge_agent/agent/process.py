@@ -28,9 +28,14 @@ from edge_agent.api import ApiServer
 from edge_agent.capture.capturer import SampleCapture
 from edge_agent.capture.store import SampleStore
 from edge_agent.capture.uploader import SampleUploader
-from edge_agent.config import AgentConfig, load_agent_config, resolve_device_config
-from edge_agent.config.schema import ModelEntry, RuntimeSettings
-from edge_agent.config.serving_schema import ServingSettings
+from edge_agent.config import (
+    AgentConfig,
+    ModelEntry,
+    RuntimeSettings,
+    ServingSettings,
+    load_agent_config,
+    resolve_device_config,
+)
 from edge_agent.delivery.store import InstalledModel
 from edge_agent.delivery.update import ShadowVerdict
 from edge_agent.errors import ConfigError, EdgeAgentError, TransportError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config.schema import AgentConfig, ModelEntry
+from edge_agent.config import AgentConfig, ModelEntry
 
 RESTART_ONLY = ("api", "broker", "device", "registry", "store_dir")
 """Config sections a running agent cannot change in place (sockets, identity, trust)."""

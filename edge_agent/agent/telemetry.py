@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config.schema import SensorSettings, TelemetrySettings
+from edge_agent.config import SensorSettings, TelemetrySettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.serving.served import InferenceResult, ServedModel
 from edge_agent.telemetry.drift import DriftMonitor

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.config.delivery_schema import ModelDeliverySettings
+from edge_agent.config import ModelDeliverySettings
 from edge_agent.delivery.following import RolloutSource
 from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.delivery.update import ModelSource, ShadowVerdict, UpdateManager

@@ -32,7 +32,7 @@ from edge_agent.capture.strategies import (
     resolve_class_rates,
     top_two,
 )
-from edge_agent.config.pipeline_schema import CaptureSettings
+from edge_agent.config import CaptureSettings
 from edge_agent.errors import ConfigError
 from edge_agent.serving import InferenceResult, ServedModel
 from edge_agent.telemetry.sampler import Sampler

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge_agent.config.pipeline_schema import UploadSettings
+from edge_agent.config import UploadSettings
 from edge_agent.telemetry.sensors import PowerSupply
 
 _MAINS_TYPES = ("mains", "usb", "usb_pd", "usb_c", "ups")

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from edge_agent.config.pipeline_schema import LowConfidenceSettings
+from edge_agent.config import LowConfidenceSettings
 from edge_agent.telemetry.sampler import Sampler
 
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from typing import Any
 from edge_agent.capture.conditions import TokenBucket, upload_blocked
 from edge_agent.capture.protocol import VERSION, encode_chunk
 from edge_agent.capture.store import SampleInfo, SampleStore, StoreError
-from edge_agent.config.pipeline_schema import UploadSettings
+from edge_agent.config import UploadSettings
 from edge_agent.telemetry.sensors import PowerSupply, read_power_supply
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from edge_agent.config import check_config_file
+from edge_agent.config import AgentConfig, DeviceConfig, check_config_file
 from edge_agent.config.reference import render_reference
-from edge_agent.config.schema import AgentConfig, DeviceConfig
 from edge_agent.errors import ConfigError
 
 

@@ -71,7 +71,7 @@ def _preprocessing(
 
 
 def _model_specs(path: Path) -> Any:
-    from edge_agent.config.schema import RuntimeSettings
+    from edge_agent.config import RuntimeSettings
     from edge_agent.runtime import load_model
 
     backend = load_model(path, RuntimeSettings(warmup_runs=0))

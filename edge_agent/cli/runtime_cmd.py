@@ -14,8 +14,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from edge_agent.config import LiteRTDelegate, OnnxProvider, RuntimeSettings, resolve_device_config
-from edge_agent.config.schema import DelegateFailurePolicy, LiteRTDelegateName, OnnxProviderName
+from edge_agent.config import (
+    DelegateFailurePolicy,
+    LiteRTDelegate,
+    LiteRTDelegateName,
+    OnnxProvider,
+    OnnxProviderName,
+    RuntimeSettings,
+    resolve_device_config,
+)
 
 _LITERT_DELEGATES = frozenset(typing.get_args(LiteRTDelegateName))
 _ONNX_PROVIDERS = frozenset(typing.get_args(OnnxProviderName))

@@ -1,9 +1,36 @@
-"""Typed configuration: the schema, YAML loading with located errors, device configs."""
+"""Typed configuration: the schema, YAML loading with located errors, device configs.
+
+The face of the package: everything outside ``edge_agent.config`` imports settings classes from
+here. The schema is split by concern (one ``*_schema.py`` module per config section), which is an
+internal layout other packages need not know.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from edge_agent.config.agent_schema import (
+    AgentConfig,
+    ApiSettings,
+    BrokerSettings,
+    ModelEntry,
+)
+from edge_agent.config.capture_schema import (
+    ByClassSettings,
+    CaptureSettings,
+    DriftCaptureSettings,
+    LowConfidenceSettings,
+    ReservoirSettings,
+    UploadSettings,
+)
+from edge_agent.config.delivery_schema import (
+    ModelDeliverySettings,
+)
+from edge_agent.config.device_schema import (
+    DeviceConfig,
+    HwmonRail,
+    SensorSettings,
+)
 from edge_agent.config.devices import (
     detect_device_class,
     detect_this_device,
@@ -11,23 +38,111 @@ from edge_agent.config.devices import (
     shipped_device_configs,
 )
 from edge_agent.config.loader import load_model, read_yaml, validate
-from edge_agent.config.schema import (
-    AgentConfig,
-    DeviceConfig,
+from edge_agent.config.pipeline_schema import (
+    JsonlSink,
+    MqttSink,
+    PipelineSettings,
+    PreprocessSettings,
+    SinkSettings,
+)
+from edge_agent.config.postprocess_schema import (
+    ClassificationPost,
+    NmsSettings,
+    PostprocessSettings,
+    RawPost,
+    SegmentationPost,
+    SsdPost,
+    YoloPost,
+)
+from edge_agent.config.runtime_schema import (
+    DelegateFailurePolicy,
+    GraphOptimization,
     LiteRTDelegate,
+    LiteRTDelegateName,
+    LiteRTSettings,
     OnnxProvider,
+    OnnxProviderName,
+    OnnxSettings,
+    OptionValue,
     RuntimeSettings,
-    SensorSettings,
+)
+from edge_agent.config.serving_schema import (
+    ServingSettings,
+    SwapGateSettings,
+)
+from edge_agent.config.sources_schema import (
+    CameraSource,
+    FolderSource,
+    MqttSource,
+    ReconnectSettings,
+    RtspSource,
+    SourceSettings,
+    VideoSource,
+)
+from edge_agent.config.telemetry_schema import (
+    DriftSettings,
+    DriftThresholds,
+    LatencySettings,
+    OutboxSettings,
+    OutboxSynchronous,
+    PowerPolicySettings,
+    TelemetrySettings,
 )
 from edge_agent.errors import ConfigError
 
 __all__ = [
     "AgentConfig",
+    "ApiSettings",
+    "BrokerSettings",
+    "ByClassSettings",
+    "CameraSource",
+    "CaptureSettings",
+    "ClassificationPost",
+    "DelegateFailurePolicy",
     "DeviceConfig",
+    "DriftCaptureSettings",
+    "DriftSettings",
+    "DriftThresholds",
+    "FolderSource",
+    "GraphOptimization",
+    "HwmonRail",
+    "JsonlSink",
+    "LatencySettings",
     "LiteRTDelegate",
+    "LiteRTDelegateName",
+    "LiteRTSettings",
+    "LowConfidenceSettings",
+    "ModelDeliverySettings",
+    "ModelEntry",
+    "MqttSink",
+    "MqttSource",
+    "NmsSettings",
     "OnnxProvider",
+    "OnnxProviderName",
+    "OnnxSettings",
+    "OptionValue",
+    "OutboxSettings",
+    "OutboxSynchronous",
+    "PipelineSettings",
+    "PostprocessSettings",
+    "PowerPolicySettings",
+    "PreprocessSettings",
+    "RawPost",
+    "ReconnectSettings",
+    "ReservoirSettings",
+    "RtspSource",
     "RuntimeSettings",
+    "SegmentationPost",
     "SensorSettings",
+    "ServingSettings",
+    "SinkSettings",
+    "SourceSettings",
+    "SsdPost",
+    "SwapGateSettings",
+    "TelemetrySettings",
+    "UploadSettings",
+    "VideoSource",
+    "YoloPost",
     "check_config_file",
     "detect_device_class",
     "detect_this_device",

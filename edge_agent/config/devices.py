@@ -9,8 +9,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+from edge_agent.config.device_schema import DeviceConfig
 from edge_agent.config.loader import load_model
-from edge_agent.config.schema import DeviceConfig
 from edge_agent.errors import ConfigError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent

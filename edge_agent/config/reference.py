@@ -6,13 +6,18 @@ drift from the schema.
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from edge_agent.config.schema import AgentConfig, DeviceConfig
+from edge_agent.config.agent_schema import AgentConfig
+from edge_agent.config.device_schema import DeviceConfig
+
+_MODULE_PATH = re.compile(r"edge_agent\.config\.\w+\.")
+"""The schema module a type lives in is layout, not something a config author needs."""
 
 
 def render_reference() -> str:
@@ -57,8 +62,7 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
 def _type_text(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("pathlib.", "")
     text = text.replace("<class '", "").replace("'>", "")
-    for module in ("edge_agent.config.schema.",):
-        text = text.replace(module, "")
+    text = _MODULE_PATH.sub("", text)
     return text.replace("|", "\\|")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.convert import metrics
 from edge_agent.convert.calibration import SampleSet, feeds_for
 from edge_agent.convert.gates import Gates, Measured, check_gates

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from rich.console import Console
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import SampleSet, feeds_for, require_samples
 from edge_agent.convert.deps import require
 from edge_agent.convert.progress import steps

@@ -19,7 +19,7 @@ from typing import cast
 from pydantic import ValidationError
 
 from edge_agent import __version__
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.convert.inspect_model import default_preprocessing, quantization_of, tensor_info
 from edge_agent.convert.report import load_report
 from edge_agent.errors import InputError, ModelError

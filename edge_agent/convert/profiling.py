@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import DataSource, feeds_for
 from edge_agent.convert.inspect_model import layout_of
 from edge_agent.convert.progress import steps

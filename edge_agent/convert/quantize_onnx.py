@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import (
     SampleSet,
     feeds_for,

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from rich.console import Console
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import (
     DataSource,
     SampleSet,

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.config.pipeline_schema import FolderSource as FolderSettings
+from edge_agent.config import FolderSource as FolderSettings
 from edge_agent.errors import InputError
 from edge_agent.pipeline.frames import Frame, FrameQueue
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config.pipeline_schema import MqttSource as MqttSourceSettings
+from edge_agent.config import MqttSource as MqttSourceSettings
 from edge_agent.errors import InputError
 from edge_agent.pipeline.frames import Frame, FrameQueue
 from edge_agent.transport.client import Message, MqttClient

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config.pipeline_schema import (
+from edge_agent.config import (
     ClassificationPost,
     NmsSettings,
     PostprocessSettings,

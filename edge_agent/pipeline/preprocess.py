@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config.pipeline_schema import PreprocessSettings
+from edge_agent.config import PreprocessSettings
 from edge_agent.errors import InputError
 from edge_agent.pipeline.mqtt_source import SINGLE_INPUT
 from edge_agent.runtime.base import TensorSpec

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.config.pipeline_schema import (
+from edge_agent.config import (
     FolderSource,
     MqttSource,
     PipelineSettings,

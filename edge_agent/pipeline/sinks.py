@@ -19,9 +19,9 @@ import logging
 import os
 from typing import Any, Protocol
 
-from edge_agent.config.pipeline_schema import JsonlSink as JsonlSettings
-from edge_agent.config.pipeline_schema import MqttSink as MqttSinkSettings
-from edge_agent.config.pipeline_schema import SinkSettings
+from edge_agent.config import JsonlSink as JsonlSettings
+from edge_agent.config import MqttSink as MqttSinkSettings
+from edge_agent.config import SinkSettings
 from edge_agent.errors import ConfigError
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_agent.config.pipeline_schema import (
+from edge_agent.config import (
     CameraSource,
     ReconnectSettings,
     RtspSource,

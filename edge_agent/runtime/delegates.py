@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config.schema import (
+from edge_agent.config import (
     DelegateFailurePolicy,
     LiteRTDelegate,
     OnnxProvider,

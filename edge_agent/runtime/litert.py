@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.errors import DelegateError, InputError, ModelError, RuntimeNotInstalledError
 from edge_agent.runtime.base import (
     DYNAMIC,

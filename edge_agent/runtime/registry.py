@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.errors import ModelError
 from edge_agent.runtime.base import Backend
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.errors import EdgeAgentError, InputError, ModelError
 from edge_agent.runtime.base import BoundDelegate, TensorSpec
 from edge_agent.runtime.delegates import demote

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.runtime import Backend, load_model
 from edge_agent.runtime.delegates import LITERT_DEFAULT_LIBRARIES
 from edge_agent.serving.isolation import IsolatedBackend

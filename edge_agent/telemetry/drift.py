@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edge_agent.config.schema import DriftSettings, DriftThresholds
+from edge_agent.config import DriftSettings, DriftThresholds
 from edge_agent.telemetry import drift_stats
 from edge_agent.telemetry.profile import Profile, build_profile
 from edge_agent.telemetry.sampler import Sampler

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edge_agent.config.schema import PowerPolicySettings
+from edge_agent.config import PowerPolicySettings
 
 Mode = Literal["normal", "saving"]
 

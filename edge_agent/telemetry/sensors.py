@@ -1,7 +1,7 @@
 """System sensors: CPU, memory, disk, thermal zones, power supplies, hwmon rails, RPi throttling.
 
 Everything is read from procfs / sysfs paths (the sysfs ones come from the device config's
-:class:`~edge_agent.config.schema.SensorSettings`), and everything is optional: a missing file,
+:class:`~edge_agent.config.SensorSettings`), and everything is optional: a missing file,
 an unreadable one or a malformed value yields ``None`` (or the entry is skipped), never an
 exception, so one odd driver cannot take telemetry down. Units are converted once, here:
 sysfs m°C -> °C, uV / uA / uW -> V / A / W, hwmon mV / mA / uW -> V / A / W.
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config.schema import HwmonRail, SensorSettings
+from edge_agent.config import HwmonRail, SensorSettings
 
 RPI_THROTTLE_BITS = {
     0: "under_voltage",

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_agent.capture.protocol import VERSION as SAMPLE_VERSION
 from edge_agent.capture.protocol import encode_chunk
-from edge_agent.config.schema import DriftSettings
+from edge_agent.config import DriftSettings
 from edge_agent.telemetry.drift import DriftDetector
 from edge_agent.telemetry.latency import LatencyRecorder
 from edge_agent.telemetry.outbox import Priority, Record

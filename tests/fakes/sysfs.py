@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.config.schema import HwmonRail, SensorSettings
+from edge_agent.config import HwmonRail, SensorSettings
 
 
 class FakeSysfs:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_agent.capture import SampleCapture, SampleStore
-from edge_agent.config.pipeline_schema import CaptureSettings
+from edge_agent.config import CaptureSettings
 from edge_agent.errors import ConfigError
 from edge_agent.runtime import load_model
 from edge_agent.serving import LoadedVersion, ServedModel

@@ -12,7 +12,7 @@ import pytest
 from edge_agent.capture.protocol import Reassembler, ReceivedSample
 from edge_agent.capture.store import Sample, SampleStore, decode_payload
 from edge_agent.capture.uploader import SampleUploader
-from edge_agent.config.pipeline_schema import UploadSettings
+from edge_agent.config import UploadSettings
 from edge_agent.telemetry.sensors import PowerSupply
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient

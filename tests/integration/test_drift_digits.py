@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.config.schema import DriftSettings
+from edge_agent.config import DriftSettings
 from edge_agent.runtime import load_model
 from edge_agent.telemetry.drift import DriftDetector
 from edge_agent.telemetry.profile import build_profile

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config.pipeline_schema import PipelineSettings
+from edge_agent.config import PipelineSettings
 from edge_agent.pipeline import build_pipeline
 from edge_agent.runtime import load_model
 from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge_agent.config.schema import SensorSettings
+from edge_agent.config import SensorSettings
 from edge_agent.telemetry.sensors import read_sensors
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config.schema import RuntimeSettings
+from edge_agent.config import RuntimeSettings
 from edge_agent.runtime import Backend, TensorSpec, load_model
 from edge_agent.runtime.base import DYNAMIC
 

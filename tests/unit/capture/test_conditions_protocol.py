@@ -11,7 +11,7 @@ from edge_agent.capture.conditions import (
     upload_blocked,
 )
 from edge_agent.capture.protocol import Reassembler, decode_chunk, encode_chunk
-from edge_agent.config.pipeline_schema import UploadSettings
+from edge_agent.config import UploadSettings
 from edge_agent.telemetry.sensors import PowerSupply
 
 

@@ -11,7 +11,7 @@ from edge_agent.capture.strategies import (
     resolve_class_rates,
     top_two,
 )
-from edge_agent.config.pipeline_schema import LowConfidenceSettings
+from edge_agent.config import LowConfidenceSettings
 
 
 def test_class_scores_only_for_classifier_outputs():

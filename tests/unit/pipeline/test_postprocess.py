@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edge_agent.config.pipeline_schema import (
+from edge_agent.config import (
     ClassificationPost,
     NmsSettings,
     RawPost,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_agent.config.pipeline_schema import PreprocessSettings
+from edge_agent.config import PreprocessSettings
 from edge_agent.errors import InputError
 from edge_agent.pipeline.preprocess import ImagePreprocessor, TensorPreprocessor, resolve_plan
 from edge_agent.runtime.base import Quantization, TensorSpec

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.config.pipeline_schema import CaptureSettings, PipelineSettings
+from edge_agent.config import CaptureSettings, PipelineSettings
 from edge_agent.errors import InputError
 from edge_agent.pipeline.folder_source import ready_files
 from edge_agent.pipeline.mqtt_source import SINGLE_INPUT, decode_tensor_payload

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.config.schema import DriftSettings, DriftThresholds
+from edge_agent.config import DriftSettings, DriftThresholds
 from edge_agent.telemetry.drift import (
     AlarmState,
     DriftDetector,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge_agent.config.schema import PowerPolicySettings
+from edge_agent.config import PowerPolicySettings
 from edge_agent.telemetry.power_policy import PowerState, decide
 
 POLICY = PowerPolicySettings(

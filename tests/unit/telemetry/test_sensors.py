@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config.schema import HwmonRail, SensorSettings
+from edge_agent.config import HwmonRail, SensorSettings
 from edge_agent.telemetry.sensors import decode_rpi_throttled, read_sensors
 from tests.fakes.sysfs import FakeSysfs
 

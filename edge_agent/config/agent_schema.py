@@ -1,0 +1,165 @@
+"""The agent config: one device's agent, assembled from the schema parts of each concern.
+
+Two documents share these models:
+
+* a **device config** (``device_configs/<class>.yaml``) describes a class of hardware: threads,
+  the delegate / execution-provider preference order and where its sensors live;
+* an **agent config** (``edge-agent run --config FILE``) describes one device: its id, which device
+  config applies, the models it serves and how it reaches the broker.
+
+Every model forbids unknown keys (a typo must never be silently ignored) and every field has a
+description, which is also where ``docs/config-reference.md`` comes from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from edge_agent.config.base import StrictModel
+from edge_agent.config.capture_schema import CaptureSettings
+from edge_agent.config.delivery_schema import ModelDeliverySettings
+from edge_agent.config.pipeline_schema import PipelineSettings
+from edge_agent.config.runtime_schema import RuntimeSettings
+from edge_agent.config.serving_schema import ServingSettings
+from edge_agent.config.telemetry_schema import TelemetrySettings
+
+
+class ModelEntry(StrictModel):
+    """A model the agent serves from a local file (models from the registry come later)."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Name the model is served and reported under.",
+    )
+    path: Path = Field(description="Path of the `.tflite` or `.onnx` file.")
+    profile: Path | None = Field(
+        default=None,
+        description="Reference profile for drift detection (`edge-agent convert profile`; "
+        "built from held-out data, not the training set). No drift detection without it.",
+    )
+
+
+class BrokerSettings(StrictModel):
+    """How the agent reaches its MQTT broker."""
+
+    url: str = Field(
+        pattern=r"^mqtts?://[^/\s]+(:\d+)?/?$",
+        description="`mqtt://host:1883` or `mqtts://host:8883` (TLS).",
+    )
+    username: str | None = Field(default=None, description="MQTT username (per device).")
+    password_file: Path | None = Field(
+        default=None, description="File holding the MQTT password (keep it out of this file)."
+    )
+    ca_file: Path | None = Field(default=None, description="CA bundle that signed the broker.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(default=None, description="Client private key (mutual TLS).")
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive (seconds).")
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version. 5 resumes the device's session after an outage (commands "
+        "queued by the broker arrive); 3.1.1 for brokers without v5.",
+    )
+    session_expiry_s: int = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="MQTT v5: how long the broker keeps this device's session (subscriptions "
+        "and queued QoS 1 messages) while it is offline; 0 starts clean every time.",
+    )
+
+
+class ApiSettings(StrictModel):
+    """The local inference API (Open Inference Protocol)."""
+
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        pattern=r"^(unix:/\S+|[^\s:]+:\d{1,5})$",
+        description="`HOST:PORT` (keep it on 127.0.0.1 unless fronted by a proxy) or "
+        "`unix:/run/edge-agent/api.sock`.",
+    )
+
+
+class AgentConfig(StrictModel):
+    """One device's agent (`edge-agent run --config FILE`)."""
+
+    device_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="Unique id of this device; used in MQTT topics, so no `/`, `+` or `#`.",
+    )
+    device: str = Field(
+        default="auto",
+        description="Device config: the name of a shipped one (`rpi5`, `jetson-orin-nano`, ...), "
+        "a path to a YAML file, or `auto` to detect the hardware.",
+    )
+    runtime: RuntimeSettings | None = Field(
+        default=None,
+        description="Replaces the device config's `runtime:` section for this device when set.",
+    )
+    store_dir: Path = Field(
+        default=Path("/var/lib/edge-agent"),
+        description="Where models, the outbox and sampled data are kept.",
+    )
+    models: list[ModelEntry] = Field(default_factory=list, description="Models to serve.")
+    broker: BrokerSettings | None = Field(
+        default=None, description="MQTT broker; without it the agent runs offline."
+    )
+    api: ApiSettings = Field(default_factory=ApiSettings, description="Local inference API.")
+    telemetry: TelemetrySettings = Field(
+        default_factory=TelemetrySettings,
+        description="Telemetry, drift detection, outbox and power policy.",
+    )
+    serving: ServingSettings = Field(
+        default_factory=ServingSettings,
+        description="Process isolation, hot-swap health gates and the watchdog.",
+    )
+    pipelines: list[PipelineSettings] = Field(
+        default_factory=list,
+        description="Pipelines: source -> preprocess -> model -> postprocess -> sinks.",
+    )
+    capture: CaptureSettings = Field(
+        default_factory=CaptureSettings,
+        description="Sampled capture of inputs and outputs, and their upload.",
+    )
+    registry: ModelDeliverySettings | None = Field(
+        default=None,
+        description="Follow the signed model registry for some models (needs `broker`).",
+    )
+
+    @model_validator(mode="after")
+    def _registry_needs_a_broker(self) -> AgentConfig:
+        if self.registry is not None and self.broker is None:
+            raise ValueError("`registry` delivers models over MQTT: set `broker` too")
+        return self
+
+    @model_validator(mode="after")
+    def _pipelines_name_known_models(self) -> AgentConfig:
+        known = {m.name for m in self.models} | set(self.registry.models if self.registry else [])
+        for pipeline in self.pipelines:
+            if pipeline.model not in known:
+                raise ValueError(
+                    f"pipeline '{pipeline.name}' uses model '{pipeline.model}', which is neither "
+                    f"under `models:` nor followed under `registry.models` "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
+        return self
+
+    @field_validator("pipelines")
+    @classmethod
+    def _unique_pipeline_names(cls, pipelines: list[PipelineSettings]) -> list[PipelineSettings]:
+        _require_unique([p.name for p in pipelines], "pipeline")
+        return pipelines
+
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, models: list[ModelEntry]) -> list[ModelEntry]:
+        _require_unique([m.name for m in models], "model")
+        return models
+
+
+def _require_unique(names: list[str], what: str) -> None:
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(duplicates)}")
