@@ -92,8 +92,11 @@ class Mosquitto:
             f"persistence false\n{MONITOR_TUNING}{extra_config}"
         )
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            # A session of its own: a terminal's Ctrl-C goes to the whole foreground process
+            # group, and a broker that died first left every client reconnecting while the
+            # demo stopped in order. The owner stops it (``stop``), last.
             self.process = subprocess.Popen(
-                [binary, "-c", str(config), "-v"], stdout=log, stderr=log
+                [binary, "-c", str(config), "-v"], stdout=log, stderr=log, start_new_session=True
             )
         try:
             _wait_for_port(self.port, lambda: self.process.poll() is None, 10, "mosquitto")

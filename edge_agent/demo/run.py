@@ -34,6 +34,10 @@ MODEL = "digits32"
 GROUP = "demo"
 
 
+class _Stopped(Exception):
+    """Raised between demo steps once a stop was asked for."""
+
+
 @dataclass
 class DemoOptions:
     """What the demo does and for how long."""
@@ -82,36 +86,50 @@ class Demo:
         self.console.print(f"[bold cyan]{number:>2}. {title:<11}[/] {detail}")
 
     def run(self) -> DemoReport:
-        """Set everything up, roll out v2, then wait for Ctrl-C or the duration."""
-        with self._stack:
-            work = self._workdir()
-            broker = self._broker(work)
-            repo = self._repository(work)
-            v1 = self._publish(
-                repo, work, samples_dir() / MODEL / f"{MODEL}_fp32.tflite", "1.0.0", "fp32 LiteRT"
-            )
-            self._registry(work, broker)
-            monitor = self._monitor(work, broker)
-            video = make_digits_video(work / "digits.avi", count=self.options.frames, fps=25.0)
-            agent = self._agent(work, broker, repo, video)
-            fleet = self._fleet(work, broker)
-            self._wait_for_version(agent, "1", 120, f"the signed release {v1} to arrive")
-            self._report_pipeline(agent, video, "v1")
-            v2 = self._publish(
-                repo,
-                work,
-                samples_dir() / MODEL / f"{MODEL}_int8.tflite",
-                "1.1.0",
-                "int8 LiteRT",
-            )
-            self._rollout(work, repo, monitor, v2, [DEVICE, *fleet])
-            self._wait_for_version(agent, "2", 120, "release 2 to pass the shadow check")
-            self._report_pipeline(agent, video, "v2")
-            self._show_rollout_events(agent)
-            self._summary(monitor)
-            self._wait()
+        """Set everything up, roll out v2, then wait for Ctrl-C or the duration.
+
+        A stop (Ctrl-C) at any point skips the remaining steps; what was started stops in
+        reverse order, the broker last.
+        """
+        with self._stack, contextlib.suppress(_Stopped):
+            self._steps()
         self.console.print("[bold]stopped cleanly[/]")
         return self.report
+
+    def _steps(self) -> None:
+        work = self._workdir()
+        broker = self._broker(work)
+        repo = self._repository(work)
+        self._go_on()
+        v1 = self._publish(
+            repo, work, samples_dir() / MODEL / f"{MODEL}_fp32.tflite", "1.0.0", "fp32 LiteRT"
+        )
+        self._registry(work, broker)
+        monitor = self._monitor(work, broker)
+        self._go_on()
+        video = make_digits_video(work / "digits.avi", count=self.options.frames, fps=25.0)
+        agent = self._agent(work, broker, repo, video)
+        fleet = self._fleet(work, broker)
+        self._wait_for_version(agent, "1", 120, f"the signed release {v1} to arrive")
+        self._report_pipeline(agent, video, "v1")
+        v2 = self._publish(
+            repo,
+            work,
+            samples_dir() / MODEL / f"{MODEL}_int8.tflite",
+            "1.1.0",
+            "int8 LiteRT",
+        )
+        self._rollout(work, repo, monitor, v2, [DEVICE, *fleet])
+        self._wait_for_version(agent, "2", 120, "release 2 to pass the shadow check")
+        self._report_pipeline(agent, video, "v2")
+        self._show_rollout_events(agent)
+        self._summary(monitor)
+        self._wait()
+
+    def _go_on(self) -> None:
+        """Leave the remaining steps once a stop was asked for."""
+        if self._stop.is_set():
+            raise _Stopped
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -294,7 +312,8 @@ class Demo:
                 self.step("rollout", f"{decision.action}: {decision.reason}")
 
         record = controller.follow(GROUP, poll_s=1.0, stop=self._stop, on_step=show)
-        if record.status != "completed" and not self._stop.is_set():
+        self._go_on()
+        if record.status != "completed":
             raise EdgeAgentError(f"demo: the rollout ended {record.status}: {record.reason}")
 
     def _wait_for_version(self, agent: Agent, version: str, timeout_s: float, what: str) -> None:
@@ -311,11 +330,12 @@ class Demo:
                 )
                 return
             time.sleep(0.2)
-        if not self._stop.is_set():
-            raise EdgeAgentError(f"demo: timed out waiting for {what}; see the log above")
+        self._go_on()
+        raise EdgeAgentError(f"demo: timed out waiting for {what}; see the log above")
 
     def _report_pipeline(self, agent: Agent, video: DigitsVideo, label: str) -> None:
-        time.sleep(2.0)  # let frames flow on this version
+        self._stop.wait(2.0)  # let frames flow on this version
+        self._go_on()
         path = agent.config.store_dir.parent / "results.jsonl"
         records = (
             [json.loads(line) for line in path.read_text().splitlines()[-200:]]
