@@ -2,7 +2,9 @@
 
 Modules, one concern each:
 
-* :mod:`.profile` -- reference / window drift profiles (mergeable, versioned JSON);
+* :mod:`.profile` -- reference / window drift profiles (mergeable, versioned JSON), built
+  from :mod:`.features` (what is measured per sample) and :mod:`.histogram` (fixed-edge,
+  mergeable histograms);
 * :mod:`.drift_stats` -- PSI, KS and Wasserstein on profile histograms (numpy only);
 * :mod:`.drift` -- window comparison, alarm states with hysteresis, the off-path worker;
 * :mod:`.latency` -- per model/delegate DDSketch latency and load counters (O(1) hot path);

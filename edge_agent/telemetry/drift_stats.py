@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_agent.telemetry.profile import Histogram
+from edge_agent.telemetry.histogram import Histogram
 
 PSI_PSEUDOCOUNT = 0.5
 """Added to every bin's count before PSI (Jeffreys smoothing). An empty bin then gives a finite

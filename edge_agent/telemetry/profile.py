@@ -13,30 +13,12 @@ JSON-serialisable form. The same format serves two roles:
   the profile of their union (counts, sums and extremes add up). That is what goes over the
   wire: the monitor can aggregate windows across time and devices without the raw data.
 
-What is profiled (every *feature* is a scalar per sample, summarised by a histogram):
-
-* **tabular inputs** (``[N, F]`` or ``[N]``): each column is a feature (``f0``, ``f1``, ... or
-  the names given);
-* **image inputs** (``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]``): the frame is first
-  block-averaged down to at most ``downsample`` pixels a side, then per-channel mean and standard
-  deviation (``ch0_mean``, ``ch0_std``, ...), ``brightness`` (mean luma), ``sharpness``
-  (variance of the 4-neighbour Laplacian of luma) and a coarse ``grid``x``grid`` layout of luma
-  (``grid_r_c``, mean luma per cell; catches rotation / framing changes that leave global
-  statistics alone);
-* **outputs**: for ``[N, K]`` class scores, the predicted-class counts and a ``confidence``
-  histogram (max probability; scores that are not probabilities are soft-maxed first); for
-  ``[N]`` integers, the class counts; for ``[N]`` floats, an ``output`` feature histogram;
-* **data quality** on the raw input: samples with NaN/inf, with values outside the reference
-  value range, and constant samples (every value equal: a blank or frozen frame).
-
-Histogram layout (the JSON form, ``format_version`` 1)::
-
-    {"edges": [e0, ..., eB],                  # B interior bins, fixed by the reference
-     "counts": [under, b1, ..., bB, over],    # under: x < e0, over: x > eB
-     "sums": [...same length...],             # per-bin sum of values (for Wasserstein)
-     "sum": s, "sum_sq": s2, "min": m, "max": M, "nan": k}
-
-Interior bins are ``[e_i, e_{i+1})`` except the last, which includes ``eB``.
+The parts: what is measured per sample (features of tabular and image inputs, predicted class
+and confidence, input quality) is :mod:`edge_agent.telemetry.features`; each feature is
+summarised by a :class:`~edge_agent.telemetry.histogram.Histogram` (its JSON layout is
+documented there). For outputs, ``[N, K]`` class scores give the predicted-class counts and a
+``confidence`` histogram, ``[N]`` integers the class counts, ``[N]`` floats an ``output``
+feature histogram.
 
 API: :func:`build_profile`, :func:`merge`, :meth:`Profile.to_dict` / :meth:`Profile.from_dict`,
 :func:`save_profile` / :func:`load_profile`. Malformed profiles raise
@@ -47,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -58,198 +39,40 @@ from typing import Any, Literal
 import numpy as np
 
 from edge_agent.errors import ModelError
+from edge_agent.telemetry.features import (
+    DEFAULT_DOWNSAMPLE,
+    DEFAULT_GRID,
+    Layout,
+    Quality,
+    class_scores,
+    detect_layout,
+    extract_features,
+    input_quality,
+)
+from edge_agent.telemetry.histogram import Histogram, reference_edges
+
+__all__ = [
+    "CONFIDENCE_EDGES",
+    "DEFAULT_BINS",
+    "FORMAT_VERSION",
+    "Histogram",
+    "Layout",
+    "Profile",
+    "Quality",
+    "build_profile",
+    "detect_layout",
+    "load_profile",
+    "merge",
+    "save_profile",
+]
 
 FORMAT_VERSION = 1
 """Bumped whenever a reader of the previous version could misread the new one."""
 
-Layout = Literal["auto", "features", "nhwc", "nchw", "hw"]
-
 DEFAULT_BINS = 10
-DEFAULT_DOWNSAMPLE = 64
-DEFAULT_GRID = 4
-_LUMA = np.array([0.299, 0.587, 0.114])
 CONFIDENCE_EDGES = np.array([0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 1.0])
 """Fixed confidence bins: model confidence piles up near 1, where reference quantiles would
 make bins so narrow that harmless calibration noise (0.9999 vs 0.99999) reads as drift."""
-
-
-@dataclass
-class Histogram:
-    """A fixed-edge histogram with under/over-flow bins, per-bin sums and moments."""
-
-    edges: np.ndarray
-    counts: np.ndarray
-    sums: np.ndarray
-    total: float = 0.0
-    total_sq: float = 0.0
-    min: float = math.inf
-    max: float = -math.inf
-    nan: int = 0
-
-    @classmethod
-    def empty(cls, edges: np.ndarray) -> Histogram:
-        """A histogram with these edges and nothing in it."""
-        n = len(edges) + 1
-        return cls(np.asarray(edges, dtype=np.float64), np.zeros(n, np.int64), np.zeros(n))
-
-    @classmethod
-    def from_values(cls, values: np.ndarray, edges: np.ndarray) -> Histogram:
-        """Histogram of ``values`` (1-D) over ``edges``; NaN/inf are counted, not binned."""
-        hist = cls.empty(edges)
-        hist.add(values)
-        return hist
-
-    @property
-    def count(self) -> int:
-        """Number of finite values recorded."""
-        return int(self.counts.sum())
-
-    def add(self, values: np.ndarray) -> None:
-        """Record a batch of values (vectorised; NaN/inf only increment ``nan``)."""
-        values = np.asarray(values, dtype=np.float64).ravel()
-        finite = np.isfinite(values)
-        self.nan += int(values.size - finite.sum())
-        values = values[finite]
-        if values.size == 0:
-            return
-        index = bin_index(values, self.edges)
-        n = len(self.counts)
-        self.counts += np.bincount(index, minlength=n).astype(np.int64)
-        self.sums += np.bincount(index, weights=values, minlength=n)
-        self.total += float(values.sum())
-        self.total_sq += float(np.square(values).sum())
-        self.min = min(self.min, float(values.min()))
-        self.max = max(self.max, float(values.max()))
-
-    def merged(self, other: Histogram) -> Histogram:
-        """The histogram of both inputs together (edges must match)."""
-        if not np.array_equal(self.edges, other.edges):
-            raise ModelError(
-                "cannot merge histograms with different bin edges: the profiles "
-                "were built against different references"
-            )
-        return Histogram(
-            self.edges,
-            self.counts + other.counts,
-            self.sums + other.sums,
-            self.total + other.total,
-            self.total_sq + other.total_sq,
-            min(self.min, other.min),
-            max(self.max, other.max),
-            self.nan + other.nan,
-        )
-
-    def mean(self) -> float | None:
-        """Mean of the finite values, None when empty."""
-        n = self.count
-        return self.total / n if n else None
-
-    def std(self) -> float | None:
-        """Population standard deviation of the finite values, None when empty."""
-        n = self.count
-        if not n:
-            return None
-        return math.sqrt(max(self.total_sq / n - (self.total / n) ** 2, 0.0))
-
-    def quantile(self, q: float) -> float | None:
-        """Approximate quantile: linear inside the bin, bin edges / extremes as bounds."""
-        n = self.count
-        if not n:
-            return None
-        lows = np.concatenate(([self.min], self.edges))
-        highs = np.concatenate((self.edges, [self.max]))
-        cumulative = np.cumsum(self.counts)
-        target = q * n
-        i = int(np.searchsorted(cumulative, target, side="left"))
-        i = min(i, len(self.counts) - 1)
-        before = cumulative[i] - self.counts[i]
-        inside = (target - before) / self.counts[i] if self.counts[i] else 0.0
-        low, high = float(lows[i]), float(highs[i])
-        low, high = max(low, self.min), min(high, self.max)
-        return low + (high - low) * float(np.clip(inside, 0.0, 1.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (see the module docstring)."""
-        return {
-            "edges": [float(e) for e in self.edges],
-            "counts": [int(c) for c in self.counts],
-            "sums": [float(s) for s in self.sums],
-            "sum": self.total,
-            "sum_sq": self.total_sq,
-            "min": self.min if self.count else None,
-            "max": self.max if self.count else None,
-            "nan": self.nan,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> Histogram:
-        """Parse the JSON form; ModelError naming ``where`` if it is malformed."""
-        try:
-            edges = np.asarray(data["edges"], dtype=np.float64)
-            counts = np.asarray(data["counts"], dtype=np.int64)
-            sums = np.asarray(data["sums"], dtype=np.float64)
-            hist = cls(
-                edges,
-                counts,
-                sums,
-                float(data["sum"]),
-                float(data["sum_sq"]),
-                math.inf if data["min"] is None else float(data["min"]),
-                -math.inf if data["max"] is None else float(data["max"]),
-                int(data["nan"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"malformed drift profile at {where}: {exc!r}") from exc
-        if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-            raise ModelError(
-                f"malformed drift profile at {where}: `edges` must be at least two "
-                "strictly increasing numbers"
-            )
-        if counts.shape != (len(edges) + 1,) or sums.shape != counts.shape or counts.min() < 0:
-            raise ModelError(
-                f"malformed drift profile at {where}: `counts` and `sums` must have "
-                f"len(edges)+1 = {len(edges) + 1} entries, counts non-negative"
-            )
-        return hist
-
-
-def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Index into ``counts``: 0 below ``edges[0]``, B+1 above ``edges[-1]``, else 1..B."""
-    index = np.searchsorted(edges, values, side="right")
-    return np.where(values == edges[-1], len(edges) - 1, index)
-
-
-def reference_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Equal-frequency bin edges (reference quantiles), deduplicated; works for constants."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.array([0.0, 1.0])
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
-    if len(edges) < 2:  # constant feature: one narrow bin around the value
-        v = float(edges[0])
-        width = max(abs(v) * 1e-6, 1e-9)
-        edges = np.array([v - width, v + width])
-    return edges
-
-
-@dataclass
-class Quality:
-    """Data-quality counters of the raw inputs (all additive)."""
-
-    samples: int = 0
-    nan_samples: int = 0
-    out_of_range_samples: int = 0
-    constant_samples: int = 0
-
-    def merged(self, other: Quality) -> Quality:
-        """Sum of both."""
-        return Quality(
-            self.samples + other.samples,
-            self.nan_samples + other.nan_samples,
-            self.out_of_range_samples + other.out_of_range_samples,
-            self.constant_samples + other.constant_samples,
-        )
 
 
 @dataclass
@@ -375,130 +198,6 @@ def _digest(features: Mapping[str, Histogram], confidence: Histogram | None) -> 
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def detect_layout(shape: tuple[int, ...]) -> Layout:
-    """Guess how a batch is laid out from its shape (pass ``layout=`` when it is ambiguous)."""
-    if len(shape) <= 2:
-        return "features"
-    if len(shape) == 3:
-        return "hw"
-    if len(shape) == 4:
-        if shape[-1] in (1, 3, 4):
-            return "nhwc"
-        if shape[1] in (1, 3, 4):
-            return "nchw"
-    raise ModelError(
-        f"cannot tell the layout of inputs with shape {shape}: pass layout= "
-        "(features, hw, nhwc or nchw)"
-    )
-
-
-def _to_nhwc(batch: np.ndarray, layout: Layout) -> np.ndarray:
-    if layout == "hw":
-        return batch[..., None]
-    if layout == "nchw":
-        return np.moveaxis(batch, 1, -1)
-    return batch
-
-
-def _downsample(frames: np.ndarray, limit: int) -> np.ndarray:
-    """Block-average [N, H, W, C] so that H and W are at most ``limit``."""
-    _, h, w, _ = frames.shape
-    factor = max(1, math.ceil(max(h, w) / limit))
-    if factor == 1:
-        return frames
-    h2, w2 = h // factor, w // factor
-    cropped = frames[:, : h2 * factor, : w2 * factor, :]
-    blocks: np.ndarray = cropped.reshape(len(frames), h2, factor, w2, factor, -1)
-    return np.asarray(blocks.mean(axis=(2, 4)))
-
-
-def image_features(
-    batch: np.ndarray,
-    layout: Layout,
-    downsample: int = DEFAULT_DOWNSAMPLE,
-    grid: int = DEFAULT_GRID,
-) -> dict[str, np.ndarray]:
-    """Per-sample image statistics on a downsampled frame (see the module docstring)."""
-    frames = _downsample(_to_nhwc(np.asarray(batch, dtype=np.float64), layout), downsample)
-    n, h, w, c = frames.shape
-    out: dict[str, np.ndarray] = {}
-    for ch in range(c):
-        plane = frames[..., ch].reshape(n, -1)
-        out[f"ch{ch}_mean"] = plane.mean(axis=1)
-        out[f"ch{ch}_std"] = plane.std(axis=1)
-    luma = frames[..., :3] @ _LUMA if c >= 3 else frames[..., 0]
-    out["brightness"] = luma.reshape(n, -1).mean(axis=1)
-    if h >= 3 and w >= 3:
-        lap = (
-            luma[:, :-2, 1:-1]
-            + luma[:, 2:, 1:-1]
-            + luma[:, 1:-1, :-2]
-            + luma[:, 1:-1, 2:]
-            - 4.0 * luma[:, 1:-1, 1:-1]
-        )
-        out["sharpness"] = lap.reshape(n, -1).var(axis=1)
-    g = min(grid, h, w)
-    if g >= 2:
-        rows = np.array_split(np.arange(h), g)
-        cols = np.array_split(np.arange(w), g)
-        for r, rr in enumerate(rows):
-            band = luma[:, rr[0] : rr[-1] + 1, :]
-            for k, cc in enumerate(cols):
-                out[f"grid_{r}_{k}"] = band[:, :, cc[0] : cc[-1] + 1].reshape(n, -1).mean(axis=1)
-    return out
-
-
-def extract_features(
-    batch: np.ndarray,
-    layout: Layout,
-    feature_names: Sequence[str] | None = None,
-    downsample: int = DEFAULT_DOWNSAMPLE,
-    grid: int = DEFAULT_GRID,
-) -> dict[str, np.ndarray]:
-    """Feature name -> per-sample values, for either kind of input."""
-    if layout != "features":
-        return image_features(batch, layout, downsample, grid)
-    table = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)
-    names = list(feature_names) if feature_names else [f"f{i}" for i in range(table.shape[1])]
-    if len(names) != table.shape[1]:
-        raise ModelError(f"{len(names)} feature names given for {table.shape[1]} features")
-    return {name: table[:, i] for i, name in enumerate(names)}
-
-
-def _quality(batch: np.ndarray, value_range: tuple[float, float] | None) -> Quality:
-    flat = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)
-    finite = np.isfinite(flat)
-    nan_rows = ~finite.all(axis=1)
-    out_of_range: np.ndarray = np.zeros(len(flat), dtype=bool)
-    if value_range is not None:
-        with np.errstate(invalid="ignore"):
-            outside = (flat < value_range[0]) | (flat > value_range[1])
-            out_of_range = np.asarray(outside.any(axis=1))
-    constant = (
-        (flat.max(axis=1) == flat.min(axis=1)) & ~nan_rows
-        if flat.shape[1] > 1
-        else np.zeros(len(flat), dtype=bool)
-    )
-    return Quality(
-        len(flat), int(nan_rows.sum()), int((out_of_range & ~nan_rows).sum()), int(constant.sum())
-    )
-
-
-def class_scores(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(predicted class per sample, confidence per sample or None) from model outputs."""
-    out = np.asarray(outputs)
-    if out.ndim == 1:
-        return out.astype(np.int64), None
-    scores = out.reshape(len(out), -1).astype(np.float64)
-    probabilities = scores
-    rows_sum = scores.sum(axis=1)
-    if scores.min(initial=0.0) < 0 or not np.allclose(rows_sum, 1.0, atol=1e-3):
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        probabilities = exp / exp.sum(axis=1, keepdims=True)
-    return scores.argmax(axis=1), probabilities.max(axis=1)
-
-
 def build_profile(
     inputs: np.ndarray,
     outputs: np.ndarray | None = None,
@@ -597,7 +296,7 @@ def build_profile(
         kind="window" if reference is not None else "reference",
         layout=layout,
         features=features,
-        quality=_quality(batch, value_range),
+        quality=input_quality(batch, value_range),
         value_range=value_range,
         class_counts=class_counts,
         confidence=confidence,

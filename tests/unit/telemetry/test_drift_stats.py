@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge_agent.telemetry import drift_stats
-from edge_agent.telemetry.profile import Histogram, reference_edges
+from edge_agent.telemetry.histogram import Histogram, reference_edges
 
 RNG = np.random.default_rng(3)
 
