@@ -1,11 +1,13 @@
 """Staged fleet rollouts, the operator's half: signed wave plans, health gates, rollback.
 
 :class:`RolloutController` (``controller.py``) with its pure gate rules (``gates.py``) and
-persisted state (``state.py``), fed by a :class:`HealthSource` (``health.py``; the monitor's
-database through :class:`MonitorHealth`), publishes the signed document (``publish.py``). The
-document itself and the stable wave assignment are shared with devices and live on the device
-side (:mod:`edge_agent.delivery.rollout_document`, :mod:`edge_agent.delivery.waves`); the
-device's following code is :mod:`edge_agent.delivery.following`. See docs/rollouts.md.
+persisted state (``state.py``), fed by a :class:`HealthSource` (declared in ``gates.py``; the
+monitor's database answers through ``health.MonitorHealth``, imported only by whoever wires a
+monitor in, so this package loads without the monitor), publishes the signed document
+(``publish.py``). The document itself and the stable wave assignment are shared with devices
+and live on the device side (:mod:`edge_agent.delivery.rollout_document`,
+:mod:`edge_agent.delivery.waves`); the device's following code is
+:mod:`edge_agent.delivery.following`. See docs/rollouts.md.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from edge_agent.fleet.rollout.gates import (
     Decision,
     GateThresholds,
     GateVerdict,
+    HealthSource,
     WaveReading,
     decide_step,
     evaluate_gates,
@@ -26,6 +29,7 @@ __all__ = [
     "Decision",
     "GateThresholds",
     "GateVerdict",
+    "HealthSource",
     "RolloutController",
     "WaveReading",
     "decide_step",

@@ -32,10 +32,10 @@ from edge_agent.errors import UpdateError
 from edge_agent.fleet.rollout.gates import (
     Decision,
     GateThresholds,
+    HealthSource,
     decide_step,
     evaluate_gates,
 )
-from edge_agent.fleet.rollout.health import HealthSource
 from edge_agent.fleet.rollout.publish import publish_rollout, published_rollout
 from edge_agent.fleet.rollout.state import ControllerState, RolloutRecord, StateFile
 from edge_agent.trust.operator.repository import OperatorRepository

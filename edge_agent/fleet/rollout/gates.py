@@ -1,7 +1,8 @@
 """Health gates of a rollout wave and the controller's next step. Pure functions over data.
 
-The controller gathers a :class:`WaveReading` (from the monitor, see ``health.py``) for the
-devices told to run the new release, :func:`evaluate_gates` judges it against
+The controller gathers a :class:`WaveReading` from a :class:`HealthSource` (the one method it
+needs; the monitor-backed source is ``health.MonitorHealth``) for the devices told to run the
+new release, :func:`evaluate_gates` judges it against
 :class:`GateThresholds`, and :func:`decide_step` turns the verdict, the wave's age and the
 rollout's state into one action. Nothing here reads a clock, a database or the network, so
 every rule is unit-tested on plain values.
@@ -14,8 +15,9 @@ passes *and* it has soaked for ``soak_s``; a wave that neither passes nor fails 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from edge_agent.errors import ConfigError
 
@@ -106,6 +108,26 @@ class WaveReading:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able."""
         return {**asdict(self), "drift_alarm_devices": list(self.drift_alarm_devices)}
+
+
+class HealthSource(Protocol):
+    """Gate values for the devices told to run ``release`` (the cohort).
+
+    The controller depends on this alone, so it loads without the monitor package: the
+    monitor's database answers through :class:`edge_agent.fleet.rollout.health.MonitorHealth`,
+    tests through a scripted source.
+    """
+
+    def reading(
+        self,
+        model: str,
+        release: int,
+        previous: int | None,
+        cohort: Sequence[str],
+        window_s: float,
+    ) -> WaveReading:
+        """Read the cohort's health over the last ``window_s`` seconds."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -1,41 +1,27 @@
 """Where the controller's gate values come from: the central monitor's database.
 
-:class:`HealthSource` is the one method the controller needs; :class:`MonitorHealth` answers it
-with the monitor library's queries (``Monitor.fleet`` for who runs which release and who is
-online, ``Monitor.version_health`` for error rate, merged-sketch p95, shadow agreement and drift
-of the new and the previous release, ``queries.rollouts`` for the devices' latest install
-state). Tests and the benchmark pass the same monitor the dashboard uses.
+:class:`~edge_agent.fleet.rollout.gates.HealthSource` is the one method the controller needs
+(declared beside the gates, so the controller loads without the monitor package);
+:class:`MonitorHealth` answers it with the monitor library's queries
+(``queries.fleet_overview`` for who runs which release and who is online,
+``queries.version_health`` for error rate, merged-sketch p95, shadow agreement and drift of the
+new and the previous release, ``queries.rollouts`` for the devices' latest install state).
+Tests and the benchmark pass the same monitor the dashboard uses.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from edge_agent.fleet.monitor import Monitor, queries
 from edge_agent.fleet.monitor.store import Store
-from edge_agent.fleet.rollout.gates import WaveReading
+from edge_agent.fleet.rollout.gates import HealthSource, WaveReading
 
 FAILED_STATES = frozenset({"failed", "rejected", "rolled_back"})
 
 
-class HealthSource(Protocol):
-    """Gate values for the devices told to run ``release`` (the cohort)."""
-
-    def reading(
-        self,
-        model: str,
-        release: int,
-        previous: int | None,
-        cohort: Sequence[str],
-        window_s: float,
-    ) -> WaveReading:
-        """Read the cohort's health over the last ``window_s`` seconds."""
-        ...
-
-
-class MonitorHealth:
+class MonitorHealth(HealthSource):
     """A :class:`HealthSource` over the monitor's store.
 
     Pass a started :class:`Monitor` (it ingests and the controller reads the same database), or

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -181,3 +183,16 @@ def test_create_refuses_bad_requests(setup: tuple) -> None:  # type: ignore[type
     controller.create("lab", "digits", 2, IDS)
     with pytest.raises(UpdateError, match="already has rollout"):
         controller.create("lab", "digits", 3, IDS)
+
+
+def test_controller_loads_without_the_monitor_package() -> None:
+    """The controller needs only the HealthSource protocol; the monitor (dashboard server,
+    ingest, store) is loaded by whoever wires MonitorHealth in, not by the controller."""
+    code = (
+        "import sys, edge_agent.fleet.rollout.controller, edge_agent.fleet.rollout; "
+        "print(sorted(m for m in sys.modules if m.startswith('edge_agent.fleet.monitor')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
