@@ -1,14 +1,14 @@
 """`edge-agent fleet`: staged rollouts and the fleet simulator.
 
-`fleet rollout create|status|pause|resume|abort|follow` drive the rollout controller
-(edge_agent/fleet/rollout); `fleet simulate` runs a simulated fleet (edge_agent/fleet/simulator).
+`fleet rollout create|status|pause|resume|abort|follow` (here) drive the rollout controller
+(edge_agent/fleet/rollout) and print through :mod:`edge_agent.cli._rollout_view`;
+`fleet simulate` (:mod:`edge_agent.cli.simulate_cmd`) runs a simulated fleet
+(edge_agent/fleet/simulator). The monitor is imported only when ``--monitor-db`` is given.
 """
 
 from __future__ import annotations
 
-import json
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,11 +16,9 @@ from types import FrameType
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 
-from edge_agent.delivery.waves import devices_through
+from edge_agent.cli._rollout_view import show_rollouts
+from edge_agent.cli.simulate_cmd import simulate
 from edge_agent.errors import ConfigError, UpdateError
 from edge_agent.fleet.rollout.controller import RolloutController
 from edge_agent.fleet.rollout.gates import Decision, GateThresholds
@@ -245,7 +243,7 @@ def create(
         )
         if follow:
             record = _follow(controller, group, poll, as_json)
-        _show([record], controller, as_json)
+        show_rollouts([record], controller, as_json)
     finally:
         if store is not None:
             store.close()
@@ -271,7 +269,7 @@ def follow_cmd(
     """Run the controller for GROUP until its rollout ends (resumes after a restart)."""
     controller, store = _controller(repo_dir, keys_dir, state_path, monitor_db)
     try:
-        _show([_follow(controller, group, poll, as_json)], controller, as_json)
+        show_rollouts([_follow(controller, group, poll, as_json)], controller, as_json)
     finally:
         store.close()
 
@@ -317,7 +315,7 @@ def status(
         records = [r for r in records if r.group == group]
         if not records:
             raise UpdateError(f"no rollout for group {group!r}")
-    _show(records, controller, as_json)
+    show_rollouts(records, controller, as_json)
 
 
 def _simple(command: str, verb: str) -> click.Command:
@@ -338,7 +336,7 @@ def _simple(command: str, verb: str) -> click.Command:
     ) -> None:
         controller, _ = _controller(repo_dir, keys_dir, state_path)
         record = getattr(controller, command)(group, reason)
-        _show([record], controller, as_json)
+        show_rollouts([record], controller, as_json)
 
     run.help = {
         "pause": "Hold the rollout at its current wave (a failing gate still rolls it back).",
@@ -354,200 +352,4 @@ resume = _simple("resume", "resumed")
 abort = _simple("abort", "aborted")
 
 
-def _record_json(record: RolloutRecord, controller: RolloutController) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    data = asdict(record)
-    data["wave_sizes"] = [len(w) for w in controller.waves_of(record)]
-    data["document"] = json.loads(record.document().to_bytes())
-    return data
-
-
-def _show(records: list[RolloutRecord], controller: RolloutController, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps([_record_json(r, controller) for r in records], indent=2))
-        return
-    console = Console()
-    table = Table(title="rollouts")
-    for column in ("group", "rollout", "model", "release", "state", "waves", "progress", "gates"):
-        table.add_column(column)
-    for r in records:
-        told = len(devices_through(r.members, r.waves, r.salt, len(r.opened)))
-        if r.status == "completed":
-            told = len(r.members)
-        elif r.status in ("rolled_back", "aborted", "timed_out"):
-            told = 0
-        reading = r.last_gates.get("reading", {})
-        on_release = int(reading.get("on_release", 0))
-        bar = ProgressBar(total=max(len(r.members), 1), completed=on_release, width=20)
-        progress = Table.grid(padding=(0, 1))
-        progress.add_row(bar, f"{on_release}/{len(r.members)} on it, {told} told")
-        verdict = r.last_gates.get("verdict", {})
-        gates = ", ".join(f"{c['name']}={c['status']}" for c in verdict.get("checks", [])) or "-"
-        style = {
-            "completed": "green",
-            "rolled_back": "red",
-            "timed_out": "red",
-            "aborted": "yellow",
-            "paused": "yellow",
-        }.get(r.status, "cyan")
-        table.add_row(
-            r.group,
-            r.id,
-            r.model,
-            f"{r.previous} -> {r.release}",
-            f"[{style}]{r.status}[/]\n{r.reason}",
-            f"{len(r.opened)}/{len(r.waves)} ({', '.join(f'{w:g}%' for w in r.waves)})",
-            progress,
-            gates,
-        )
-    console.print(table)
-
-
-@fleet.command("simulate")
-@click.option("--broker", required=True, help="mqtt://HOST[:PORT].")
-@click.option(
-    "--root",
-    "root_json",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The repository's root.json (the devices' trust anchor).",
-)
-@click.option("--devices", type=click.IntRange(1, 100_000), default=50, show_default=True)
-@click.option("--model", default="digits", show_default=True)
-@click.option("--group", default="lab", show_default=True)
-@click.option("--prefix", default="sim", show_default=True, help="Device ids: PREFIX-0000...")
-@click.option(
-    "--initial-release",
-    type=click.IntRange(min=1),
-    help="Release every device starts with (default: install per rollout/newest).",
-)
-@click.option(
-    "--fault-rate",
-    "error_rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Chance that any inference fails.",
-)
-@click.option("--latency-factor", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
-@click.option("--install-failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
-@click.option(
-    "--bad-release",
-    type=click.IntRange(min=1),
-    multiple=True,
-    help="A release that misbehaves in the field (repeatable).",
-)
-@click.option("--bad-error-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option(
-    "--devices-per-connection",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help=">1 multiplexes device ids on one MQTT connection.",
-)
-@click.option(
-    "--independent",
-    type=click.IntRange(min=0),
-    help="Devices with their own TUF trust state [default: all].",
-)
-@click.option(
-    "--trust-group-size",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="Devices sharing one TUF trust state, among the others.",
-)
-@click.option(
-    "--report-interval",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    help="Seconds between telemetry reports per device.",
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="Seconds to run (0: until Ctrl-C).",
-)
-@click.option(
-    "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where trust states live [default: a temporary directory].",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
-def simulate(
-    broker: str,
-    root_json: Path,
-    devices: int,
-    model: str,
-    group: str,
-    prefix: str,
-    initial_release: int | None,
-    error_rate: float,
-    latency_factor: float,
-    install_failure_rate: float,
-    bad_release: tuple[int, ...],
-    bad_error_rate: float,
-    devices_per_connection: int,
-    independent: int | None,
-    trust_group_size: int,
-    report_interval: float,
-    duration: float,
-    workdir: Path | None,
-    seed: int,
-    as_json: bool,
-) -> None:
-    """Run N light simulated agents in this process (real MQTT and TUF, synthetic inference).
-
-    Each device publishes status (retained, with a last will when it has its own
-    connection), telemetry and rollout transitions, and follows `rollouts/<group>.json`.
-    """
-    from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
-
-    faults = FaultSettings(
-        error_rate=error_rate,
-        latency_factor=latency_factor,
-        install_failure_rate=install_failure_rate,
-        bad_releases=frozenset(bad_release),
-        bad_error_rate=bad_error_rate,
-    )
-    settings = SimulatorSettings(
-        devices=devices,
-        model=model,
-        group=group,
-        prefix=prefix,
-        initial_release=initial_release,
-        devices_per_connection=devices_per_connection,
-        independent=independent,
-        trust_group_size=trust_group_size,
-        report_interval_s=report_interval,
-        faults=faults,
-        seed=seed,
-    )
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    with tempfile.TemporaryDirectory(prefix="edge-agent-sim-") as scratch:
-        simulator = FleetSimulator(broker, root_json, workdir or Path(scratch), settings)
-        with simulator:
-            if not as_json:
-                click.echo(f"{devices} simulated devices on {broker} (group {group}); Ctrl-C stops")
-            started = time.monotonic()
-            while not stop.wait(min(5.0, duration) if duration else 5.0):
-                if not as_json:
-                    stats = simulator.stats()
-                    click.echo(
-                        f"active {stats['active']}  messages {stats['messages_total']}  "
-                        f"tuf {stats['tuf']}"
-                    )
-                if duration and time.monotonic() - started >= duration:
-                    break
-            stats = simulator.stats()
-    click.echo(json.dumps(stats, indent=2) if as_json else f"stopped: {stats}")
+fleet.add_command(simulate)

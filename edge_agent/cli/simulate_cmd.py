@@ -1,0 +1,166 @@
+"""`edge-agent fleet simulate`: many light simulated agents in one process, for tests.
+
+The command is attached to the ``fleet`` group by :mod:`edge_agent.cli.fleet_cmd`; the
+simulator itself (:mod:`edge_agent.fleet.simulator`) is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+
+@click.command("simulate")
+@click.option("--broker", required=True, help="mqtt://HOST[:PORT].")
+@click.option(
+    "--root",
+    "root_json",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The repository's root.json (the devices' trust anchor).",
+)
+@click.option("--devices", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--model", default="digits", show_default=True)
+@click.option("--group", default="lab", show_default=True)
+@click.option("--prefix", default="sim", show_default=True, help="Device ids: PREFIX-0000...")
+@click.option(
+    "--initial-release",
+    type=click.IntRange(min=1),
+    help="Release every device starts with (default: install per rollout/newest).",
+)
+@click.option(
+    "--fault-rate",
+    "error_rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Chance that any inference fails.",
+)
+@click.option("--latency-factor", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+@click.option("--install-failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option(
+    "--bad-release",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="A release that misbehaves in the field (repeatable).",
+)
+@click.option("--bad-error-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option(
+    "--devices-per-connection",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help=">1 multiplexes device ids on one MQTT connection.",
+)
+@click.option(
+    "--independent",
+    type=click.IntRange(min=0),
+    help="Devices with their own TUF trust state [default: all].",
+)
+@click.option(
+    "--trust-group-size",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Devices sharing one TUF trust state, among the others.",
+)
+@click.option(
+    "--report-interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between telemetry reports per device.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds to run (0: until Ctrl-C).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where trust states live [default: a temporary directory].",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
+def simulate(
+    broker: str,
+    root_json: Path,
+    devices: int,
+    model: str,
+    group: str,
+    prefix: str,
+    initial_release: int | None,
+    error_rate: float,
+    latency_factor: float,
+    install_failure_rate: float,
+    bad_release: tuple[int, ...],
+    bad_error_rate: float,
+    devices_per_connection: int,
+    independent: int | None,
+    trust_group_size: int,
+    report_interval: float,
+    duration: float,
+    workdir: Path | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Run N light simulated agents in this process (real MQTT and TUF, synthetic inference).
+
+    Each device publishes status (retained, with a last will when it has its own
+    connection), telemetry and rollout transitions, and follows `rollouts/<group>.json`.
+    """
+    from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
+
+    faults = FaultSettings(
+        error_rate=error_rate,
+        latency_factor=latency_factor,
+        install_failure_rate=install_failure_rate,
+        bad_releases=frozenset(bad_release),
+        bad_error_rate=bad_error_rate,
+    )
+    settings = SimulatorSettings(
+        devices=devices,
+        model=model,
+        group=group,
+        prefix=prefix,
+        initial_release=initial_release,
+        devices_per_connection=devices_per_connection,
+        independent=independent,
+        trust_group_size=trust_group_size,
+        report_interval_s=report_interval,
+        faults=faults,
+        seed=seed,
+    )
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with tempfile.TemporaryDirectory(prefix="edge-agent-sim-") as scratch:
+        simulator = FleetSimulator(broker, root_json, workdir or Path(scratch), settings)
+        with simulator:
+            if not as_json:
+                click.echo(f"{devices} simulated devices on {broker} (group {group}); Ctrl-C stops")
+            started = time.monotonic()
+            while not stop.wait(min(5.0, duration) if duration else 5.0):
+                if not as_json:
+                    stats = simulator.stats()
+                    click.echo(
+                        f"active {stats['active']}  messages {stats['messages_total']}  "
+                        f"tuf {stats['tuf']}"
+                    )
+                if duration and time.monotonic() - started >= duration:
+                    break
+            stats = simulator.stats()
+    click.echo(json.dumps(stats, indent=2) if as_json else f"stopped: {stats}")
