@@ -145,22 +145,27 @@ def simulate(
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    with tempfile.TemporaryDirectory(prefix="edge-agent-sim-") as scratch:
-        simulator = FleetSimulator(broker, root_json, workdir or Path(scratch), settings)
-        with simulator:
-            if not as_json:
-                click.echo(f"{devices} simulated devices on {broker} (group {group}); Ctrl-C stops")
-            started = time.monotonic()
-            while not stop.wait(min(5.0, duration) if duration else 5.0):
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="edge-agent-sim-") as scratch:
+            simulator = FleetSimulator(broker, root_json, workdir or Path(scratch), settings)
+            with simulator:
                 if not as_json:
-                    stats = simulator.stats()
                     click.echo(
-                        f"active {stats['active']}  messages {stats['messages_total']}  "
-                        f"tuf {stats['tuf']}"
+                        f"{devices} simulated devices on {broker} (group {group}); Ctrl-C stops"
                     )
-                if duration and time.monotonic() - started >= duration:
-                    break
-            stats = simulator.stats()
+                started = time.monotonic()
+                while not stop.wait(min(5.0, duration) if duration else 5.0):
+                    if not as_json:
+                        stats = simulator.stats()
+                        click.echo(
+                            f"active {stats['active']}  messages {stats['messages_total']}  "
+                            f"tuf {stats['tuf']}"
+                        )
+                    if duration and time.monotonic() - started >= duration:
+                        break
+                stats = simulator.stats()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     click.echo(json.dumps(stats, indent=2) if as_json else f"stopped: {stats}")
