@@ -1,0 +1,198 @@
+"""The served models of one agent: loading, swap gates, delivered releases and rollbacks.
+
+Every model the agent serves comes through here, whether from the config (at start-up or a
+reload) or from the registry (a delivered release). A new version never replaces a working one
+directly: it goes through its model's :class:`SwapController`, whose events (activated, rolled
+back) are told to the agent so it can publish them, and whose rollbacks also roll the store
+back so the bad release is not offered again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.config import ModelEntry, RuntimeSettings, ServingSettings
+from edge_agent.delivery.update import ShadowVerdict
+from edge_agent.errors import EdgeAgentError
+from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
+from edge_agent.serving.gates import SwapGates
+from edge_agent.serving.loading import load_version
+from edge_agent.serving.metrics import ServingMetrics
+from edge_agent.serving.swap import SwapController
+from edge_agent.telemetry.profile import load_profile
+
+if TYPE_CHECKING:
+    from edge_agent.agent.reload import ReloadPlan
+    from edge_agent.agent.telemetry import AgentTelemetry
+    from edge_agent.agent.updates import AgentUpdates
+    from edge_agent.delivery.store import InstalledModel
+
+log = logging.getLogger(__name__)
+
+SwapEvent = dict[str, Any]
+"""What a swap controller reports (``model``, ``state``, ``reason``, versions)."""
+
+
+class ModelHost:
+    """Loads, swaps and rolls back the agent's models; owns their registry and metrics.
+
+    ``on_served`` runs for every model that starts being served (the agent attaches capture);
+    ``on_event`` for every swap event, after the store has been rolled back where needed.
+    ``telemetry`` and ``updates`` are set by the agent once they exist.
+    """
+
+    def __init__(
+        self,
+        runtime: RuntimeSettings,
+        serving: ServingSettings,
+        *,
+        on_served: Callable[[ServedModel], None],
+        on_event: Callable[[SwapEvent], None],
+    ) -> None:
+        self.runtime = runtime
+        self.serving = serving
+        self.models = ModelRegistry()
+        self.metrics = ServingMetrics()
+        self.controllers: dict[str, SwapController] = {}
+        self.entries: dict[str, ModelEntry] = {}
+        self.events: list[SwapEvent] = []
+        self.telemetry: AgentTelemetry | None = None
+        self.updates: AgentUpdates | None = None
+        self.delivered: Collection[str] = ()
+        """Names the registry delivers (a rollback of one of them also rolls its store back)."""
+        self._on_served = on_served
+        self._on_event = on_event
+
+    def _load(
+        self, name: str, version: str, path: Path, manifest: Mapping[str, Any] | None
+    ) -> LoadedVersion:
+        return load_version(
+            name,
+            version,
+            path,
+            self.runtime,
+            isolation=self.serving.isolation,
+            manifest=manifest,
+        )
+
+    def add(
+        self, entry: ModelEntry, version: str = "1", manifest: Mapping[str, Any] | None = None
+    ) -> ServedModel:
+        """Load ``entry`` and serve it under its name (raises what loading raises)."""
+        served = ServedModel(entry.name, self._load(entry.name, version, entry.path, manifest))
+        self.models.add(served)
+        self.metrics.attach(served)
+        if self.telemetry is not None:
+            reference = load_profile(entry.profile) if entry.profile is not None else None
+            self.telemetry.attach(served, reference)
+        self._on_served(served)
+        self.controllers[entry.name] = SwapController(
+            served, SwapGates(**self.serving.gates.model_dump()), on_event=self._swap_event
+        )
+        self.entries[entry.name] = entry
+        log.info(
+            "%s v%s loaded from %s on %s",
+            entry.name,
+            version,
+            entry.path,
+            served.active.backend.delegate.name,
+        )
+        return served
+
+    def remove(self, name: str) -> None:
+        """Stop serving ``name`` (in-flight requests finish on the old version)."""
+        served = self.models.remove(name)
+        self.controllers.pop(name).close()
+        if self.telemetry is not None:
+            self.telemetry.detach(name)
+        self.entries.pop(name)
+        if served is not None:
+            served.active.drain_and_close()
+        log.info("%s: no longer served", name)
+
+    def swap_in(
+        self, name: str, version: str, path: Path, manifest: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Load ``path`` as a new version of ``name`` and put it through the swap gates."""
+        controller = self.controllers[name]
+        verdict = controller.try_candidate(self._load(name, version, path, manifest))
+        self.metrics.swaps.labels(name, "activate" if verdict.ok else "reject").inc()
+        self.metrics.mark_active(controller.served)
+        return verdict.ok
+
+    def serve_installed(self, installed: InstalledModel) -> None:
+        """Serve a model from the store (at start-up, or its first delivered version)."""
+        entry = ModelEntry(name=installed.name, path=installed.path)
+        self.add(entry, version=str(installed.version), manifest=installed.manifest)
+
+    def accept_release(self, installed: InstalledModel) -> ShadowVerdict:
+        """The update manager's shadow check: the health-gated swap (or first serving)."""
+        try:
+            if self.models.get(installed.name) is None:
+                self.serve_installed(installed)
+                return ShadowVerdict(True, "first version of this model: nothing to compare")
+            ok = self.swap_in(
+                installed.name, str(installed.version), installed.path, installed.manifest
+            )
+        except EdgeAgentError as exc:
+            return ShadowVerdict(False, f"cannot load it: {exc}")
+        verdict = self.controllers[installed.name].last_verdict
+        if verdict is None:
+            return ShadowVerdict(ok, "")
+        # too little traffic is no verdict on the model: it stays staged and is tried again
+        return ShadowVerdict(ok, verdict.reason, conclusive=verdict.conclusive)
+
+    def rollout_rollback(self, name: str, reason: str) -> None:
+        """The group's signed rollout was rolled back: return to the previous release."""
+        controller = self.controllers.get(name)
+        if controller is not None and controller.previous is not None:
+            controller.rollback(reason)  # its event rolls the store back and rejects the bad one
+            return
+        assert self.updates is not None
+        previous = self.updates.store.previous(name)
+        if previous is None:
+            log.error("%s: the rollout was rolled back but no previous version is installed", name)
+            return
+        self.updates.roll_back(name, reason)
+        if controller is not None:  # not loaded any more (e.g. after a restart): load it
+            restored = self._load(name, str(previous.version), previous.path, previous.manifest)
+            controller.served.swap(restored).drain_and_close()
+            self.metrics.mark_active(controller.served)
+
+    def apply_reload(self, plan: ReloadPlan) -> None:
+        """Remove, add and swap the config's models; a model that fails to load is kept."""
+        for name in plan.remove:
+            self.remove(name)
+        for entry in [*plan.add, *plan.swap]:
+            try:
+                if entry in plan.add:
+                    self.add(entry)
+                    continue
+                served = self.models.get(entry.name)
+                assert served is not None
+                if self.swap_in(entry.name, str(int(served.active.version) + 1), entry.path):
+                    self.entries[entry.name] = entry
+            except (EdgeAgentError, ValueError) as exc:
+                log.error("reload: model %s kept as it was: %s", entry.name, exc)
+
+    def _swap_event(self, event: SwapEvent) -> None:
+        self.events.append(event)
+        rolled_back = event["state"] == "rolled_back"
+        if rolled_back and self.updates is not None and event["model"] in self.delivered:
+            self.updates.roll_back(event["model"], event["reason"])
+        if rolled_back:
+            self.metrics.swaps.labels(event["model"], "rollback").inc()
+            served = self.models.get(event["model"])
+            if served is not None:
+                self.metrics.mark_active(served)
+        self._on_event(event)
+
+    def close(self) -> None:
+        """Close the controllers, then drain and close every model."""
+        for controller in self.controllers.values():
+            controller.close()
+        for served in self.models:
+            served.active.drain_and_close()

@@ -1,0 +1,91 @@
+"""The agent's pipelines: each starts once its model is served, and reports its progress.
+
+A pipeline whose model is not served yet (a model the registry has not delivered) waits and
+starts when the model arrives. Every started pipeline takes part in the watchdog decision
+through the progress function it is registered with. The pipeline modules (sources, sinks) are
+imported only when a pipeline starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.config import PipelineSettings
+from edge_agent.serving import ModelRegistry
+
+if TYPE_CHECKING:
+    from edge_agent.pipeline.runner import Pipeline
+    from edge_agent.transport.client import MqttClient
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[], float]
+"""Returns the monotonic time of a component's last progress (pipelines register these)."""
+
+
+class Pipelines:
+    """The configured pipelines, started as their models become available."""
+
+    def __init__(
+        self,
+        settings: Sequence[PipelineSettings],
+        models: ModelRegistry,
+        *,
+        device_id: str,
+        register_progress: Callable[[str, Progress], None],
+    ) -> None:
+        self.settings = list(settings)
+        self.running: list[Pipeline] = []
+        self._models = models
+        self._device_id = device_id
+        self._register_progress = register_progress
+        self._started: set[str] = set()
+
+    def start_ready(self, client: MqttClient | None) -> None:
+        """Start every pipeline whose model is served; the others start when it arrives."""
+        for settings in self.settings:
+            if not settings.enabled or settings.name in self._started:
+                continue
+            if self._models.get(settings.model) is None:
+                log.info("pipeline %s waits for model %s", settings.name, settings.model)
+                continue
+            from edge_agent.pipeline.runner import build_pipeline
+
+            pipeline = build_pipeline(
+                settings, self._models, device_id=self._device_id, client=client
+            )
+            pipeline.start()
+            self.running.append(pipeline)
+            self._started.add(settings.name)
+            self._register_progress(f"pipeline:{pipeline.name}", progress_of(pipeline))
+            log.info(
+                "pipeline %s started (%s -> %s)",
+                pipeline.name,
+                settings.source.type,
+                settings.model,
+            )
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Each running pipeline's counters (for the status document)."""
+        return [pipeline.stats() for pipeline in self.running]
+
+    def stop(self) -> None:
+        """Stop every running pipeline."""
+        for pipeline in self.running:
+            pipeline.stop()
+
+
+def progress_of(pipeline: Pipeline) -> Progress:
+    """When ``pipeline`` last made progress.
+
+    A finished finite source (a video file that ended) is not a stuck pipeline: it counts as
+    progressing now.
+    """
+
+    def last_progress() -> float:
+        return pipeline.last_progress if pipeline.running else time.monotonic()
+
+    return last_progress
