@@ -12,7 +12,7 @@ import pytest
 from edge_agent.delivery.store import ModelStore
 from edge_agent.errors import ModelError, UpdateError
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 FP32 = MODELS / "digits" / "digits_fp32.tflite"
 INT8 = MODELS / "digits" / "digits_int8.onnx"
 INT8_TFLITE = MODELS / "digits" / "digits_int8.tflite"

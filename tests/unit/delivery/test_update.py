@@ -11,7 +11,7 @@ from edge_agent.delivery.store import ModelStore
 from edge_agent.delivery.update import ShadowVerdict, UpdateLimits, UpdateManager, UpdateState
 from tests.fakes.model_source import LocalModelSource
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 FP32 = MODELS / "digits" / "digits_fp32.tflite"
 INT8 = MODELS / "digits" / "digits_int8.onnx"
 

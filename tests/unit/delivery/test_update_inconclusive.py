@@ -10,7 +10,7 @@ from edge_agent.delivery.store import ModelStore
 from edge_agent.delivery.update import ShadowVerdict, UpdateManager, UpdateState
 from tests.fakes.model_source import LocalModelSource
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 def _manager(
