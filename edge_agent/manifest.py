@@ -16,17 +16,15 @@ a message that says to upgrade, not half-understood.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edge_agent._fs import write_atomically
 from edge_agent.errors import ModelError
 
 MANIFEST_FILENAME = "manifest.json"
@@ -282,7 +280,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 def save_manifest(manifest: ModelManifest, path: Path) -> None:
     """Write the manifest as indented JSON, atomically."""
     text = manifest.model_dump_json(indent=2, exclude_none=True) + "\n"
-    write_file_atomically(path, text.encode("utf-8"))
+    write_atomically(path, text.encode("utf-8"))
 
 
 def verify_package(package_dir: Path) -> ModelManifest:
@@ -303,29 +301,3 @@ def verify_package(package_dir: Path) -> ModelManifest:
         if sha256_file(target) != ref.sha256:
             raise ModelError(f"{target}: sha256 differs from the manifest (altered)")
     return manifest
-
-
-def write_file_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over ``path``, fsync the directory.
-
-    A crash leaves either the old file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a package is read by other users too
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -7,9 +7,10 @@ Layout of the store folder::
     payloads/<id>.npz       np.savez_compressed: ``input:<name>`` and ``output:<name>`` arrays
 
 Crash safety (kill -9 at any moment loses at most the sample being written, and never leaves
-a half-trusted one): a payload is written to ``<id>.npz.tmp``, fsynced and renamed into place
-*before* its index row is committed; a drop deletes the row (committed) *before* the file. At
-open, :meth:`SampleStore.recover` removes ``.tmp`` leftovers and payloads without a row, and
+a half-trusted one): a payload is written to a ``.tmp`` file beside ``<id>.npz``, fsynced and
+renamed into place (:func:`edge_agent._fs.write_atomically`) *before* its index row is
+committed; a drop deletes the row (committed) *before* the file. At open,
+:meth:`SampleStore.recover` removes ``.tmp`` leftovers and payloads without a row, and
 rows whose payload vanished. SQLite runs with ``journal_mode=WAL`` and ``synchronous=NORMAL``:
 a committed row survives kill -9; power loss may lose the last rows, not the file's integrity.
 
@@ -20,11 +21,9 @@ reported, with those never uploaded counted apart.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent._fs import write_atomically
 from edge_agent.errors import EdgeAgentError
 
 INDEX = "index.sqlite"
@@ -137,15 +137,6 @@ def decode_payload(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.nda
     return inputs, outputs
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class SampleStore:
     """Samples on disk, bounded by bytes and age. Thread-safe (one connection, one lock)."""
 
@@ -224,18 +215,10 @@ class SampleStore:
         sample_id = uuid.uuid4().hex
         data = encode_payload(sample.inputs, sample.outputs)
         final = self.payload_dir / f"{sample_id}.npz"
-        temp = final.with_name(final.name + ".tmp")
         try:
-            with temp.open("wb") as handle:
-                handle.write(data)
-                if self.fsync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(temp, final)
-            if self.fsync:
-                _fsync_dir(self.payload_dir)
+            # the umask decides who may read captured inputs, as for any file the agent writes
+            write_atomically(final, data, mode=None, durable=self.fsync)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
             raise StoreError(f"cannot write a sample to {self.payload_dir}: {exc}") from None
         row = (
             sample_id,

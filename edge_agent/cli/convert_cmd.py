@@ -375,12 +375,12 @@ def evaluate(
     as_json: bool,
 ) -> None:
     """Compare CANDIDATE with --reference on --data; exit 1 when a gate fails."""
+    from edge_agent._fs import write_atomically
     from edge_agent.convert.calibration import SampleSet, read_labels
     from edge_agent.convert.evaluate import EvaluateOptions, evaluate_models
     from edge_agent.convert.gates import Gates
     from edge_agent.convert.report import render
     from edge_agent.errors import InputError
-    from edge_agent.manifest import write_file_atomically
 
     samples = DataSource(data, max_samples, _read_names(class_names)).load(_model_specs(candidate))
     if labels_file is not None:
@@ -403,7 +403,7 @@ def evaluate(
     )
     text = report.model_dump_json(indent=2)
     if output is not None:
-        write_file_atomically(output, (text + "\n").encode())
+        write_atomically(output, (text + "\n").encode())
     if as_json:
         click.echo(text)
     else:

@@ -28,13 +28,14 @@ from typing import Any, Literal
 import numpy as np
 from rich.console import Console
 
+from edge_agent._fs import write_atomically
 from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import SampleSet, feeds_for, require_samples
 from edge_agent.convert.deps import require
 from edge_agent.convert.progress import steps
 from edge_agent.convert.tflite import TFLiteResult
 from edge_agent.errors import InputError, ModelError
-from edge_agent.manifest import CalibrationInfo, QuantizationInfo, write_file_atomically
+from edge_agent.manifest import CalibrationInfo, QuantizationInfo
 from edge_agent.runtime import load_model
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z_.:/-]")
@@ -112,7 +113,7 @@ def onnx_to_tflite(
         produced = work / "out" / f"model_{suffix}.tflite"
         if not produced.is_file():
             raise ModelError(f"{source}: onnx2tf finished without writing {produced.name}")
-        write_file_atomically(output, produced.read_bytes())
+        write_atomically(output, produced.read_bytes())
     backend = load_model(output, RuntimeSettings())
     try:
         inputs = [spec.describe() for spec in backend.inputs]

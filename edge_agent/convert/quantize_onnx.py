@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from edge_agent._fs import write_atomically
 from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import (
     SampleSet,
@@ -28,7 +29,7 @@ from edge_agent.convert.calibration import (
 from edge_agent.convert.deps import require
 from edge_agent.convert.progress import steps
 from edge_agent.errors import InputError, ModelError
-from edge_agent.manifest import CalibrationInfo, QuantizationInfo, write_file_atomically
+from edge_agent.manifest import CalibrationInfo, QuantizationInfo
 from edge_agent.runtime import load_model
 
 Mode = Literal["dynamic", "static"]
@@ -181,7 +182,7 @@ def quantize_onnx(
             "options given (check --op-types / --exclude-op-types, or try the other --mode)"
         )
     _set_metadata(onnx, result_model, info)
-    write_file_atomically(output, result_model.SerializeToString())
+    write_atomically(output, result_model.SerializeToString())
     _check_loads(output)
     return QuantizeResult(
         output=output,

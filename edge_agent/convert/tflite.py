@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from rich.console import Console
 
+from edge_agent._fs import write_atomically
 from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import (
     DataSource,
@@ -34,7 +35,6 @@ from edge_agent.manifest import (
     CalibrationInfo,
     QuantizationInfo,
     QuantizationScheme,
-    write_file_atomically,
 )
 from edge_agent.runtime import DYNAMIC, TensorSpec, load_model
 
@@ -100,7 +100,7 @@ def convert_to_tflite(
                     flatbuffer = converter.convert()
             except Exception as exc:
                 raise ModelError(_conversion_error(source, exc)) from None
-    write_file_atomically(output, bytes(flatbuffer))
+    write_atomically(output, bytes(flatbuffer))
     backend = load_model(output, RuntimeSettings())
     try:
         inputs = [spec.describe() for spec in backend.inputs]

@@ -17,14 +17,12 @@ rename. Loading verifies locally (hash of the file against the state), with no n
 from __future__ import annotations
 
 import builtins
-import contextlib
 import copy
 import errno
 import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from edge_agent._fs import atomic_writer, write_atomically
 from edge_agent.errors import ModelError, UpdateError
-from edge_agent.manifest import write_file_atomically
 
 State = Literal["staged", "active", "previous", "inactive"]
 MODEL_SUFFIXES = (".tflite", ".onnx")
@@ -307,7 +305,7 @@ class ModelStore:
         yield draft["models"]
         data = json.dumps(draft, indent=1, sort_keys=True).encode()
         try:
-            write_file_atomically(self.root / STATE_FILE, data)
+            write_atomically(self.root / STATE_FILE, data)
         except OSError as exc:
             raise UpdateError(
                 f"{self.root / STATE_FILE}: cannot save the store state ({exc.strerror or exc}); "
@@ -352,38 +350,23 @@ class ModelStore:
 
     def _copy_verified(self, source: Path, blob: Path, sha256: str) -> None:
         digest = hashlib.sha256()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{blob.name}.", suffix=".tmp", dir=self.blobs)
         try:
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            # read-only: a blob is addressed by its hash and never changes
+            with atomic_writer(blob, mode=0o444) as out, source.open("rb") as src:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     digest.update(block)
                     out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest.hexdigest() != sha256:
-                raise UpdateError(
-                    f"{source}: sha256 {digest.hexdigest()[:16]}... is not the "
-                    f"expected {sha256[:16]}... (tampered or corrupted); not "
-                    "installed"
-                )
-            os.chmod(tmp_name, 0o444)
-            os.replace(tmp_name, blob)
+                if digest.hexdigest() != sha256:  # raising here discards the temp file
+                    raise UpdateError(
+                        f"{source}: sha256 {digest.hexdigest()[:16]}... is not the "
+                        f"expected {sha256[:16]}... (tampered or corrupted); not "
+                        "installed"
+                    )
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
             raise UpdateError(
                 f"{blob}: cannot copy {source.name} into the store ({exc.strerror or exc}); "
                 f"nothing was installed{_space_hint(self.blobs, exc)}"
             ) from exc
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        dir_fd = os.open(self.blobs, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _empty_entry() -> dict[str, Any]:

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edge_agent._fs import write_atomically
 from edge_agent.errors import ModelError
 from edge_agent.telemetry.features import (
     DEFAULT_DOWNSAMPLE,
@@ -355,23 +354,8 @@ def merge(a: Profile, b: Profile) -> Profile:
 
 def save_profile(profile: Profile, path: Path) -> None:
     """Write ``profile`` as JSON atomically (temp file, fsync, rename, fsync the directory)."""
-    path = Path(path)
     blob = json.dumps(profile.to_dict(), separators=(",", ":")).encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(Path(path), blob)
 
 
 def load_profile(path: Path) -> Profile:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from tuf.api.metadata import TargetFile, Targets
 
+from edge_agent._fs import write_atomically
 from edge_agent.delivery.rollout_document import RolloutDocument, rollout_target_path
 from edge_agent.errors import UpdateError
-from edge_agent.manifest import write_file_atomically
 from edge_agent.trust.operator.repository import ROLLOUTS, OperatorRepository
 
 
@@ -24,7 +24,7 @@ def publish_rollout(repo: OperatorRepository, doc: RolloutDocument) -> TargetFil
     data = doc.to_bytes()
     target = TargetFile.from_data(doc.target_path, data, ["sha256"])
     hashed = target.get_prefixed_paths()[0]
-    write_file_atomically(repo.targets_dir / hashed, data)
+    write_atomically(repo.targets_dir / hashed, data)
     with repo.edit_targets(ROLLOUTS) as md:
         md.signed.targets[doc.target_path] = target
     return target

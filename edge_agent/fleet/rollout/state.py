@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent._fs import write_atomically
 from edge_agent.delivery.rollout_document import RolloutDocument
 from edge_agent.errors import UpdateError
-from edge_agent.manifest import write_file_atomically
 
 SCHEMA = 1
 RUNNING = ("rolling", "paused")
@@ -140,7 +140,7 @@ class StateFile:
             "rollouts": {g: asdict(r) for g, r in sorted(state.rollouts.items())},
             "withdrawn": state.withdrawn,
         }
-        write_file_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+        write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -18,8 +18,8 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
+from edge_agent._fs import write_atomically
 from edge_agent.errors import UpdateError
-from edge_agent.manifest import write_file_atomically
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.fetcher import METADATA_URL, TARGETS_URL, MqttFetcher, registry_path
 from edge_agent.trust.device.link import RegistryLink
@@ -47,7 +47,7 @@ def provision(metadata_dir: Path, root_json: Path) -> None:
     except (tuf_errors.RepositoryError, ValueError, KeyError, TypeError) as exc:
         raise UpdateError(f"{root_json}: not valid self-signed TUF root metadata: {exc}") from None
     metadata_dir.mkdir(parents=True, exist_ok=True)
-    write_file_atomically(metadata_dir / "root.json", data)
+    write_atomically(metadata_dir / "root.json", data)
 
 
 def describe_tuf_error(exc: Exception) -> str:

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from edge_agent.manifest import write_file_atomically
+from edge_agent._fs import write_atomically
 
 CHECK = "crc32"
 
@@ -143,5 +143,5 @@ class JournalWriter:
     def _write(self, done: dict[int, int]) -> None:
         os.fsync(self.part_fd)  # the bytes first, then the journal that vouches for them
         body = self.identity | {"done": {str(k): v for k, v in sorted(done.items())}}
-        write_file_atomically(self.journal_path, json.dumps(body).encode())
+        write_atomically(self.journal_path, json.dumps(body).encode())
         self.writes += 1

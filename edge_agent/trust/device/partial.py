@@ -35,6 +35,7 @@ from typing import Any
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import TargetFile
 
+from edge_agent._fs import replace_durably
 from edge_agent.errors import UpdateError
 from edge_agent.trust.device.journal import CHECK, JournalWriter, load_journal
 from edge_agent.trust.device.link import RegistryLink
@@ -183,8 +184,7 @@ class ResumableDownload:
                 "in signed metadata (tampered or corrupted in transit); discarded it"
             )
         try:
-            os.replace(self.part_path, self.final_path)
-            _fsync_dir(self.download_dir)
+            replace_durably(self.part_path, self.final_path)
             self.journal_path.unlink(missing_ok=True)
         except OSError as exc:
             raise self._disk_error(exc, "could not finish") from exc
@@ -284,11 +284,3 @@ def _free_bytes(path: Path) -> int:
     except OSError:
         return 0
     return stats.f_bavail * stats.f_frsize
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from edge_agent._fs import fsync_dir, replace_durably
 from edge_agent.errors import UpdateError
 
 KEY_SUFFIX = ".pem"
@@ -49,6 +50,7 @@ def generate_key(keys_dir: Path, role: str) -> KeyFile:
         handle.write(signer.private_bytes)
         handle.flush()
         os.fsync(handle.fileno())
+    fsync_dir(keys_dir)  # the new key's directory entry survives a power cut too
     return KeyFile(path, signer)
 
 
@@ -79,5 +81,5 @@ def retire_key(key: KeyFile, keys_dir: Path) -> Path:
     retired = keys_dir / "retired"
     retired.mkdir(exist_ok=True, mode=0o700)
     target = retired / key.path.name
-    os.replace(key.path, target)
+    replace_durably(key.path, target)
     return target

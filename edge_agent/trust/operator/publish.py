@@ -13,13 +13,13 @@ from pathlib import Path, PurePosixPath
 
 from tuf.api.metadata import Root, Snapshot, TargetFile, Targets, Timestamp
 
+from edge_agent._fs import copy_atomically
 from edge_agent.errors import UpdateError
 from edge_agent.manifest import verify_package, version_key
 from edge_agent.trust.operator.keys import load_keys
 from edge_agent.trust.operator.repository import (
     ROLLOUTS,
     OperatorRepository,
-    copy_file_atomically,
     utc_now,
 )
 from edge_agent.trust.targets import (
@@ -60,7 +60,7 @@ def add_model(repo: OperatorRepository, package_dir: Path) -> ModelRelease:
             manifest.name, release, manifest.model_dump(mode="json", exclude_none=True)
         )
         hashed_name = target.get_prefixed_paths()[0]
-        copy_file_atomically(source, repo.targets_dir / hashed_name)
+        copy_atomically(source, repo.targets_dir / hashed_name)
         targets_md.signed.targets[target_path] = target
     published = release_of(target)
     if published is None:  # pragma: no cover - model_target_path validated the path

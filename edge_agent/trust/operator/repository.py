@@ -17,12 +17,8 @@ atomically, under a lock file, so a crash or a concurrent registry never sees a 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,8 +39,8 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
+from edge_agent._fs import write_atomically
 from edge_agent.errors import UpdateError
-from edge_agent.manifest import write_file_atomically
 from edge_agent.trust.operator.keys import KeyFile, generate_key, load_keys, retire_key
 
 ROLLOUTS = "rollouts"
@@ -107,7 +103,7 @@ class RepoSettings:
     def save(self, path: Path) -> None:
         """Write ``repo.json`` atomically."""
         text = json.dumps({"expiry_days": self.expiry_days}, indent=2) + "\n"
-        write_file_atomically(path, text.encode())
+        write_atomically(path, text.encode())
 
 
 class OperatorRepository:
@@ -301,8 +297,8 @@ class OperatorRepository:
         data = md.to_bytes(self._serializer)
         version = md.signed.version
         if role != Timestamp.type:
-            write_file_atomically(self.metadata_dir / f"{version}.{role}.json", data)
-        write_file_atomically(self.metadata_dir / f"{role}.json", data)
+            write_atomically(self.metadata_dir / f"{version}.{role}.json", data)
+        write_atomically(self.metadata_dir / f"{role}.json", data)
 
     def _sign(self, role: str, md: Metadata[Any], signers_of_previous: bool) -> None:
         keys = load_keys(self.keys_dir)
@@ -373,25 +369,3 @@ class OperatorRepository:
         )
         self.bump(ts_md, Timestamp.type, valid_for)
         self._publish(Timestamp.type, ts_md)
-
-
-def copy_file_atomically(source: Path, destination: Path) -> None:
-    """Stream ``source`` into ``destination`` (temp file, fsync, rename, fsync dir)."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    dir_fd = os.open(destination.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
