@@ -18,7 +18,6 @@ from edge_agent.config import ModelEntry, RuntimeSettings, ServingSettings
 from edge_agent.delivery.update import ShadowVerdict
 from edge_agent.errors import EdgeAgentError
 from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
-from edge_agent.serving.gates import SwapGates
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
@@ -90,7 +89,7 @@ class ModelHost:
             self.telemetry.attach(served, reference)
         self._on_served(served)
         self.controllers[entry.name] = SwapController(
-            served, SwapGates(**self.serving.gates.model_dump()), on_event=self._swap_event
+            served, self.serving.gates, on_event=self._swap_event
         )
         self.entries[entry.name] = entry
         log.info(

@@ -1,4 +1,8 @@
-"""Health gates for a model swap: pure decisions over what the shadow check and the watch saw."""
+"""Health gates for a model swap: pure decisions over what the shadow check and the watch saw.
+
+The thresholds are the config's :class:`~edge_agent.config.SwapGateSettings` (`serving.gates`),
+used as they are: no mirror class to keep in step.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class SwapGates:
-    """What a candidate version must show before it serves, and keep showing after."""
-
-    shadow_seconds: float = 10.0
-    """How long live traffic is mirrored to the candidate (buffered samples are run first)."""
-    min_samples: int = 20
-    """Comparisons needed before judging; fewer is a rejection ("not enough evidence")."""
-    min_agreement: float = 0.98
-    """Share of inputs on which candidate and active give the same answer."""
-    max_error_rate: float = 0.01
-    """Share of candidate inferences allowed to fail."""
-    max_latency_ratio: float = 2.0
-    """Candidate p95 latency may be at most this multiple of the active version's p95."""
-    watch_seconds: float = 60.0
-    """After activation: how long errors and latency are watched, with automatic rollback."""
-    watch_min_requests: int = 20
-    """Requests needed in the watch window before a rollback can be decided."""
+from edge_agent.config import SwapGateSettings
 
 
 @dataclass
@@ -83,7 +69,7 @@ def outputs_agree(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> b
     return True
 
 
-def judge_shadow(evidence: Evidence, gates: SwapGates) -> tuple[bool, str]:
+def judge_shadow(evidence: Evidence, gates: SwapGateSettings) -> tuple[bool, str]:
     """May the candidate become active? Returns (ok, reason)."""
     summary = evidence.summary()
     total = evidence.compared + evidence.errors
@@ -122,7 +108,7 @@ def judge_watch(
     errors: int,
     p95_ms: float | None,
     baseline_p95_ms: float | None,
-    gates: SwapGates,
+    gates: SwapGateSettings,
 ) -> str | None:
     """After activation: a reason to roll back, or None while the new version is healthy."""
     if requests < gates.watch_min_requests:

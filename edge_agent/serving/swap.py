@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.config import SwapGateSettings
 from edge_agent.errors import ModelError
-from edge_agent.serving.gates import Evidence, SwapGates, judge_shadow, judge_watch, outputs_agree
+from edge_agent.serving.gates import Evidence, judge_shadow, judge_watch, outputs_agree
 from edge_agent.serving.served import InferenceResult, LoadedVersion, ServedModel
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class SwapController:
     def __init__(
         self,
         served: ServedModel,
-        gates: SwapGates,
+        gates: SwapGateSettings,
         *,
         on_event: Callable[[Event], None] = lambda event: None,
         buffer_size: int = 64,
@@ -230,7 +231,7 @@ class _Watch:
         self,
         version: str,
         baseline_p95_ms: float | None,
-        gates: SwapGates,
+        gates: SwapGateSettings,
         on_breach: Callable[[str], None],
     ) -> None:
         self.version = version

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 from edge_agent.api import ApiServer
-from edge_agent.config import RuntimeSettings
+from edge_agent.config import RuntimeSettings, SwapGateSettings
 from edge_agent.serving import ModelRegistry, ServedModel
-from edge_agent.serving.gates import SwapGates
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
 
-FAST_GATES = SwapGates(shadow_seconds=0.3, min_samples=10, watch_seconds=30, max_latency_ratio=50.0)
+FAST_GATES = SwapGateSettings(
+    shadow_seconds=0.3, min_samples=10, watch_seconds=30, max_latency_ratio=50.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def test_a_version_that_starts_failing_after_activation_is_rolled_back_automatic
         "digits", load_version("digits", "1", models_dir / "digits" / "digits_fp32.onnx", settings)
     )
     events: list[dict] = []
-    gates = SwapGates(
+    gates = SwapGateSettings(
         shadow_seconds=0,
         min_samples=5,
         watch_seconds=30,
