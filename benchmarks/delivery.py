@@ -33,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge_agent.config import FetchSettings  # noqa: E402
 from edge_agent.fleet.registry import RegistryServer, RegistrySettings  # noqa: E402
 from edge_agent.manifest import (  # noqa: E402
     MANIFEST_FILENAME,
@@ -42,7 +43,6 @@ from edge_agent.manifest import (  # noqa: E402
 )
 from edge_agent.transport.client import MqttClient  # noqa: E402
 from edge_agent.trust.device.client import DeviceUpdater, provision  # noqa: E402
-from edge_agent.trust.device.transfer import FetchSettings  # noqa: E402
 from edge_agent.trust.operator.publish import add_model  # noqa: E402
 from edge_agent.trust.operator.repository import OperatorRepository  # noqa: E402
 from tests.fixtures.mosquitto import start_broker  # noqa: E402

@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.delivery import make_package  # noqa: E402
+from edge_agent.config import FetchSettings  # noqa: E402
 from edge_agent.fleet.monitor import IngestSettings, Monitor, MonitorSettings  # noqa: E402
 from edge_agent.fleet.rollout import GateThresholds, RolloutController, partition  # noqa: E402
 from edge_agent.fleet.rollout.health import MonitorHealth  # noqa: E402
 from edge_agent.fleet.simulator import FleetSimulator, SimulatorSettings  # noqa: E402
-from edge_agent.trust.device.transfer import FetchSettings  # noqa: E402
 from edge_agent.trust.operator.publish import add_model  # noqa: E402
 from edge_agent.trust.operator.repository import OperatorRepository  # noqa: E402
 from tests.fixtures.mosquitto import start_broker  # noqa: E402

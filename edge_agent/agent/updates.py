@@ -24,7 +24,6 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.link import RegistryLink
-from edge_agent.trust.device.transfer import FetchSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ class AgentUpdates:
         self._download_dir = store_dir / "trust" / "downloads"
         provision(self._metadata_dir, settings.root)
         self._link = RegistryLink(client, device_id)
-        fetch = FetchSettings(chunk_bytes=settings.chunk_bytes, window=settings.window)
 
         roll_back = on_rollout_rollback or self.roll_back
 
@@ -58,7 +56,7 @@ class AgentUpdates:
                 client,
                 device_id,
                 self._download_dir,
-                fetch,
+                settings,
                 cancel=cancel,
                 link=self._link,
             )

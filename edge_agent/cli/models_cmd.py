@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from edge_agent.config import FetchSettings
 from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.delivery.update import Transition, UpdateLimits, UpdateManager, UpdateState
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.link import RegistryLink
-from edge_agent.trust.device.transfer import FetchSettings
 
 _FETCH = FetchSettings()
 

@@ -23,9 +23,7 @@ from edge_agent.config.capture_schema import (
     ReservoirSettings,
     UploadSettings,
 )
-from edge_agent.config.delivery_schema import (
-    ModelDeliverySettings,
-)
+from edge_agent.config.delivery_schema import FetchSettings, ModelDeliverySettings
 from edge_agent.config.device_schema import (
     DeviceConfig,
     HwmonRail,
@@ -103,6 +101,7 @@ __all__ = [
     "DriftCaptureSettings",
     "DriftSettings",
     "DriftThresholds",
+    "FetchSettings",
     "FolderSource",
     "GraphOptimization",
     "HwmonRail",

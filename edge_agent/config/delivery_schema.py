@@ -1,4 +1,9 @@
-"""Config of how the agent follows the signed model registry."""
+"""Config of how the agent follows the signed model registry, and how it fetches files from it.
+
+:class:`FetchSettings` are the chunked-transfer knobs (used as they are by the TUF client's MQTT
+fetcher and by ``edge-agent models pull``); :class:`ModelDeliverySettings`, the ``registry:``
+section, extends them, so its keys stay flat (``registry.chunk_bytes``, ``registry.window``, ...).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,74 @@ from pathlib import Path
 from pydantic import Field
 
 from edge_agent.config.base import StrictModel
+from edge_agent.trust.protocol import MAX_CHUNK_BYTES
 
 
-class ModelDeliverySettings(StrictModel):
-    """Follow the signed model registry (over the broker) for these models."""
+class FetchSettings(StrictModel):
+    """How a device fetches a file from the registry: chunks, a window of them, retries."""
+
+    chunk_bytes: int = Field(
+        default=256 * 1024,
+        ge=256,
+        le=MAX_CHUNK_BYTES,
+        description="Bytes per chunk (one MQTT message); at most the registry's max chunk size "
+        "and below the broker's message size limit.",
+    )
+    window: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Chunks in flight; memory in use is about window x chunk_bytes.",
+    )
+    chunks_per_request: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Chunks one range request asks for (at most half the window, so two "
+        "ranges overlap).",
+    )
+    chunk_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds a range may stay silent before its missing chunks are asked again.",
+    )
+    max_attempts: int = Field(
+        default=6, ge=1, le=100, description="Timeouts per chunk before the transfer fails."
+    )
+    backoff_base_s: float = Field(
+        default=0.25, ge=0, le=60, description="First retry delay (seconds); doubles per attempt."
+    )
+    backoff_max_s: float = Field(
+        default=8.0, ge=0, le=3600, description="Longest retry delay (seconds)."
+    )
+    deadline_s: float = Field(
+        default=900.0, gt=0, description="Longest the download of one file may take (seconds)."
+    )
+    flush_every: int = Field(
+        default=16,
+        ge=1,
+        description="Chunks between persisting a partial download's progress (or "
+        "`flush_interval_s`, whichever comes first), so a resumed download re-fetches little.",
+    )
+    flush_interval_s: float = Field(
+        default=0.25,
+        gt=0,
+        description="Seconds between persisting a partial download's progress (a background "
+        "write).",
+    )
+
+    @property
+    def run(self) -> int:
+        """Chunks per range request: at most half the window, so two ranges overlap."""
+        return max(1, min(self.chunks_per_request, self.window // 2))
+
+
+class ModelDeliverySettings(FetchSettings):
+    """Follow the signed model registry (over the broker) for these models.
+
+    Also holds the fetch settings (chunk size, window, timeouts), used by the fetcher as they are.
+    """
 
     root: Path = Field(
         description="The trust anchor: the repository's `root.json`, provisioned once; later "
@@ -38,18 +107,6 @@ class ModelDeliverySettings(StrictModel):
     allow_downgrade: bool = Field(
         default=False,
         description="Accept a validly signed release older than the newest installed one.",
-    )
-    chunk_bytes: int = Field(
-        default=256 * 1024,
-        ge=1024,
-        le=1024 * 1024,
-        description="Bytes per chunk request (below the broker's message size limit).",
-    )
-    window: int = Field(
-        default=16,
-        ge=1,
-        le=256,
-        description="Chunks in flight; memory in use is about window x chunk_bytes.",
     )
     keep_versions: int = Field(
         default=2, ge=1, le=20, description="Installed versions kept per model (GC)."

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edge_agent.config import FetchSettings
 from edge_agent.convert.package import PackageRequest, build_package
 from edge_agent.delivery.store import ModelStore
 from edge_agent.delivery.update import UpdateLimits, UpdateManager
@@ -24,7 +25,6 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.trust.device.client import DeviceUpdater, provision
-from edge_agent.trust.device.transfer import FetchSettings
 from edge_agent.trust.operator.publish import add_model
 from edge_agent.trust.operator.repository import OperatorRepository, RoleKeys
 from edge_agent.trust.protocol import ChunkResponse, decode_response

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.config import FetchSettings
 from edge_agent.delivery.update import ShadowVerdict, UpdateState
 from edge_agent.fleet.registry import RegistrySettings
 from edge_agent.runtime import load_model
-from edge_agent.trust.device.transfer import FetchSettings
 from tests.fakes.delivery_env import FAST, delivery_env, watch_rollout
 from tests.fixtures.mosquitto import Broker
 

@@ -35,10 +35,10 @@ import numpy as np
 import pytest
 import yaml
 
+from edge_agent.config import FetchSettings
 from edge_agent.delivery.store import ModelStore
 from edge_agent.fleet.registry import RegistrySettings
 from edge_agent.transport.client import MqttClient
-from edge_agent.trust.device.transfer import FetchSettings
 from tests.fakes.delivery_env import EDGE_AGENT, delivery_env, watch_rollout
 from tests.fixtures.mosquitto import Broker, free_port
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.config import FetchSettings
 from edge_agent.delivery.store import ModelStore
 from edge_agent.delivery.update import UpdateState
 from edge_agent.fleet.registry import RegistrySettings
-from edge_agent.trust.device.transfer import FetchSettings
 from tests.fakes.delivery_env import delivery_env
 from tests.fixtures.mosquitto import Broker
 

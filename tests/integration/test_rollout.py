@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.config import FetchSettings
 from edge_agent.errors import UpdateError
 from edge_agent.fleet.monitor import IngestSettings, Monitor, MonitorSettings
 from edge_agent.fleet.rollout import GateThresholds, RolloutController, partition
 from edge_agent.fleet.rollout.health import MonitorHealth
 from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
-from edge_agent.trust.device.transfer import FetchSettings
 from tests.fakes.delivery_env import DeliveryEnv, delivery_env
 from tests.fixtures.mosquitto import Broker
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.config import FetchSettings
 from edge_agent.delivery.following import DevicePlan, plan_for_device
 from edge_agent.delivery.update import UpdateState
 from edge_agent.errors import EdgeAgentError, TransportError
@@ -37,7 +38,6 @@ from edge_agent.fleet.simulator.trust import TrustCounters, TrustGroup, Verified
 from edge_agent.transport import topics
 from edge_agent.transport.client import LastWill, Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
-from edge_agent.trust.device.transfer import FetchSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.config import FetchSettings
 from edge_agent.delivery.following import fetch_rollout
 from edge_agent.delivery.rollout_document import RolloutDocument
 from edge_agent.errors import UpdateError
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.link import RegistryLink
-from edge_agent.trust.device.transfer import FetchSettings
 
 
 @dataclass

@@ -9,6 +9,5 @@ from __future__ import annotations
 
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.fetcher import MqttFetcher
-from edge_agent.trust.device.transfer import FetchSettings
 
-__all__ = ["DeviceUpdater", "FetchSettings", "MqttFetcher", "provision"]
+__all__ = ["DeviceUpdater", "MqttFetcher", "provision"]

@@ -19,12 +19,13 @@ from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
 from edge_agent._fs import write_atomically
+from edge_agent.config import FetchSettings
 from edge_agent.errors import UpdateError
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.fetcher import METADATA_URL, TARGETS_URL, MqttFetcher, registry_path
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.device.partial import DownloadResult, ResumableDownload
-from edge_agent.trust.device.transfer import FetchSettings, Progress
+from edge_agent.trust.device.transfer import Progress
 from edge_agent.trust.targets import ModelRelease, newest_release, release_of, releases_of
 
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from tuf.api.exceptions import DownloadError
 from tuf.ngclient import FetcherInterface
 
+from edge_agent.config import FetchSettings
 from edge_agent.trust.device.link import RegistryLink
-from edge_agent.trust.device.transfer import FetchSettings, fetch_stream
+from edge_agent.trust.device.transfer import fetch_stream
 
 URL_PREFIX = "mqtt-registry:///"
 METADATA_URL = f"{URL_PREFIX}metadata/"

@@ -36,10 +36,11 @@ from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import TargetFile
 
 from edge_agent._fs import replace_durably
+from edge_agent.config import FetchSettings
 from edge_agent.errors import UpdateError
 from edge_agent.trust.device.journal import CHECK, JournalWriter, load_journal
 from edge_agent.trust.device.link import RegistryLink
-from edge_agent.trust.device.transfer import ChunkTransfer, FetchSettings, Progress
+from edge_agent.trust.device.transfer import ChunkTransfer, Progress
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 

@@ -24,11 +24,11 @@ from typing import NoReturn
 
 from tuf.api.exceptions import DownloadError, DownloadHTTPError
 
+from edge_agent.config import FetchSettings
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.protocol import (
     BAD_REQUEST,
     BUSY,
-    MAX_CHUNK_BYTES,
     NOT_FOUND,
     OK,
     TOO_MANY_REQUESTS,
@@ -39,42 +39,6 @@ from edge_agent.trust.protocol import (
 
 class TransferCancelled(DownloadError):
     """The caller cancelled the transfer (shutdown, a newer update, a time limit)."""
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    """How a device fetches from the registry."""
-
-    chunk_bytes: int = 256 * 1024  # bytes per chunk (one MQTT message); <= the registry's max
-    window: int = 16  # chunks in flight; memory in use is about window * chunk_bytes
-    chunks_per_request: int = 8  # chunks one range request asks for (at most window // 2)
-    chunk_timeout_s: float = 5.0  # seconds a range may stay silent before its rest is re-asked
-    max_attempts: int = 6  # timeouts per chunk before the transfer fails
-    backoff_base_s: float = 0.25  # first retry delay; doubles per attempt
-    backoff_max_s: float = 8.0  # longest retry delay
-    deadline_s: float = 900.0  # longest a whole file may take
-    flush_every: int = 16  # chunks between persisting a partial download's progress ...
-    flush_interval_s: float = 0.25  # ... or seconds, whichever comes first (a background write)
-
-    def __post_init__(self) -> None:
-        checks = {
-            "chunk_bytes": 256 <= self.chunk_bytes <= MAX_CHUNK_BYTES,
-            "window": 1 <= self.window <= 256,
-            "chunks_per_request": self.chunks_per_request >= 1,
-            "chunk_timeout_s": self.chunk_timeout_s > 0,
-            "max_attempts": self.max_attempts >= 1,
-            "deadline_s": self.deadline_s > 0,
-            "flush_every": self.flush_every >= 1,
-            "flush_interval_s": self.flush_interval_s > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"FetchSettings: invalid {', '.join(bad)} ({self})")
-
-    @property
-    def run(self) -> int:
-        """Chunks per range request: at most half the window, so two ranges overlap."""
-        return max(1, min(self.chunks_per_request, self.window // 2))
 
 
 Progress = Callable[[int, int], None]

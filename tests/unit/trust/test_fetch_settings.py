@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edge_agent.config import FetchSettings
 from edge_agent.fleet.registry import RegistrySettings, frames_in
-from edge_agent.trust.device.transfer import FetchSettings
 from edge_agent.trust.protocol import ChunkRequest
 
 
