@@ -1,7 +1,8 @@
 """When samples may be uploaded: pure decisions on power, time of day and bandwidth.
 
 :func:`upload_blocked` combines them into one reason string (or None) so the uploader can
-report *why* it is waiting; :class:`TokenBucket` paces bytes under ``max_bytes_per_s``.
+report *why* it is waiting; :class:`~edge_agent._retry.TokenBucket` paces bytes under
+``max_bytes_per_s``.
 """
 
 from __future__ import annotations
@@ -65,23 +66,3 @@ def upload_blocked(
     if settings.only_on_mains and not on_mains(supplies):
         return "on battery (only_on_mains)"
     return None
-
-
-class TokenBucket:
-    """Paces a byte stream to ``rate`` bytes/s with bursts up to ``burst`` bytes."""
-
-    def __init__(self, rate: float | None, burst: float, now: float) -> None:
-        """``rate`` None: unlimited."""
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._last = now
-
-    def delay_for(self, nbytes: int, now: float) -> float:
-        """Seconds to wait before sending ``nbytes`` (they are booked, so wait then send)."""
-        if self.rate is None:
-            return 0.0
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        self._tokens -= nbytes
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_agent.capture.conditions import TokenBucket, upload_blocked
+from edge_agent._retry import TokenBucket
+from edge_agent.capture.conditions import upload_blocked
 from edge_agent.capture.protocol import VERSION, encode_chunk
 from edge_agent.capture.store import SampleInfo, SampleStore, StoreError
 from edge_agent.config import UploadSettings
@@ -196,7 +197,7 @@ class SampleUploader:
                 }
                 if position == 0:
                     header["meta"] = meta
-                delay = self._bucket.delay_for(len(piece), time.monotonic())
+                delay = self._bucket.book(time.monotonic(), len(piece))
                 if delay > 0 and self._stop.wait(delay):
                     break
                 message = self.client.publish(self.topic, encode_chunk(header, piece), qos=1)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent._retry import TokenBucket
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.trust.protocol import (
@@ -72,30 +73,6 @@ class RegistrySettings:
             raise ValueError(f"max_range_bytes must be max_chunk_bytes..{MAX_RANGE_BYTES}")
         if self.rate_per_device <= 0 or self.burst_per_device < 1 or self.workers < 1:
             raise ValueError("rate_per_device > 0, burst_per_device >= 1 and workers >= 1")
-
-
-class TokenBucket:
-    """Allows ``rate`` events per second with bursts of ``burst``. Pure: time is passed in."""
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.updated = now
-
-    def take(self, now: float, cost: int = 1) -> float:
-        """0.0 when an event of ``cost`` tokens is allowed (they are taken), else the wait.
-
-        An event dearer than the whole burst is allowed once the bucket is full and leaves it
-        in debt, so the long-run rate holds whatever the cost of single events.
-        """
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        needed = min(float(cost), self.burst)
-        if self.tokens >= needed:
-            self.tokens -= cost
-            return 0.0
-        return (needed - self.tokens) / self.rate
 
 
 class DeviceRateLimiter:

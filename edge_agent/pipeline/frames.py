@@ -8,7 +8,6 @@ wait instead (``block=True``), so every frame of a video is processed.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
@@ -110,25 +109,3 @@ class RateLimiter:
         start = max(self._next, now)
         self._next = start + self.interval
         return start - now
-
-
-def backoff_delay(
-    failures: int,
-    initial_s: float,
-    max_s: float,
-    multiplier: float = 2.0,
-    jitter: float = 0.0,
-    rand: random.Random | None = None,
-) -> float:
-    """Delay before reconnect attempt number ``failures`` (1 = after the first failure).
-
-    ``initial_s * multiplier**(failures-1)``, capped at ``max_s``, then spread by +-``jitter``
-    (a share of the delay) so devices that lost the same server do not retry in lockstep.
-    """
-    if failures < 1:
-        return 0.0
-    base = min(max_s, initial_s * multiplier ** min(failures - 1, 64))
-    if jitter <= 0.0:
-        return base
-    draw = (rand or random).uniform(-jitter, jitter)
-    return max(0.0, min(max_s, base * (1.0 + draw)))

@@ -10,7 +10,7 @@ pipeline through a :class:`~edge_agent.pipeline.frames.FrameQueue`:
   dropped, then the source is *finished* (or starts again with ``loop: true``).
 
 When a stream cannot be opened or drops (read fails or times out), the reader releases it and
-reopens with exponential backoff and jitter (:func:`~edge_agent.pipeline.frames.backoff_delay`),
+reopens with exponential backoff and jitter (:func:`~edge_agent._retry.backoff_delay`),
 forever, until stopped; the counters say how often. A video file that cannot be opened is not
 retried: the source finishes with ``error`` set.
 
@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge_agent._retry import backoff_delay
 from edge_agent.config import (
     CameraSource,
     ReconnectSettings,
@@ -38,7 +39,7 @@ from edge_agent.config import (
     VideoSource,
 )
 from edge_agent.errors import InputError
-from edge_agent.pipeline.frames import Frame, FrameQueue, RateLimiter, backoff_delay
+from edge_agent.pipeline.frames import Frame, FrameQueue, RateLimiter
 
 log = logging.getLogger(__name__)
 

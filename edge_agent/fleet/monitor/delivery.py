@@ -19,14 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent._retry import backoff_delays
 from edge_agent.transport import topics
 
 log = logging.getLogger(__name__)
-
-
-def backoff_delays(attempts: int, first_s: float, cap_s: float) -> list[float]:
-    """Waits between ``attempts`` tries: first_s, 2x, 4x ... capped. Pure."""
-    return [min(first_s * (2**i), cap_s) for i in range(max(attempts - 1, 0))]
 
 
 def retryable(status: int | None) -> bool:

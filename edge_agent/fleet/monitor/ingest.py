@@ -36,6 +36,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent._retry import backoff_delay
 from edge_agent.errors import TransportError
 from edge_agent.fleet.monitor.payloads import PayloadError, Row, parse_message
 from edge_agent.fleet.monitor.store import Store, StoreError
@@ -314,7 +315,7 @@ class Ingestor:
             elif channel == DeviceChannel.STATUS.value:
                 self.stats.statuses += 1
             rows.extend(parsed.rows)
-        delay = 0.5
+        failures = 0
         while True:
             started = time.perf_counter()
             try:
@@ -322,10 +323,11 @@ class Ingestor:
                 break
             except StoreError as exc:
                 self.stats.write_errors += 1
+                failures += 1
+                delay = backoff_delay(failures, 0.5, 30.0)
                 log.error("monitor could not store a batch (%s); retrying in %.1f s", exc, delay)
                 if self._stop.wait(delay):
                     return  # not acknowledged: the broker redelivers to the next session
-                delay = min(delay * 2, 30.0)
         self.stats.write_seconds += time.perf_counter() - started
         self.stats.batches += 1
         self.stats.last_batch_size = len(batch)

@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from tuf.api.exceptions import DownloadError, DownloadHTTPError
 
+from edge_agent._retry import backoff_delay
 from edge_agent.config import FetchSettings
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.protocol import (
@@ -284,7 +285,7 @@ class ChunkTransfer:
                 "`edge-agent registry serve` running and reachable?"
             )
         if delay is None:
-            delay = min(settings.backoff_base_s * 2 ** (tries - 1), settings.backoff_max_s)
+            delay = backoff_delay(tries, settings.backoff_base_s, settings.backoff_max_s)
         rng = self._ranges[request_id]
         rng.missing.difference_update(indices)
         self._in_flight -= len(indices)

@@ -4,7 +4,6 @@ import random
 import pytest
 
 from edge_agent.capture.conditions import (
-    TokenBucket,
     in_time_window,
     on_mains,
     parse_time_window,
@@ -43,14 +42,6 @@ def test_upload_blocked_says_why():
     assert "battery" in upload_blocked(settings, 23 * 60, [supply("Battery", "Discharging")])
     assert upload_blocked(settings, 23 * 60, []) is None
     assert upload_blocked(UploadSettings(enabled=False), 0, []) == "upload disabled"
-
-
-def test_token_bucket_paces_to_the_rate():
-    bucket = TokenBucket(1000.0, burst=1000.0, now=0.0)
-    assert bucket.delay_for(1000, 0.0) == 0.0
-    assert bucket.delay_for(500, 0.0) == pytest.approx(0.5)
-    assert bucket.delay_for(500, 1.0) == pytest.approx(0.0)
-    assert TokenBucket(None, 1, 0.0).delay_for(10**9, 0.0) == 0.0
 
 
 def chunks_of(sample_id: str, data: bytes, size: int) -> list[bytes]:

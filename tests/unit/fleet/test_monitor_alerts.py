@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge_agent._retry import backoff_delays
 from edge_agent.fleet.monitor.alerts import (
     AlertRules,
     Condition,
@@ -12,7 +13,7 @@ from edge_agent.fleet.monitor.alerts import (
     rollout_conditions,
     sensor_conditions,
 )
-from edge_agent.fleet.monitor.delivery import backoff_delays, retryable
+from edge_agent.fleet.monitor.delivery import retryable
 
 RULES = AlertRules(latency_slo_ms=100, battery_low_pct=15, overheat_c=80, offline_after_s=300)
 NOW = 10_000.0

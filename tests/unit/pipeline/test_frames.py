@@ -1,9 +1,8 @@
-import random
 import threading
 
 import numpy as np
 
-from edge_agent.pipeline.frames import Frame, FrameQueue, RateLimiter, backoff_delay
+from edge_agent.pipeline.frames import Frame, FrameQueue, RateLimiter
 
 
 def frame(i: int) -> Frame:
@@ -55,15 +54,3 @@ def test_rate_limiter_paces_files():
     assert limiter.wait_s(0.0) == 0.0
     assert abs(limiter.wait_s(0.0) - 0.25) < 1e-9
     assert RateLimiter(None).wait_s(0.0) == 0.0 and RateLimiter(None).allow(0.0)
-
-
-def test_backoff_grows_exponentially_to_the_cap():
-    delays = [backoff_delay(n, 0.5, 8.0) for n in range(0, 8)]
-    assert delays == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-
-
-def test_backoff_jitter_stays_in_its_band():
-    rand = random.Random(1)
-    values = [backoff_delay(3, 1.0, 60.0, jitter=0.2, rand=rand) for _ in range(200)]
-    assert all(3.2 <= v <= 4.8 for v in values)
-    assert len(set(values)) > 100
