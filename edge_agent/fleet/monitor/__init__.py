@@ -12,9 +12,9 @@ Library use (rollout controller, demo)::
 from __future__ import annotations
 
 from edge_agent.fleet.monitor.alerts import AlertRules
+from edge_agent.fleet.monitor.health import Health
 from edge_agent.fleet.monitor.ingest import IngestSettings
 from edge_agent.fleet.monitor.monitor import Monitor, MonitorSettings
-from edge_agent.fleet.monitor.queries import Health
 from edge_agent.fleet.monitor.store import StoreError, open_store
 
 __all__ = [

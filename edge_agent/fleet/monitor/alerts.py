@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.fleet.monitor.queries import STALE_S, firing_alerts
+from edge_agent.fleet.monitor.health import STALE_S
+from edge_agent.fleet.monitor.queries import firing_alerts
 from edge_agent.fleet.monitor.store import Store
 
 log = logging.getLogger(__name__)

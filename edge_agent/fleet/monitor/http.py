@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from edge_agent.fleet.monitor import queries
+from edge_agent.fleet.monitor import health, queries
 
 if TYPE_CHECKING:
     from edge_agent.fleet.monitor.monitor import Monitor
@@ -185,11 +185,11 @@ class MonitorHttp:
             return queries.fleet_drift(store, args["model"], now - _seconds(query, "since_s", 3600))
         if name == "device_health":
             model = query.get("model", [None])[0]
-            return queries.device_health(
+            return health.device_health(
                 store, args["device"], now, _seconds(query, "window_s", 300), model
             ).as_dict()
         if name == "version_health":
-            return queries.version_health(
+            return health.version_health(
                 store, args["model"], args["version"], now, _seconds(query, "window_s", 300)
             ).as_dict()
         return self.monitor.stats()

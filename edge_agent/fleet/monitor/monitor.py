@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.fleet.monitor import queries
+from edge_agent.fleet.monitor import health, queries
 from edge_agent.fleet.monitor.alerts import AlertEvaluator, AlertRules, Notify
 from edge_agent.fleet.monitor.delivery import MqttAlertSink, WebhookSink
+from edge_agent.fleet.monitor.health import Health
 from edge_agent.fleet.monitor.http import MonitorHttp
 from edge_agent.fleet.monitor.ingest import Ingestor, IngestSettings
 from edge_agent.fleet.monitor.metrics import MonitorCollector, make_registry, render
-from edge_agent.fleet.monitor.queries import Health
 from edge_agent.fleet.monitor.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -175,11 +175,11 @@ class Monitor:
         self, device_id: str, window_s: float = 300.0, model: str | None = None
     ) -> Health:
         """Health gates of one device (error rate, p95, agreement, drift alarm, online)."""
-        return queries.device_health(self.store, device_id, self.clock(), window_s, model)
+        return health.device_health(self.store, device_id, self.clock(), window_s, model)
 
     def version_health(self, model: str, version: str, window_s: float = 300.0) -> Health:
         """Health gates of every device running ``model`` at ``version``."""
-        return queries.version_health(self.store, model, version, self.clock(), window_s)
+        return health.version_health(self.store, model, version, self.clock(), window_s)
 
     def fleet(self) -> dict[str, Any]:
         """The fleet overview the dashboard shows."""
@@ -190,7 +190,7 @@ class Monitor:
         rows = self.store.rows(
             "SELECT state, last_seen FROM devices WHERE device_id = ?", [device_id]
         )
-        return bool(rows) and queries.is_online(rows[0], self.clock())
+        return bool(rows) and health.is_online(rows[0], self.clock())
 
     def stats(self) -> dict[str, Any]:
         """Ingest counters and backlog."""

@@ -4,8 +4,8 @@
 (declared beside the gates, so the controller loads without the monitor package);
 :class:`MonitorHealth` answers it with the monitor library's queries
 (``queries.fleet_overview`` for who runs which release and who is online,
-``queries.version_health`` for error rate, merged-sketch p95, shadow agreement and drift of the
-new and the previous release, ``queries.rollouts`` for the devices' latest install state).
+``health.version_health`` for error rate, merged-sketch p95, shadow agreement and drift of
+the new and the previous release, ``queries.rollouts`` for the devices' latest install state).
 Tests and the benchmark pass the same monitor the dashboard uses.
 """
 
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from edge_agent.fleet.monitor import Monitor, queries
+from edge_agent.fleet.monitor.health import version_health
 from edge_agent.fleet.monitor.store import Store
 from edge_agent.fleet.rollout.gates import HealthSource, WaveReading
 
@@ -71,9 +72,9 @@ class MonitorHealth(HealthSource):
                 and row["state"] in FAILED_STATES
             ):
                 failed += 1
-        health = queries.version_health(store, model, version, now, window_s)
+        health = version_health(store, model, version, now, window_s)
         baseline = (
-            queries.version_health(store, model, str(previous), now, window_s).latency_p95_ms
+            version_health(store, model, str(previous), now, window_s).latency_p95_ms
             if previous is not None
             else None
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_agent.fleet.monitor.health import merged_p95_ms
 from edge_agent.fleet.monitor.payloads import parse_message
-from edge_agent.fleet.monitor.queries import merged_p95_ms
 from edge_agent.fleet.monitor.store import migrations, open_store
 from tests.fakes import fleet_feed as feed
 
