@@ -44,11 +44,12 @@ broker:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v faketime >/dev/null 2>&1 || missing="$$missing faketime"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing$$missing (apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-		systemctl disable --now mosquitto postgresql >/dev/null 2>&1 || true; \
+		systemctl disable --now mosquitto postgresql prometheus >/dev/null 2>&1 || true; \
 	else \
 		echo "The tests need:$$missing. Install them: sudo apt-get install$$missing" >&2; exit 1; \
 	fi

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.agent import systemd
 from edge_agent.agent.lifecycle import Housekeeping, serve_until_stopped
 from edge_agent.agent.link import device_client, parse_command
+from edge_agent.agent.metrics import AgentCollector
 from edge_agent.agent.models import ModelHost, SwapEvent
 from edge_agent.agent.pipelines import Pipelines, Progress
 from edge_agent.agent.reload import plan_reload
@@ -80,6 +81,7 @@ class Agent:
         self.host = ModelHost(
             self.runtime, self.serving, on_served=self._on_served, on_event=self._on_swap_event
         )
+        self.metrics.registry.register(AgentCollector(self))  # pipelines, drift, power ...
         self.api = ApiServer(self.models, self.metrics, ready=lambda: self.ready)
         self.mqtt: MqttClient | None = None
         self.ready = False

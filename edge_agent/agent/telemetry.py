@@ -66,6 +66,17 @@ class AgentTelemetry:
         self.drift: dict[str, DriftMonitor] = {}
         self.power = PowerState()
         self._snapshot: SystemSnapshot | None = None
+        self._energy_per_inference_j: float | None = None
+
+    @property
+    def last_snapshot(self) -> SystemSnapshot | None:
+        """The sensor reading of the last report: what the power policy decided on."""
+        return self._snapshot
+
+    @property
+    def energy_per_inference_j(self) -> float | None:
+        """Energy per inference over the last report's period (None without a power reading)."""
+        return self._energy_per_inference_j
 
     def attach(self, served: ServedModel, reference: Profile | None) -> None:
         """Record latency for ``served``, and its drift when a reference profile exists."""
@@ -111,13 +122,14 @@ class AgentTelemetry:
             self.settings.power,
         )
         self.power = decision.state
+        self._energy_per_inference_j = energy_per_inference_j(snapshot.power_w, total, seconds)
         report = {
             "device_id": self.device_id,
             "state": status.get("state"),
             "models": status.get("models"),
             "load": load,
             "system": sensors,
-            "energy_per_inference_j": energy_per_inference_j(snapshot.power_w, total, seconds),
+            "energy_per_inference_j": self._energy_per_inference_j,
             "power_mode": decision.state.mode,
             "outbox": self.outbox.stats(),
         }

@@ -11,6 +11,7 @@ import ctypes
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from edge_agent.runtime.base import (
 )
 from edge_agent.runtime.delegates import Attempt, DelegatePlan, plan_litert
 from edge_agent.runtime.tensors import finish_outputs, prepare_inputs, zeros_for
+from edge_agent.runtime.timing import note_queue_wait
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +189,9 @@ class LiteRTBackend:
     ) -> dict[str, np.ndarray]:
         """Run one inference (see ``Backend.run``); thread-safe."""
         arrays = prepare_inputs(self.inputs, inputs, self.path.name)
+        waiting = time.perf_counter()
         with self._lock:
+            note_queue_wait(time.perf_counter() - waiting)
             if self._interpreter is None:
                 raise ModelError(f"{self.path}: the model was closed")
             try:

@@ -28,6 +28,7 @@ from edge_agent.config import RuntimeSettings
 from edge_agent.errors import EdgeAgentError, InputError, ModelError
 from edge_agent.runtime.base import BoundDelegate, TensorSpec
 from edge_agent.runtime.delegates import demote
+from edge_agent.runtime.timing import note_queue_wait
 
 log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -201,7 +202,9 @@ class IsolatedBackend:
         self, inputs: Mapping[str, np.ndarray], *, dequantize: bool = True
     ) -> dict[str, np.ndarray]:
         """Run one inference in the worker; a crash restarts it and retries once."""
+        waiting = time.perf_counter()
         with self._lock:
+            note_queue_wait(time.perf_counter() - waiting)
             if self._conn is None:
                 raise ModelError(f"{self.path}: the model was closed")
             for attempt in (1, 2):

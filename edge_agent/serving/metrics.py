@@ -34,6 +34,20 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.queue = Histogram(
+            "edge_agent_inference_queue_seconds",
+            "Of the inference latency, the wait for a backend busy with other requests.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.compute = Histogram(
+            "edge_agent_inference_compute_seconds",
+            "Of the inference latency, the time the backend worked on this request.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.active = Gauge(
             "edge_agent_model_active",
             "1 for the version and delegate now serving each model.",
@@ -58,10 +72,14 @@ class ServingMetrics:
         """Count every request of ``served`` from now on."""
         name = served.name
         latency = self.latency.labels(name)
+        queue = self.queue.labels(name)
+        compute = self.compute.labels(name)
 
         def on_result(_inputs: Mapping[str, np.ndarray], result: InferenceResult) -> None:
             self.requests.labels(name, result.version, "ok").inc()
             latency.observe(result.latency_s)
+            queue.observe(result.queue_s)
+            compute.observe(result.latency_s - result.queue_s)
 
         def on_error(version: str, _error: BaseException) -> None:
             self.requests.labels(name, version, "error").inc()

@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_agent.errors import ModelError
 from edge_agent.runtime import Backend, TensorSpec
+from edge_agent.runtime.timing import take_queue_wait
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class InferenceResult:
     version: str
     delegate: str
     latency_s: float
+    """The whole request in the serving layer: queue plus compute."""
+    queue_s: float = 0.0
+    """Of ``latency_s``, the time spent waiting for a backend busy with other requests."""
 
 
 Observer = Callable[[Mapping[str, np.ndarray], InferenceResult], None]
@@ -109,8 +113,13 @@ class ServedModel:
             raise
         finally:
             self._exit(version)
+            queue_s = take_queue_wait()  # taken on failures too, so it never leaks to the next
         result = InferenceResult(
-            outputs, version.version, version.backend.delegate.name, time.perf_counter() - start
+            outputs,
+            version.version,
+            version.backend.delegate.name,
+            time.perf_counter() - start,
+            queue_s,
         )
         for observer in self._observers:
             _call_safely(observer, inputs, result)

@@ -275,6 +275,8 @@ class DriftMonitor:
         self._queue_max = settings.queue_max
         self.dropped = 0
         self.windows = 0
+        self.last_report: dict[str, Any] | None = None
+        """The report of the last closed window (for ``/metrics``)."""
         self._pending_x: list[np.ndarray] = []
         self._pending_y: list[np.ndarray] = []
         self._pending_n = 0
@@ -331,6 +333,7 @@ class DriftMonitor:
         result = self.detector.evaluate_batch(inputs, outputs, meta)
         self.windows += 1
         report = result.report(self.model, self.windows, self.dropped)
+        self.last_report = report
         for t in result.transitions:
             log.warning(
                 "drift alarm for model %s: %s %s -> %s", self.model, t["signal"], t["from"], t["to"]
