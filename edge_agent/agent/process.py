@@ -45,6 +45,7 @@ from edge_agent.errors import ConfigError, TransportError
 from edge_agent.serving import ModelRegistry, ServedModel
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
+from edge_agent.telemetry.sensors import SensorReader
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
@@ -78,6 +79,7 @@ class Agent:
         device, self.device_source = resolve_device_config(config.device)
         self.device = device
         self.runtime: RuntimeSettings = config.runtime or device.runtime
+        self.sensors = SensorReader(device.sensors)
         self.host = ModelHost(
             self.runtime, self.serving, on_served=self._on_served, on_event=self._on_swap_event
         )
@@ -152,7 +154,7 @@ class Agent:
         self.telemetry = AgentTelemetry(
             self.config.device_id,
             self.config.telemetry,
-            self.device.sensors,
+            self.sensors,
             self.config.store_dir,
             self.mqtt,
             on_drift_transition=self._on_drift_transition,
@@ -181,6 +183,7 @@ class Agent:
             self.config.device_id,
             self.models,
             self.mqtt,
+            self.sensors,
         )
         self.api.start(self.config.api.listen)
         if self.mqtt is not None:

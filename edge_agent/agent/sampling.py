@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from edge_agent.capture.capturer import SampleCapture
     from edge_agent.capture.store import SampleStore
     from edge_agent.capture.uploader import SampleUploader
+    from edge_agent.telemetry.sensors import SensorReader
     from edge_agent.transport.client import MqttClient
 
 
@@ -50,8 +51,13 @@ def start_capture(
     device_id: str,
     models: Iterable[ServedModel],
     mqtt: MqttClient | None,
+    sensors: SensorReader,
 ) -> Sampling | None:
-    """Start capture on ``models`` (and uploads when there is a broker); None when it is off."""
+    """Start capture on ``models`` (and uploads when there is a broker); None when it is off.
+
+    Uploads wait on the device's shared sensor reading (``only_on_mains``), the one the power
+    policy and telemetry use.
+    """
     if not settings.enabled:
         return None
     from edge_agent.capture.capturer import SampleCapture
@@ -67,6 +73,12 @@ def start_capture(
     for served in models:
         sampling.attach(served)
     if mqtt is not None:
-        sampling.uploader = SampleUploader(samples, mqtt, device_id, settings.upload)
+        sampling.uploader = SampleUploader(
+            samples,
+            mqtt,
+            device_id,
+            settings.upload,
+            power_supplies=lambda: sensors.read().power_supplies,
+        )
         sampling.uploader.start()
     return sampling

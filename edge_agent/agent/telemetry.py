@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config import SensorSettings, TelemetrySettings
+from edge_agent.config import TelemetrySettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.serving.served import InferenceResult, ServedModel
 from edge_agent.telemetry.drift import DriftMonitor
@@ -25,7 +25,7 @@ from edge_agent.telemetry.outbox import Outbox, Priority
 from edge_agent.telemetry.power_policy import PowerState, decide
 from edge_agent.telemetry.profile import Profile
 from edge_agent.telemetry.publisher import OutboxPublisher
-from edge_agent.telemetry.sensors import SystemSnapshot, read_sensors
+from edge_agent.telemetry.sensors import SensorReader, SystemSnapshot
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
 
@@ -39,7 +39,7 @@ class AgentTelemetry:
         self,
         device_id: str,
         settings: TelemetrySettings,
-        sensors: SensorSettings,
+        sensors: SensorReader,
         store_dir: Path,
         mqtt: MqttClient | None,
         *,
@@ -48,7 +48,7 @@ class AgentTelemetry:
         self.device_id = device_id
         self._on_drift_transition = on_drift_transition
         self.settings = settings
-        self.sensor_settings = sensors
+        self.sensors = sensors
         self.latency = LatencyRecorder(relative_accuracy=settings.latency.relative_accuracy)
         self.outbox = Outbox(
             store_dir / "outbox.db", settings.outbox.max_bytes, settings.outbox.synchronous
@@ -65,13 +65,12 @@ class AgentTelemetry:
             self.publisher.start()
         self.drift: dict[str, DriftMonitor] = {}
         self.power = PowerState()
-        self._snapshot: SystemSnapshot | None = None
         self._energy_per_inference_j: float | None = None
 
     @property
     def last_snapshot(self) -> SystemSnapshot | None:
-        """The sensor reading of the last report: what the power policy decided on."""
-        return self._snapshot
+        """The device's latest sensor reading (shared with the policy and upload conditions)."""
+        return self.sensors.last
 
     @property
     def energy_per_inference_j(self) -> float | None:
@@ -108,8 +107,7 @@ class AgentTelemetry:
 
     def report(self, status: dict[str, Any]) -> dict[str, Any]:
         """Queue one telemetry report (latency, load, sensors, power) and apply the policy."""
-        snapshot = read_sensors(self.sensor_settings, previous=self._snapshot)
-        self._snapshot = snapshot
+        snapshot = self.sensors.read()
         load = self.latency.collect()
         sensors = snapshot.as_dict()
         seconds = float(load.get("period_s") or 0.0)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,3 +344,43 @@ def read_sensors(
         rpi_throttled=throttled,
         cpu_times=times,
     )
+
+
+class SensorReader:
+    """The device's one sensor reading, shared by everything that acts on it.
+
+    Telemetry, the power policy, upload conditions and ``/metrics`` read it here, from the
+    device config's paths, so they never disagree about the battery. A reading younger than
+    ``max_age_s`` is reused, an older one replaced by a fresh read (CPU usage is measured
+    between consecutive readings). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        settings: SensorSettings,
+        *,
+        max_age_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        proc: Path = Path("/proc"),
+    ) -> None:
+        self.settings = settings
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._proc = proc
+        self._lock = threading.Lock()
+        self._last: SystemSnapshot | None = None
+        self._read_at = 0.0
+
+    @property
+    def last(self) -> SystemSnapshot | None:
+        """The latest reading (None before the first)."""
+        return self._last
+
+    def read(self) -> SystemSnapshot:
+        """A reading at most ``max_age_s`` old."""
+        with self._lock:
+            now = self._clock()
+            if self._last is None or now - self._read_at >= self._max_age_s:
+                self._last = read_sensors(self.settings, proc=self._proc, previous=self._last)
+                self._read_at = now
+            return self._last

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import HwmonRail, SensorSettings
-from edge_agent.telemetry.sensors import decode_rpi_throttled, read_sensors
+from edge_agent.telemetry.sensors import SensorReader, decode_rpi_throttled, read_sensors
 from tests.fakes.sysfs import FakeSysfs
 
 
@@ -138,3 +138,20 @@ def test_decode_rpi_throttled_forms(text: str, flag: str) -> None:
     flags = decode_rpi_throttled(text)
     assert flags is not None and flags[flag]
     assert sum(bool(v) for k, v in flags.items() if k != "raw") == 1
+
+
+def test_sensor_reader_shares_one_reading_until_it_is_too_old(sysfs: FakeSysfs) -> None:
+    battery = sysfs.add_battery(capacity=50)
+    now = [100.0]
+    reader = SensorReader(sysfs.settings(), max_age_s=2.0, clock=lambda: now[0], proc=sysfs.proc)
+    assert reader.last is None
+    first = reader.read()
+    (battery / "capacity").write_text("40\n")
+    now[0] += 1.9
+    assert reader.read() is first  # one reading for the policy, uploads and telemetry
+    now[0] += 0.1
+    fresh = reader.read()
+    assert fresh.battery_pct == 40 and reader.last is fresh
+    sysfs.set_proc(stat_cpu=(200, 0, 100, 850, 50, 0, 0, 0))
+    now[0] += 2.0
+    assert reader.read().cpu_usage_pct == pytest.approx(75.0)  # measured between readings
