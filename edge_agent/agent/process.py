@@ -40,6 +40,7 @@ from edge_agent.config import (
     load_agent_config,
     resolve_device_config,
 )
+from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.update import ShadowVerdict
 from edge_agent.errors import ConfigError, TransportError
 from edge_agent.serving import ModelRegistry, ServedModel
@@ -75,6 +76,7 @@ class Agent:
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.layout = StoreLayout(config.store_dir)
         self.serving = serving or config.serving
         device, self.device_source = resolve_device_config(config.device)
         self.device = device
@@ -155,7 +157,7 @@ class Agent:
             self.config.device_id,
             self.config.telemetry,
             self.sensors,
-            self.config.store_dir,
+            self.layout.outbox,
             self.mqtt,
             on_drift_transition=self._on_drift_transition,
         )
@@ -167,7 +169,7 @@ class Agent:
 
             self.updates = AgentUpdates(
                 self.config.registry,
-                self.config.store_dir,
+                self.layout,
                 self.mqtt,
                 self.config.device_id,
                 self._accept_release,
@@ -179,7 +181,7 @@ class Agent:
                 self.host.serve_installed(installed)
         self.sampling = start_capture(
             self.config.capture,
-            self.config.store_dir,
+            self.layout.capture_dir(self.config.capture),
             self.config.device_id,
             self.models,
             self.mqtt,

@@ -47,7 +47,7 @@ class Sampling:
 
 def start_capture(
     settings: CaptureSettings,
-    store_dir: Path,
+    directory: Path,
     device_id: str,
     models: Iterable[ServedModel],
     mqtt: MqttClient | None,
@@ -65,7 +65,7 @@ def start_capture(
     from edge_agent.capture.uploader import SampleUploader
 
     samples = SampleStore(
-        settings.dir or store_dir / "samples",
+        directory,
         settings.max_bytes,
         settings.max_age_s,
     )

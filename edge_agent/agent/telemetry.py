@@ -40,7 +40,7 @@ class AgentTelemetry:
         device_id: str,
         settings: TelemetrySettings,
         sensors: SensorReader,
-        store_dir: Path,
+        outbox_path: Path,
         mqtt: MqttClient | None,
         *,
         on_drift_transition: Callable[[str, bool], None] = lambda model, raised: None,
@@ -50,9 +50,7 @@ class AgentTelemetry:
         self.settings = settings
         self.sensors = sensors
         self.latency = LatencyRecorder(relative_accuracy=settings.latency.relative_accuracy)
-        self.outbox = Outbox(
-            store_dir / "outbox.db", settings.outbox.max_bytes, settings.outbox.synchronous
-        )
+        self.outbox = Outbox(outbox_path, settings.outbox.max_bytes, settings.outbox.synchronous)
         self.publisher: OutboxPublisher | None = None
         if mqtt is not None:
             self.publisher = OutboxPublisher(

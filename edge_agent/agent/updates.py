@@ -14,10 +14,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from edge_agent.config import ModelDeliverySettings
 from edge_agent.delivery.following import RolloutSource
+from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.delivery.update import ModelSource, ShadowVerdict, UpdateManager
 from edge_agent.transport import topics
@@ -34,7 +34,7 @@ class AgentUpdates:
     def __init__(
         self,
         settings: ModelDeliverySettings,
-        store_dir: Path,
+        layout: StoreLayout,
         client: MqttClient,
         device_id: str,
         accept: Callable[[InstalledModel], ShadowVerdict],
@@ -42,9 +42,9 @@ class AgentUpdates:
     ) -> None:
         self.settings = settings
         self.client = client
-        self.store = ModelStore(store_dir / "models")
-        self._metadata_dir = store_dir / "trust" / "metadata"
-        self._download_dir = store_dir / "trust" / "downloads"
+        self.store = ModelStore(layout.models)
+        self._metadata_dir = layout.trust_metadata
+        self._download_dir = layout.trust_downloads
         provision(self._metadata_dir, settings.root)
         self._link = RegistryLink(client, device_id)
 

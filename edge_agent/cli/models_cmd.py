@@ -12,22 +12,35 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from edge_agent.cli._settings import field_range
 from edge_agent.config import FetchSettings
+from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.delivery.update import Transition, UpdateLimits, UpdateManager, UpdateState
+from edge_agent.errors import ConfigError
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.link import RegistryLink
 
-_FETCH = FetchSettings()
-
 _STORE = click.option(
+    "--store-dir",
     "--store",
-    "store_dir",
-    required=True,
+    "layout",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The model store directory.",
+    default=StoreLayout.default().root,
+    show_default=True,
+    callback=lambda _ctx, _param, value: _layout(value),
+    help="The agent's store_dir: models are kept in STORE_DIR/models, the registry's signed "
+    "metadata and partial downloads in STORE_DIR/trust (the layout the agent uses).",
 )
+
+
+def _layout(store_dir: Path) -> StoreLayout:
+    """The layout under ``--store-dir``; a click error when it points at a model store itself."""
+    try:
+        return StoreLayout(store_dir).check()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--store-dir") from exc
 
 
 @click.group()
@@ -38,9 +51,9 @@ def models() -> None:
 @models.command("list")
 @_STORE
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def list_models(store_dir: Path, as_json: bool) -> None:
+def list_models(layout: StoreLayout, as_json: bool) -> None:
     """Every installed version and its slot (read-only: safe while the agent runs)."""
-    store = ModelStore(store_dir, readonly=True)
+    store = ModelStore(layout.models, readonly=True)
     installed = store.list()
     if as_json:
         click.echo(json.dumps([_as_dict(m) for m in installed], indent=2))
@@ -64,9 +77,9 @@ def list_models(store_dir: Path, as_json: bool) -> None:
 @_STORE
 @click.argument("name")
 @click.argument("version", type=click.IntRange(min=1))
-def activate(store_dir: Path, name: str, version: int) -> None:
+def activate(layout: StoreLayout, name: str, version: int) -> None:
     """Make VERSION of NAME active (verified first); the old active becomes previous."""
-    with ModelStore(store_dir) as store:
+    with ModelStore(layout.models) as store:
         model = store.activate(name, version)
     click.echo(f"{model.name} v{model.version} active ({model.path})")
 
@@ -74,9 +87,9 @@ def activate(store_dir: Path, name: str, version: int) -> None:
 @models.command("rollback")
 @_STORE
 @click.argument("name")
-def rollback(store_dir: Path, name: str) -> None:
+def rollback(layout: StoreLayout, name: str) -> None:
     """Make the previous version of NAME active again."""
-    with ModelStore(store_dir) as store:
+    with ModelStore(layout.models) as store:
         model = store.rollback(name)
     click.echo(f"{model.name} v{model.version} active again ({model.path})")
 
@@ -100,29 +113,29 @@ def rollback(store_dir: Path, name: str) -> None:
 )
 @click.option(
     "--chunk-bytes",
-    type=click.IntRange(256, 1 << 20),
-    default=_FETCH.chunk_bytes,
+    type=field_range(FetchSettings, "chunk_bytes"),
+    default=FetchSettings.field_default("chunk_bytes"),
     show_default=True,
     help="Bytes per chunk (one MQTT message); at most the registry's --max-chunk.",
 )
 @click.option(
     "--window",
-    type=click.IntRange(1, 256),
-    default=_FETCH.window,
+    type=field_range(FetchSettings, "window"),
+    default=FetchSettings.field_default("window"),
     show_default=True,
     help="Chunks in flight (memory used is about window x chunk bytes).",
 )
 @click.option(
     "--chunk-timeout",
-    type=click.FloatRange(min=0.05),
-    default=_FETCH.chunk_timeout_s,
+    type=field_range(FetchSettings, "chunk_timeout_s"),
+    default=FetchSettings.field_default("chunk_timeout_s"),
     show_default=True,
     help="Seconds a request may stay unanswered before it is re-sent.",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
-    default=900.0,
+    type=field_range(FetchSettings, "deadline_s"),
+    default=FetchSettings.field_default("deadline_s"),
     show_default=True,
     help="Longest the download of one model may take, seconds.",
 )
@@ -135,7 +148,7 @@ def rollback(store_dir: Path, name: str) -> None:
 def pull(
     broker: str,
     root_json: Path,
-    store_dir: Path,
+    layout: StoreLayout,
     device_id: str,
     names: tuple[str, ...],
     chunk_bytes: int,
@@ -150,14 +163,14 @@ def pull(
     Exits 0 when every model is active and up to date, 1 with the reason otherwise. The
     download resumes where an interrupted pull stopped.
     """
-    metadata_dir = store_dir / "trust" / "metadata"
-    download_dir = store_dir / "trust" / "downloads"
+    metadata_dir = layout.trust_metadata
+    download_dir = layout.trust_downloads
     provision(metadata_dir, root_json)
     settings = FetchSettings(
         chunk_bytes=chunk_bytes, window=window, chunk_timeout_s=chunk_timeout, deadline_s=timeout
     )
     results: list[Transition] = []
-    with ModelStore(store_dir) as store, MqttClient(broker, f"{device_id}-pull") as client:
+    with ModelStore(layout.models) as store, MqttClient(broker, f"{device_id}-pull") as client:
         client.connect()
         link = RegistryLink(client, device_id)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edge_agent.config import AgentConfig, validate
+from edge_agent.config import AgentConfig, ApiSettings, validate
 from edge_agent.errors import ConfigError
 
 
@@ -34,7 +34,7 @@ from edge_agent.errors import ConfigError
 )
 @click.option(
     "--api",
-    default="127.0.0.1:8080",
+    default=ApiSettings.field_default("listen"),
     show_default=True,
     help="With --model: HOST:PORT or unix:/path of the local inference API.",
 )
@@ -49,7 +49,7 @@ from edge_agent.errors import ConfigError
 )
 @click.option(
     "--device",
-    default="auto",
+    default=AgentConfig.field_default("device"),
     show_default=True,
     metavar="NAME|FILE",
     help="With --model: the device config (shipped class, YAML file or auto).",

@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.capture.store import INDEX, SampleInfo, SampleStore
+from edge_agent.delivery.layout import StoreLayout
 from edge_agent.errors import ConfigError
 
-DEFAULT_DIR = Path("/var/lib/edge-agent/samples")
+DEFAULT_DIR = StoreLayout.default().samples
 
 
 def _store_dir(directory: Path | None, config: Path | None) -> Path:
@@ -30,7 +31,8 @@ def _store_dir(directory: Path | None, config: Path | None) -> Path:
         capture = data.get("capture") or {}
         if isinstance(capture, dict) and capture.get("dir"):
             return Path(str(capture["dir"]))
-        return Path(str(data.get("store_dir", "/var/lib/edge-agent"))) / "samples"
+        store_dir = data.get("store_dir")
+        return StoreLayout(Path(str(store_dir))).samples if store_dir else DEFAULT_DIR
     return DEFAULT_DIR
 
 

@@ -37,6 +37,7 @@ from edge_agent.errors import ModelError, UpdateError
 State = Literal["staged", "active", "previous", "inactive"]
 MODEL_SUFFIXES = (".tflite", ".onnx")
 STATE_FILE = "state.json"
+BLOBS_DIR = "blobs"
 SCHEMA = 1
 
 
@@ -53,6 +54,11 @@ class InstalledModel:
     installed_at: float  # seconds since the epoch
 
 
+def is_model_store(path: Path) -> bool:
+    """Whether ``path`` is the root of a model store (it has ``blobs/`` or ``state.json``)."""
+    return (path / BLOBS_DIR).is_dir() or (path / STATE_FILE).is_file()
+
+
 class ModelStore:
     """Installs, activates, rolls back and collects model versions under ``root``.
 
@@ -62,7 +68,7 @@ class ModelStore:
 
     def __init__(self, root: Path, *, readonly: bool = False) -> None:
         self.root = root
-        self.blobs = root / "blobs"
+        self.blobs = root / BLOBS_DIR
         self.readonly = readonly
         self._lock = threading.RLock()
         self._lock_file: IO[str] | None = None

@@ -144,7 +144,10 @@ class DeliveryEnv:
 
 
 def pull_command(env: DeliveryEnv, store_dir: Path, device_id: str, *options: str) -> list[str]:
-    """``edge-agent models pull`` of every model into ``store_dir``, as a device would run it."""
+    """``edge-agent models pull`` of every model into ``store_dir``, as a device would run it.
+
+    ``store_dir`` is the agent's ``store_dir`` (paths under it: ``StoreLayout``).
+    """
     return [
         str(EDGE_AGENT),
         "models",
@@ -153,7 +156,7 @@ def pull_command(env: DeliveryEnv, store_dir: Path, device_id: str, *options: st
         env.broker_url,
         "--root",
         str(env.root_json),
-        "--store",
+        "--store-dir",
         str(store_dir),
         "--device-id",
         device_id,

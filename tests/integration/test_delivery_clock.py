@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import ModelStore
 from edge_agent.transport.client import MqttClient
 from tests.fakes.delivery_env import delivery_env, pull_command, watch_rollout
@@ -86,10 +87,10 @@ def test_refuses_to_update_on_a_clock_it_cannot_trust(
         with pytest.raises(queue.Empty):
             events.get(timeout=0.2)  # nothing else happened: no download, no activation
 
-    with ModelStore(store_dir, readonly=True) as store:
+    with ModelStore(StoreLayout(store_dir).models, readonly=True) as store:
         active = store.active("digits")
         assert active is not None and active.version == 1
         store.verify(active)
         assert [m.version for m in store.list()] == [1]
-    downloads = list((store_dir / "trust" / "downloads").iterdir())
+    downloads = list((StoreLayout(store_dir).trust_downloads).iterdir())
     assert all("digits_int8" not in p.name for p in downloads), downloads

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import ModelStore
 from edge_agent.fleet.registry import RegistrySettings
 from tests.fakes.delivery_env import DeliveryEnv, delivery_env, pull_command
@@ -91,12 +92,14 @@ def install_v1(env: DeliveryEnv, store_dir: Path, device_id: str) -> list[str]:
 
 
 def assert_old_model_serves(store_dir: Path) -> None:
-    with ModelStore(store_dir, readonly=True) as store:
+    with ModelStore(StoreLayout(store_dir).models, readonly=True) as store:
         active = store.active("digits")
         assert active is not None and active.version == 1
         store.verify(active)
         assert [m.version for m in store.list()] == [1]  # nothing staged, nothing half-installed
-    assert [p.name for p in (store_dir / "blobs").iterdir()] == [active.path.name]
+    assert [p.name for p in (StoreLayout(store_dir).models / "blobs").iterdir()] == [
+        active.path.name
+    ]
 
 
 def test_disk_filling_up_mid_download_fails_cleanly_then_resumes(tmp_path: Path, mosquitto: Broker):
@@ -109,7 +112,7 @@ def test_disk_filling_up_mid_download_fails_cleanly_then_resumes(tmp_path: Path,
         command = install_v1(env, store_dir, "dev-full")
         release = env.publish(LARGE, version="2.0.0")
         chunks = -(-release.length // CHUNK)
-        downloads = store_dir / "trust" / "downloads"
+        downloads = StoreLayout(store_dir).trust_downloads
 
         pull = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
@@ -135,7 +138,7 @@ def test_disk_filling_up_mid_download_fails_cleanly_then_resumes(tmp_path: Path,
         assert json.loads(again.stdout)[0]["state"] == "active"
         fetched = env.server.requests_for("dev-full", "targets/") - served_before
         assert fetched <= chunks - on_disk + 8
-        with ModelStore(store_dir, readonly=True) as store:
+        with ModelStore(StoreLayout(store_dir).models, readonly=True) as store:
             active = store.active("digits")
             assert active is not None and active.sha256 == release.sha256
             store.verify(active)
@@ -171,5 +174,5 @@ def test_model_larger_than_the_room_left_is_refused_before_downloading(
         for part in (*expected, f"{release.length} bytes needed", "removed the partial download"):
             assert part in reason, reason
         assert env.server.requests_for("dev-small", "targets/") == served_before  # no chunk
-        assert not list((store_dir / "trust" / "downloads").glob("*.part*"))
+        assert not list((StoreLayout(store_dir).trust_downloads).glob("*.part*"))
         assert_old_model_serves(store_dir)

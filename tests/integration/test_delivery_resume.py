@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import FetchSettings
+from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import ModelStore
 from edge_agent.delivery.update import UpdateState
 from edge_agent.fleet.registry import RegistrySettings
@@ -76,7 +77,7 @@ def test_download_resumes_after_the_device_is_sigkilled(tmp_path: Path, mosquitt
         chunk = 2048
         chunks = -(-release.length // chunk)
         store_dir = tmp_path / "device-store"
-        download_dir = store_dir / "trust" / "downloads"
+        download_dir = StoreLayout(store_dir).trust_downloads
         command = [
             str(EDGE_AGENT),
             "models",
@@ -85,7 +86,7 @@ def test_download_resumes_after_the_device_is_sigkilled(tmp_path: Path, mosquitt
             env.broker_url,
             "--root",
             str(env.root_json),
-            "--store",
+            "--store-dir",
             str(store_dir),
             "--device-id",
             "dev-k",
@@ -112,7 +113,7 @@ def test_download_resumes_after_the_device_is_sigkilled(tmp_path: Path, mosquitt
         assert json.loads(second.stdout)[0]["state"] == "active"
         served_second = env.server.requests_for("dev-k", "targets/") - served_first
         assert served_second <= chunks - on_disk + 8  # only what was missing (+ a window)
-        with ModelStore(store_dir, readonly=True) as store:
+        with ModelStore(StoreLayout(store_dir).models, readonly=True) as store:
             active = store.active("digits")
             assert active is not None and active.sha256 == release.sha256
             store.verify(active)

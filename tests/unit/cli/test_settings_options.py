@@ -1,0 +1,51 @@
+"""CLI options that tune a config setting take its default and bounds from the settings class."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from edge_agent.cli._settings import field_range
+from edge_agent.cli.models_cmd import models
+from edge_agent.cli.run_cmd import run
+from edge_agent.config import AgentConfig, ApiSettings, FetchSettings, SwapGateSettings
+from edge_agent.delivery.layout import StoreLayout
+
+
+def _options(command: click.Command) -> dict[str, click.Parameter]:
+    return {p.name: p for p in command.params if p.name is not None}
+
+
+def test_models_pull_defaults_and_bounds_are_the_fetch_settings():
+    pull = models.commands["pull"]
+    options = _options(pull)
+    for option, field in [
+        ("chunk_bytes", "chunk_bytes"),
+        ("window", "window"),
+        ("chunk_timeout", "chunk_timeout_s"),
+        ("timeout", "deadline_s"),
+    ]:
+        assert options[option].default == FetchSettings.field_default(field), option
+        expected = field_range(FetchSettings, field)
+        assert options[option].type.to_info_dict() == expected.to_info_dict(), option
+    assert options["layout"].default == StoreLayout.default().root
+
+
+def test_run_quick_serve_defaults_are_the_config_defaults():
+    options = _options(run)
+    assert options["api"].default == ApiSettings.field_default("listen")
+    assert options["device"].default == AgentConfig.field_default("device")
+
+
+def test_field_range_reads_open_and_closed_bounds():
+    chunk = field_range(FetchSettings, "chunk_bytes")
+    assert isinstance(chunk, click.IntRange) and (chunk.min, chunk.max) == (256, 1 << 20)
+    timeout = field_range(FetchSettings, "chunk_timeout_s")
+    assert isinstance(timeout, click.FloatRange) and timeout.min_open and not timeout.max_open
+    ratio = field_range(SwapGateSettings, "max_latency_ratio")
+    assert ratio.min == 0 and ratio.min_open
+
+
+def test_field_default_of_a_required_field_is_an_error():
+    with pytest.raises(ValueError, match="required"):
+        AgentConfig.field_default("device_id")
