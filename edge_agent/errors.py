@@ -37,3 +37,16 @@ class UpdateError(EdgeAgentError):
 
 class TransportError(EdgeAgentError):
     """The MQTT transport failed (broker unreachable, refused, protocol error)."""
+
+
+class WireError(EdgeAgentError, ValueError):
+    """A document from the wire (status, telemetry, command, chunk header...) cannot be used.
+
+    ``reason`` is a short label for counters (``not_json``, ``wrong_shape``, ``too_large``,
+    ``unknown_version``); the message says what was wrong. Decoders in :mod:`edge_agent.wire`
+    raise nothing else, whatever the bytes.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason

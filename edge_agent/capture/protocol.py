@@ -1,4 +1,6 @@
-"""The sample upload wire format on ``ea/v1/<device>/samples``, and its reassembly.
+"""The sample upload on ``ea/v1/<device>/samples``: chunking and reassembly.
+
+The header is the wire contract's :class:`edge_agent.wire.chunks.SampleChunkHeader`.
 
 A sample's payload (the stored ``.npz`` bytes) travels in chunks, one MQTT message each::
 
@@ -16,41 +18,24 @@ already completed (:class:`Reassembler`), and checks the sha256 before accepting
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from edge_agent.wire.chunks import SampleChunkHeader, decode_sample_chunk, encode_sample_chunk
 
 VERSION = 1
 
 
-def encode_chunk(header: dict[str, Any], data: bytes) -> bytes:
-    """One message: header line + chunk bytes."""
-    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + data
+def encode_chunk(header: SampleChunkHeader | dict[str, Any], data: bytes) -> bytes:
+    """One message: header line + chunk bytes (the header is the wire's typed document)."""
+    if isinstance(header, dict):
+        header = SampleChunkHeader.model_validate(header)
+    return encode_sample_chunk(header, data)
 
 
-def decode_chunk(payload: bytes) -> tuple[dict[str, Any], bytes]:
-    """(header, data) of one message; ValueError says what is malformed."""
-    head, sep, data = payload.partition(b"\n")
-    if not sep:
-        raise ValueError("sample chunk without a header line")
-    try:
-        header = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"sample chunk header is not JSON: {exc}") from None
-    if not isinstance(header, dict) or header.get("v") != VERSION:
-        raise ValueError(f"sample chunk of an unknown version: {header!r:.80}")
-    for key in ("id", "offset", "size", "sha256"):
-        if key not in header:
-            raise ValueError(f"sample chunk header lacks {key!r}")
-    offset, size = header["offset"], header["size"]
-    if not (
-        isinstance(offset, int)
-        and isinstance(size, int)
-        and offset >= 0
-        and offset + len(data) <= size
-    ):
-        raise ValueError(f"sample chunk {offset}+{len(data)} does not fit size {size}")
-    return header, data
+def decode_chunk(payload: bytes) -> tuple[SampleChunkHeader, bytes]:
+    """(header, data) of one message; WireError (a ValueError) says what is malformed."""
+    return decode_sample_chunk(payload)
 
 
 @dataclass
@@ -83,18 +68,16 @@ class Reassembler:
     def add(self, payload: bytes) -> ReceivedSample | None:
         """Feed one message; returns the sample when this chunk completes it, else None."""
         header, data = decode_chunk(payload)
-        sample_id = str(header["id"])
+        sample_id = header.id
         if sample_id in self.completed:
             self.duplicates += 1
             return None
-        partial = self._partial.setdefault(
-            sample_id, _Partial(int(header["size"]), str(header["sha256"]))
-        )
-        if header["offset"] in partial.chunks:
+        partial = self._partial.setdefault(sample_id, _Partial(header.size, header.sha256))
+        if header.offset in partial.chunks:
             self.duplicates += 1
-        partial.chunks[int(header["offset"])] = data
-        if "meta" in header:
-            partial.meta = dict(header["meta"])
+        partial.chunks[header.offset] = data
+        if header.meta is not None:
+            partial.meta = dict(header.meta)
         assembled = self._assemble(partial)
         if assembled is None:
             return None

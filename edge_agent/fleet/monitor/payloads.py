@@ -1,9 +1,12 @@
 """What the agents publish, parsed into rows for the monitor's store. Pure: no I/O, no clock.
 
-Every MQTT message the monitor receives goes through :func:`parse_message`, which returns a list
-of typed rows (a telemetry report becomes one ``TelemetryRow`` plus one ``LoadRow`` per model
-and delegate) or raises :class:`PayloadError` naming why it was dropped. Nothing a device sends
-can crash ingest: wrong JSON types, missing keys, huge or non-UTF-8 payloads all end here.
+Every MQTT message the monitor receives goes through :func:`parse_message`, which decodes it
+with the wire contract (:mod:`edge_agent.wire`, where text and numbers are sanitised) and
+returns a list of typed rows (a telemetry report becomes one ``TelemetryRow`` plus one
+``LoadRow`` per model and delegate) or raises :class:`PayloadError` (the wire's
+``WireError``) naming why it was dropped. Nothing a device sends can crash ingest or make a
+row the store cannot write: wrong JSON types, missing keys, lone surrogates, NUL, huge or
+non-UTF-8 payloads all end here.
 
 Dedupe keys: outbox envelopes carry an ``id`` (``<outbox>-<seq>``), which is prefixed with the
 device id (a device cannot collide with another's records). Rollout events and sample chunks
@@ -14,41 +17,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.capture.protocol import decode_chunk
+from edge_agent.errors import WireError
 from edge_agent.transport.topics import DeviceChannel, parse
+from edge_agent.wire import chunks
+from edge_agent.wire._clean import MAX_TEXT, number, text
+from edge_agent.wire.drift import SIGNALS, DriftAlarmEvent, DriftReport, decode_drift
+from edge_agent.wire.status import Status
+from edge_agent.wire.telemetry import Envelope, PowerPolicyEvent, TelemetryReport, decode_telemetry
+from edge_agent.wire.transitions import SwapEvent, Transition, decode_rollout
 
 MAX_PROFILE_BYTES = 256 * 1024
 """A drift window profile larger than this is stored without its profile (counted)."""
-MAX_TEXT = 512
-"""Longest free text (reason, version, names) kept from a payload."""
 CLOCK_SKEW_S = 300.0
 """A device time further than this in the future (or 7 days in the past) is not trusted."""
-ROLLOUT_STATES = frozenset(
-    {
-        "shadow",
-        "rejected",
-        "active",
-        "rolled_back",
-        "watch_passed",
-        "idle",
-        "downloading",
-        "verified",
-        "staged",
-        "failed",
-    }
-)
-
-
-class PayloadError(ValueError):
-    """A message the monitor cannot use; ``reason`` is a short counter label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+PayloadError = WireError
+"""A message the monitor cannot use; ``reason`` is a short counter label."""
 
 
 @dataclass(frozen=True)
@@ -164,58 +150,20 @@ class Parsed:
     """Set when the message is valid but carries nothing to store (a later sample chunk)."""
 
 
-# -- small validated readers -------------------------------------------------------------
-
-
-def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)[:limit]
-    return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _int(value: Any) -> int:
-    number = _num(value)
-    return int(number) if number is not None and abs(number) < 2**62 else 0
-
-
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise PayloadError("wrong_shape", f"{where} is not a JSON object")
-    return value
-
-
 def device_time(value: Any, received: float) -> float:
     """The device's timestamp when it is plausible, else the time the monitor received it."""
-    stamp = _num(value)
+    stamp = number(value)
     if stamp is None or stamp > received + CLOCK_SKEW_S or stamp < received - 7 * 86400:
         return received
     return stamp
-
-
-def _key(device_id: str, record_id: Any) -> str:
-    if not isinstance(record_id, str) or not record_id or len(record_id) > 128:
-        raise PayloadError("wrong_shape", "envelope 'id' is missing or not a short string")
-    return f"{device_id}/{record_id}"
 
 
 def _content_key(prefix: str, device_id: str, payload: bytes) -> str:
     return f"{device_id}/{prefix}-{hashlib.sha1(payload).hexdigest()[:24]}"
 
 
-def _json(payload: bytes) -> Any:
-    try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise PayloadError("not_json", str(exc)[:120]) from None
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 # -- per channel ---------------------------------------------------------------------------
@@ -225,16 +173,16 @@ def parse_message(topic: str, payload: bytes, received: float, max_bytes: int) -
     """Rows from one MQTT message; PayloadError (with a counter ``reason``) when unusable."""
     where = parse(topic)
     if where is None:
-        raise PayloadError("bad_topic", f"{topic[:120]!r} is not a device topic")
+        raise PayloadError("bad_topic", f"{text(topic, 120)!r} is not a device topic")
     if len(payload) > max_bytes:
         raise PayloadError("too_large", f"{len(payload)} bytes > {max_bytes}")
     device = where.device_id
     if where.channel == DeviceChannel.STATUS.value:
-        return Parsed([parse_status(device, _obj(_json(payload), "status"), received)])
+        return Parsed([parse_status(device, Status.decode(payload), received)])
     if where.channel == DeviceChannel.TELEMETRY.value:
-        return Parsed(parse_telemetry(device, _obj(_json(payload), "telemetry"), received))
+        return Parsed(parse_telemetry(device, Envelope.decode(payload), received))
     if where.channel == DeviceChannel.DRIFT.value:
-        return Parsed(parse_drift(device, _obj(_json(payload), "drift"), received))
+        return Parsed(parse_drift(device, Envelope.decode(payload), received))
     if where.channel == DeviceChannel.ROLLOUT.value:
         return Parsed([parse_rollout(device, payload, received)])
     if where.channel == DeviceChannel.SAMPLES.value:
@@ -242,175 +190,116 @@ def parse_message(topic: str, payload: bytes, received: float, max_bytes: int) -
     raise PayloadError("bad_topic", f"channel {where.channel!r} is not ingested")
 
 
-def parse_status(device: str, doc: dict[str, Any], received: float) -> StatusRow:
+def parse_status(device: str, status: Status, received: float) -> StatusRow:
     """A status document or last will. The topic, not the payload, names the device."""
-    state = doc.get("state")
-    if state not in ("online", "degraded", "offline"):
-        raise PayloadError("wrong_shape", f"status state {str(state)[:40]!r} is unknown")
-    models = []
-    raw_models = doc.get("models")
-    if isinstance(raw_models, list):
-        for entry in raw_models[:64]:
-            if isinstance(entry, dict) and _text(entry.get("name")):
-                models.append(
-                    (
-                        _text(entry.get("name"), 128) or "",
-                        _text(entry.get("version"), 128) or "",
-                        _text(entry.get("delegate"), 64) or "",
-                        bool(entry.get("degraded", False)),
-                    )
-                )
-    last_will = "time" not in doc
     return StatusRow(
         device_id=device,
-        state=state,
-        time=received if last_will else device_time(doc.get("time"), received),
-        agent_version=_text(doc.get("agent_version"), 64),
-        device_class=_text(doc.get("device_class"), 64),
-        api=_text(doc.get("api"), 256),
-        uptime_s=_num(doc.get("uptime_s")),
-        models=tuple(models),
+        state=status.state.value,
+        time=received if status.is_last_will else device_time(status.time, received),
+        agent_version=status.agent_version,
+        device_class=status.device_class,
+        api=text(status.api, 256),
+        uptime_s=status.uptime_s,
+        models=tuple(
+            (m.name, m.version or "", (m.delegate or "")[:64], m.degraded) for m in status.models
+        ),
     )
 
 
-def _envelope(
-    device: str, doc: dict[str, Any], received: float
-) -> tuple[str, float, dict[str, Any]]:
-    key = _key(device, doc.get("id"))
-    data = _obj(doc.get("data"), "envelope 'data'")
-    return key, device_time(doc.get("created"), received), data
-
-
-def parse_telemetry(device: str, doc: dict[str, Any], received: float) -> list[Row]:
+def parse_telemetry(device: str, envelope: Envelope, received: float) -> list[Row]:
     """A telemetry envelope: the report (sensors + per-model load) or a power-policy event."""
-    key, when, data = _envelope(device, doc, received)
-    if "event" in data:
-        return [_event_row(key, device, when, data)]
-    system = data.get("system") if isinstance(data.get("system"), dict) else {}
-    assert isinstance(system, dict)
+    key, when = f"{device}/{envelope.id}", device_time(envelope.created, received)
+    document = decode_telemetry(envelope.data)
+    if not isinstance(document, TelemetryReport):
+        return [_event_row(key, device, when, document)]
+    system = document.system
     rows: list[Row] = [
         TelemetryRow(
             key=key,
             device_id=device,
             time=when,
-            state=_text(data.get("state"), 16),
-            battery_pct=_num(system.get("battery_pct")),
-            max_temp_c=_num(system.get("max_temp_c")),
-            power_w=_num(system.get("power_w")),
-            cpu_pct=_num(system.get("cpu_usage_pct")),
-            memory_pct=_num(system.get("memory_used_pct")),
-            energy_j=_num(data.get("energy_per_inference_j")),
-            power_mode=_text(data.get("power_mode"), 32),
+            state=document.state,
+            battery_pct=system.battery_pct,
+            max_temp_c=system.max_temp_c,
+            power_w=system.power_w,
+            cpu_pct=system.cpu_usage_pct,
+            memory_pct=system.memory_used_pct,
+            energy_j=document.energy_per_inference_j,
+            power_mode=document.power_mode,
         )
     ]
-    versions: dict[str, str] = {}
-    if isinstance(data.get("models"), list):
-        for entry in data["models"]:
-            if isinstance(entry, dict) and _text(entry.get("name")):
-                versions[str(entry["name"])] = _text(entry.get("version"), 128) or ""
-    load = data.get("load")
-    entries = load.get("models") if isinstance(load, dict) else None
+    versions = document.versions()
     seen: set[tuple[str, str]] = set()
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict) or not _text(entry.get("model")):
+    for entry in document.load.models:
+        if (entry.model, entry.delegate) in seen:
             continue
-        model = _text(entry.get("model"), 128) or ""
-        delegate = _text(entry.get("delegate"), 64) or ""
-        if (model, delegate) in seen:
-            continue
-        seen.add((model, delegate))
-        latency = entry.get("latency_ms") if isinstance(entry.get("latency_ms"), dict) else {}
-        assert isinstance(latency, dict)
-        sketch = entry.get("sketch")
+        seen.add((entry.model, entry.delegate))
+        latency = entry.latency_ms
         rows.append(
             LoadRow(
                 key=key,
                 device_id=device,
                 time=when,
-                model=model,
-                version=_text(entry.get("version"), 128) or versions.get(model),
-                delegate=delegate,
-                count=max(_int(entry.get("count")), 0),
-                errors=max(_int(entry.get("errors")), 0),
-                throughput=_num(entry.get("throughput_per_s")),
-                p50=_num(latency.get("p50")),
-                p95=_num(latency.get("p95")),
-                p99=_num(latency.get("p99")),
-                sketch=json.dumps(sketch, separators=(",", ":"))
-                if isinstance(sketch, dict)
-                else None,
+                model=entry.model,
+                version=entry.version or versions.get(entry.model),
+                delegate=entry.delegate,
+                count=entry.count,
+                errors=entry.errors,
+                throughput=entry.throughput_per_s,
+                p50=latency.p50,
+                p95=latency.p95,
+                p99=latency.p99,
+                sketch=None if entry.sketch is None else _compact(entry.sketch),
             )
         )
     return rows
 
 
-def _event_row(key: str, device: str, when: float, data: dict[str, Any]) -> EventRow:
-    kind = _text(data.get("event"), 32) or "event"
+def _event_row(
+    key: str, device: str, when: float, event: PowerPolicyEvent | DriftAlarmEvent
+) -> EventRow:
+    if not isinstance(event, DriftAlarmEvent) and event.event == "drift_alarm":
+        event = DriftAlarmEvent.from_object(event.as_object())  # sent on the telemetry channel
+    kind: str = event.event
+    state: str | None
     reason: str | None
-    if kind == "drift_alarm":
-        state = _text(data.get("to"), 16)
-        reason = f"{_text(data.get('signal'), 32)}: {data.get('from')} -> {data.get('to')}"
+    if isinstance(event, DriftAlarmEvent):
+        state, reason = event.to, event.reason()
     else:
-        state = _text(data.get("mode"), 32)
-        reasons = data.get("reasons")
-        reason = "; ".join(str(r)[:120] for r in reasons[:8]) if isinstance(reasons, list) else None
+        state, reason = event.mode, event.reason()
     return EventRow(
         key=key,
         device_id=device,
         time=when,
         kind=kind,
-        model=_text(data.get("model"), 128),
+        model=event.model,
         version=None,
         state=state,
         reason=(reason or "")[:MAX_TEXT] or None,
-        detail=json.dumps(data, separators=(",", ":"), default=str)[:4096],
+        detail=_compact(event.as_object())[:4096],
     )
 
 
-def parse_drift(device: str, doc: dict[str, Any], received: float) -> list[Row]:
+def parse_drift(device: str, envelope: Envelope, received: float) -> list[Row]:
     """A drift envelope: a window report, or a drift alarm transition event."""
-    key, when, data = _envelope(device, doc, received)
-    if "event" in data:
-        return [_event_row(key, device, when, data)]
-    model = _text(data.get("model"), 128)
-    if not model:
-        raise PayloadError("wrong_shape", "drift report without a model")
-    signals = _obj(data.get("signals", {}), "drift 'signals'")
-    severity: dict[str, float | None] = {}
-    alarm: dict[str, str | None] = {}
-    features: dict[str, float] = {}
-    for name in ("input", "prediction", "quality"):
-        signal = signals.get(name)
-        signal = signal if isinstance(signal, dict) else {}
-        severity[name] = _num(signal.get("severity"))
-        level = signal.get("alarm")
-        alarm[name] = level if level in ("ok", "alarm") else None
-        if name == "input":
-            detail = signal.get("detail") if isinstance(signal.get("detail"), dict) else {}
-            assert isinstance(detail, dict)
-            ratios = detail.get("ratios")
-            if isinstance(ratios, dict):
-                for feature, ratio in list(ratios.items())[:256]:
-                    number = _num(ratio)
-                    if number is not None:
-                        features[str(feature)[:64]] = round(number, 4)
-    profile = data.get("profile")
-    profile_json = None
-    if isinstance(profile, dict):
-        profile_json = json.dumps(profile, separators=(",", ":"))
-        if len(profile_json) > MAX_PROFILE_BYTES:
-            profile_json = None
+    key, when = f"{device}/{envelope.id}", device_time(envelope.created, received)
+    document = decode_drift(envelope.data)
+    if not isinstance(document, DriftReport):
+        return [_event_row(key, device, when, document)]
+    profile_json = None if document.profile is None else _compact(document.profile)
+    if profile_json is not None and len(profile_json) > MAX_PROFILE_BYTES:
+        profile_json = None
     return [
         DriftRow(
             key=key,
             device_id=device,
             time=when,
-            model=model,
-            window=_int(data.get("window")),
-            samples=max(_int(data.get("samples")), 0),
-            severity=severity,
-            alarm=alarm,
-            features=json.dumps(features, separators=(",", ":")),
+            model=document.model,
+            window=document.window,
+            samples=document.samples,
+            severity={name: document.signal(name).severity for name in SIGNALS},
+            alarm={name: document.signal(name).alarm for name in SIGNALS},
+            features=_compact(document.signal("input").ratios()),
             profile=profile_json,
         )
     ]
@@ -418,23 +307,25 @@ def parse_drift(device: str, doc: dict[str, Any], received: float) -> list[Row]:
 
 def parse_rollout(device: str, payload: bytes, received: float) -> EventRow:
     """A swap event (``time``, ``evidence``) or an update transition (``timestamp``)."""
-    doc = _obj(_json(payload), "rollout event")
-    state = doc.get("state")
-    if state not in ROLLOUT_STATES:
-        raise PayloadError("wrong_shape", f"rollout state {str(state)[:40]!r} is unknown")
-    evidence = doc.get("evidence")
+    event = decode_rollout(payload)
+    if isinstance(event, Transition):
+        stamp: float | None = event.timestamp
+        version = None if event.version is None else str(event.version)
+        reason: str | None = event.reason
+        evidence = None
+    else:
+        assert isinstance(event, SwapEvent)
+        stamp, version, reason, evidence = event.time, event.version, event.reason, event.evidence
     return EventRow(
         key=_content_key("r", device, payload),
         device_id=device,
-        time=device_time(doc.get("time", doc.get("timestamp")), received),
+        time=device_time(stamp, received),
         kind="rollout",
-        model=_text(doc.get("model"), 128),
-        version=_text(doc.get("version"), 128),
-        state=str(state),
-        reason=_text(doc.get("reason")),
-        detail=json.dumps(evidence, separators=(",", ":"))[:4096]
-        if isinstance(evidence, dict)
-        else None,
+        model=event.model,
+        version=version,
+        state=event.state.value,
+        reason=reason,
+        detail=None if evidence is None else _compact(evidence)[:4096],
     )
 
 
@@ -444,31 +335,24 @@ def parse_sample_chunk(device: str, payload: bytes, received: float) -> Parsed:
     The payload bytes themselves stay on the device side of the wire: the monitor keeps what
     the dashboard shows (prediction, confidence, latency, size), bounded per row.
     """
-    try:
-        header, _data = decode_chunk(payload)
-    except ValueError as exc:
-        raise PayloadError("wrong_shape", str(exc)[:160]) from None
-    meta = header.get("meta")
-    if header.get("offset") != 0 or not isinstance(meta, dict):
+    header, _data = chunks.decode_sample_chunk(payload)
+    meta = header.sample_meta()
+    if header.offset != 0 or meta is None:
         return Parsed(skipped="sample_chunk")
-    latency_s = _num(meta.get("latency_s"))
-    prediction = meta.get("prediction")
     return Parsed(
         [
             SampleRow(
-                key=f"{device}/{_text(header.get('id'), 64)}",
+                key=f"{device}/{header.id}",
                 device_id=device,
-                time=device_time(meta.get("created"), received),
-                model=_text(meta.get("model"), 128),
-                version=_text(meta.get("version"), 128),
-                delegate=_text(meta.get("delegate"), 64),
-                latency_ms=None if latency_s is None else latency_s * 1000.0,
-                strategy=_text(meta.get("strategy"), 64),
-                prediction=int(prediction)
-                if isinstance(prediction, int) and not isinstance(prediction, bool)
-                else None,
-                confidence=_num(meta.get("confidence")),
-                size=max(_int(header.get("size")), 0),
+                time=device_time(meta.created, received),
+                model=meta.model,
+                version=meta.version,
+                delegate=meta.delegate,
+                latency_ms=None if meta.latency_s is None else meta.latency_s * 1000.0,
+                strategy=meta.strategy,
+                prediction=meta.prediction,
+                confidence=meta.confidence,
+                size=header.size,
             )
         ]
     )
