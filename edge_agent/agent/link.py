@@ -8,46 +8,25 @@ unit-tested to be refused with a reason instead of raising on paho's thread.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 from edge_agent.config import AgentConfig
+from edge_agent.errors import WireError
 from edge_agent.transport import topics
 from edge_agent.transport.client import LastWill, MqttClient, TlsFiles
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire.commands import COMMANDS, MAX_SAMPLES_PER_COMMAND, Command
+from edge_agent.wire.status import Status
 
-COMMANDS = ("status", "reload", "sample-now")
-MAX_SAMPLES_PER_COMMAND = 1000
-
-
-@dataclass(frozen=True)
-class Command:
-    """A command that parsed; ``count`` and ``model`` only matter for ``sample-now``."""
-
-    name: str
-    count: int = 1
-    model: str | None = None
+__all__ = ["COMMANDS", "MAX_SAMPLES_PER_COMMAND", "Command", "device_client", "parse_command"]
 
 
 def parse_command(payload: bytes) -> Command | str:
-    """The command in ``payload``, or the reason it is refused."""
+    """The command in ``payload`` (the wire's :class:`Command`), or the reason it is refused."""
     try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return f"not JSON: {payload[:80]!r}"
-    if not isinstance(document, dict):
-        return "not a JSON object"
-    name = document.get("command")
-    if name not in COMMANDS:
-        return f"unknown command {name!r} (known: {', '.join(COMMANDS)})"
-    try:
-        count = int(document.get("count", 1))
-    except (TypeError, ValueError):
-        return f"count {document.get('count')!r} is not a number"
-    model = document.get("model")
-    return Command(
-        name, max(1, min(count, MAX_SAMPLES_PER_COMMAND)), model if isinstance(model, str) else None
-    )
+        return Command.decode(payload)
+    except WireError as exc:
+        if exc.reason == "not_json":
+            return f"not JSON: {payload[:80]!r}"
+        return str(exc).split(": ", 1)[-1]
 
 
 def device_client(config: AgentConfig) -> MqttClient:
@@ -57,7 +36,7 @@ def device_client(config: AgentConfig) -> MqttClient:
         raise ValueError("the agent config has no broker")
     password = broker.password_file.read_text().strip() if broker.password_file else None
     status_topic = topics.device_topic(config.device_id, DeviceChannel.STATUS)
-    offline = json.dumps({"device_id": config.device_id, "state": "offline"}).encode()
+    offline = Status.last_will(config.device_id).encode()
     tls = None
     if broker.ca_file or broker.cert_file:
         tls = TlsFiles(broker.ca_file, broker.cert_file, broker.key_file)

@@ -14,7 +14,6 @@ client and commands), ``telemetry``, ``updates`` and ``reload``.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent import wire
 from edge_agent.agent import systemd
 from edge_agent.agent.lifecycle import Housekeeping, serve_until_stopped
 from edge_agent.agent.link import device_client, parse_command
@@ -50,6 +50,8 @@ from edge_agent.telemetry.sensors import SensorReader
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire.states import DeviceState, SwapState
+from edge_agent.wire.status import Status
 
 if TYPE_CHECKING:
     from edge_agent.agent.updates import AgentUpdates
@@ -255,7 +257,7 @@ class Agent:
                 self._flush_outbox(timeout_s=5.0)
             self.telemetry.close()
         if self.mqtt is not None:
-            self.publish_status(state="offline")
+            self.publish_status(state=DeviceState.OFFLINE)
             self.mqtt.close()
         self.host.close()
         log.info("agent %s stopped", self.config.device_id)
@@ -280,7 +282,7 @@ class Agent:
         now = time.monotonic()
         return all(now - last() <= self.serving.stall_seconds for last in self._progress.values())
 
-    def status(self, state: str | None = None) -> dict[str, Any]:
+    def status(self, state: DeviceState | None = None) -> Status:
         """The retained status document."""
         return status_document(
             device_id=self.config.device_id,
@@ -318,12 +320,12 @@ class Agent:
         return verdict
 
     def _on_swap_event(self, event: SwapEvent) -> None:
-        if event["state"] in ("active", "rolled_back"):
+        if event["state"] in (SwapState.ACTIVE, SwapState.ROLLED_BACK):
             self.publish_status()  # the monitor sees the version change at once
         if self.mqtt is not None:
             self.mqtt.publish(
                 topics.device_topic(self.config.device_id, DeviceChannel.ROLLOUT),
-                json.dumps(event),
+                wire.SwapEvent.model_validate(event).encode(),
                 qos=1,
             )
 
@@ -366,13 +368,13 @@ class Agent:
         if connected:
             self.publish_status()
 
-    def publish_status(self, state: str | None = None) -> None:
+    def publish_status(self, state: DeviceState | None = None) -> None:
         """Publish the retained status (when connected; the last will covers disconnects)."""
         if self.mqtt is None or not self.mqtt.connected:
             return
         topic = topics.device_topic(self.config.device_id, DeviceChannel.STATUS)
-        info = self.mqtt.publish(topic, json.dumps(self.status(state)), qos=1, retain=True)
-        if state == "offline":
+        info = self.mqtt.publish(topic, self.status(state).encode(), qos=1, retain=True)
+        if state is DeviceState.OFFLINE:
             info.wait_for_publish(2)
 
     def _on_command(self, message: Message) -> None:

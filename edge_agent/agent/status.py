@@ -1,6 +1,7 @@
 """The agent's retained status document: what it serves, on which delegate, and how it fares.
 
-Built from plain data so it can be tested without a running agent; the agent publishes it on
+Built from plain data (as the wire contract's :class:`~edge_agent.wire.status.Status`) so it
+can be tested without a running agent; the agent publishes it on
 its `status` topic (retained) and hands it to telemetry with each report.
 """
 
@@ -12,17 +13,19 @@ from typing import Any
 
 from edge_agent import __version__
 from edge_agent.serving import ServedModel
+from edge_agent.wire.states import DeviceState
+from edge_agent.wire.status import ModelStatus, Status
 
 
-def model_status(served: ServedModel) -> dict[str, Any]:
+def model_status(served: ServedModel) -> ModelStatus:
     """One served model's entry: its active version, delegate, and whether it degraded."""
     backend = served.active.backend
-    return {
-        "name": served.name,
-        "version": served.active.version,
-        "delegate": backend.delegate.name,
-        "degraded": bool(getattr(backend, "degraded", False)),
-    }
+    return ModelStatus(
+        name=served.name,
+        version=served.active.version,
+        delegate=backend.delegate.name,
+        degraded=bool(getattr(backend, "degraded", False)),
+    )
 
 
 def status_document(
@@ -34,21 +37,21 @@ def status_document(
     started_at: float,
     pipelines: Sequence[dict[str, Any]],
     healthy: bool,
-    state: str | None = None,
-) -> dict[str, Any]:
+    state: DeviceState | None = None,
+) -> Status:
     """The status document; ``state`` defaults to `degraded` or `online` from the models."""
     entries = [model_status(served) for served in models]
     if state is None:
-        degraded = any(entry["degraded"] for entry in entries)
-        state = "degraded" if degraded or not healthy else "online"
-    return {
-        "device_id": device_id,
-        "state": state,
-        "agent_version": __version__,
-        "device_class": device_class,
-        "models": entries,
-        "api": api_address,
-        "uptime_s": round(time.time() - started_at, 1),
-        "pipelines": list(pipelines),
-        "time": time.time(),
-    }
+        degraded = any(entry.degraded for entry in entries)
+        state = DeviceState.DEGRADED if degraded or not healthy else DeviceState.ONLINE
+    return Status(
+        device_id=device_id,
+        state=state,
+        agent_version=__version__,
+        device_class=device_class,
+        models=entries,
+        api=api_address,
+        uptime_s=round(time.time() - started_at, 1),
+        pipelines=list(pipelines),
+        time=time.time(),
+    )

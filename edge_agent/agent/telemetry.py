@@ -4,7 +4,8 @@ Hot path: each served model gets an observer that records latency (a DDSketch in
 offers the sample to the model's drift monitor (a coin flip, usually a decrement). Everything
 else (profiling windows, reading sysfs, SQLite commits, publishing) runs on other threads or in
 the periodic ``report``. The outbox is the record of what is still to send: telemetry survives
-a broker outage and a kill -9 there, not in paho's memory.
+a broker outage and a kill -9 there, not in paho's memory. Every document queued is the wire
+contract's typed class (:mod:`edge_agent.wire`), encoded once here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from edge_agent.telemetry.publisher import OutboxPublisher
 from edge_agent.telemetry.sensors import SensorReader, SystemSnapshot
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire import Document
+from edge_agent.wire.drift import DriftAlarmEvent, DriftReport
+from edge_agent.wire.status import Status
+from edge_agent.wire.telemetry import Load, PowerPolicyEvent, System, TelemetryReport
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,7 @@ class AgentTelemetry:
         if monitor is not None:
             monitor.stop()
 
-    def report(self, status: dict[str, Any]) -> dict[str, Any]:
+    def report(self, status: Status) -> TelemetryReport:
         """Queue one telemetry report (latency, load, sensors, power) and apply the policy."""
         snapshot = self.sensors.read()
         load = self.latency.collect()
@@ -119,39 +124,33 @@ class AgentTelemetry:
         )
         self.power = decision.state
         self._energy_per_inference_j = energy_per_inference_j(snapshot.power_w, total, seconds)
-        report = {
-            "device_id": self.device_id,
-            "state": status.get("state"),
-            "models": status.get("models"),
-            "load": load,
-            "system": sensors,
-            "energy_per_inference_j": self._energy_per_inference_j,
-            "power_mode": decision.state.mode,
-            "outbox": self.outbox.stats(),
-        }
+        report = TelemetryReport(
+            device_id=self.device_id,
+            state=status.state.value,
+            models=status.models,
+            load=Load.model_validate(load),
+            system=System.model_validate(sensors),
+            energy_per_inference_j=self._energy_per_inference_j,
+            power_mode=decision.state.mode,
+            outbox=self.outbox.stats(),
+        )
         self._enqueue(DeviceChannel.TELEMETRY, Priority.TELEMETRY, report)
         if decision.changed:
-            self._enqueue(
-                DeviceChannel.TELEMETRY,
-                Priority.ALARM,
-                {"event": "power_policy", **decision.report()},
-            )
+            event = PowerPolicyEvent(event="power_policy", **decision.report())
+            self._enqueue(DeviceChannel.TELEMETRY, Priority.ALARM, event)
         return report
 
-    def _drift_report(self, report: dict[str, Any]) -> None:
+    def _drift_report(self, raw: dict[str, Any]) -> None:
+        report = DriftReport.model_validate(raw)
         self._enqueue(DeviceChannel.DRIFT, Priority.DRIFT, report)
-        model = str(report.get("model"))
-        for transition in report.get("transitions", []):
-            self._enqueue(
-                DeviceChannel.DRIFT,
-                Priority.ALARM,
-                {"event": "drift_alarm", "model": model, **transition},
-            )
-            self._on_drift_transition(model, transition.get("to") == "alarm")
+        for transition in report.transitions:
+            event = DriftAlarmEvent.of(report.model, transition)
+            self._enqueue(DeviceChannel.DRIFT, Priority.ALARM, event)
+            self._on_drift_transition(report.model, transition.to == "alarm")
 
-    def _enqueue(self, channel: DeviceChannel, priority: Priority, payload: dict[str, Any]) -> None:
+    def _enqueue(self, channel: DeviceChannel, priority: Priority, document: Document) -> None:
         try:
-            self.outbox.enqueue(channel, priority, payload)
+            self.outbox.enqueue(channel, priority, document.encode())
         except EdgeAgentError as exc:  # a full disk must not stop inference
             log.error("telemetry record dropped: %s", exc)
 

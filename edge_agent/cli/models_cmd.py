@@ -203,7 +203,7 @@ def pull(
         link.close()
     failed = [r for r in results if r.state is not UpdateState.ACTIVE]
     if as_json:
-        click.echo(json.dumps([json.loads(r.to_json()) for r in results], indent=2))
+        click.echo(json.dumps([r.as_object() for r in results], indent=2))
     else:
         for r in results:
             colour = "green" if r.state is UpdateState.ACTIVE else "red"

@@ -7,22 +7,22 @@
                  +-------------+----------+------------+--> failed (reason)
     active -> rolled_back (reason)          a bad version is rejected, never reinstalled
 
-Every transition is published as JSON on the device's rollout topic. Each state has a time
-limit, ``cancel()`` stops whatever runs, and every run starts afresh from idle, so a failed
-update never blocks the next (a partial download is kept and resumed). The active model is
-only replaced by ``ModelStore.activate``, after the new file verified and passed the check.
+Every transition is published on the device's rollout topic as the wire contract's
+:class:`~edge_agent.wire.transitions.Transition` (re-exported here with ``UpdateState``). Each
+state has a time limit, ``cancel()`` stops whatever runs, and every run starts afresh from
+idle, so a failed update never blocks the next (a partial download is kept and resumed). The
+active model is only replaced by ``ModelStore.activate``, after the new file verified and
+passed the check.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,24 +32,25 @@ from edge_agent.transport import topics
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.trust.device.transfer import Progress
 from edge_agent.trust.targets import ModelRelease, check_installable
+from edge_agent.wire.states import UpdateState
+from edge_agent.wire.transitions import Transition
+
+__all__ = [
+    "CLOCK_FLOOR",
+    "ModelSource",
+    "ShadowVerdict",
+    "Transition",
+    "UpdateLimits",
+    "UpdateManager",
+    "UpdateState",
+    "accept_without_check",
+]
 
 log = logging.getLogger(__name__)
 
 CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
 """Before this the device clock is certainly wrong (no RTC, no NTP yet): expiry cannot be
 checked, so nothing is activated."""
-
-
-class UpdateState(str, Enum):
-    """States of one update."""
-
-    IDLE = "idle"
-    DOWNLOADING = "downloading"
-    VERIFIED = "verified"
-    STAGED = "staged"
-    ACTIVE = "active"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
 
 
 @dataclass(frozen=True)
@@ -97,31 +98,6 @@ class ModelSource(Protocol):
 
     def close(self) -> None:
         """Release what the source holds."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One published state change."""
-
-    device: str
-    model: str
-    version: int | None
-    state: UpdateState
-    reason: str
-    timestamp: float
-
-    def to_json(self) -> bytes:
-        """The payload on the rollout topic."""
-        return json.dumps(
-            {
-                "device": self.device,
-                "model": self.model,
-                "version": self.version,
-                "state": self.state.value,
-                "reason": self.reason,
-                "timestamp": self.timestamp,
-            }
-        ).encode()
 
 
 class _Deadline:
@@ -226,7 +202,12 @@ class UpdateManager:
             active = self.store.active(name)
             if active is not None and active.version == release.release:
                 return Transition(
-                    self.device_id, name, version, UpdateState.ACTIVE, "up to date", self.clock()
+                    device=self.device_id,
+                    model=name,
+                    version=version,
+                    state=UpdateState.ACTIVE,
+                    reason="up to date",
+                    timestamp=self.clock(),
                 )
             check_installable(
                 release,
@@ -297,11 +278,18 @@ class UpdateManager:
             raise UpdateError(f"cancelled while {what}")
 
     def _emit(self, name: str, version: int | None, state: UpdateState, reason: str) -> Transition:
-        transition = Transition(self.device_id, name, version, state, reason, self.clock())
+        transition = Transition(
+            device=self.device_id,
+            model=name,
+            version=version,
+            state=state,
+            reason=reason,
+            timestamp=self.clock(),
+        )
         self.state = state
         self.history.append(transition)
         try:
-            self.publish(self._topic, transition.to_json())
+            self.publish(self._topic, transition.encode())
         except Exception:  # reporting must never decide the update
             log.exception("could not publish the %s transition", state.value)
         return transition

@@ -1,8 +1,9 @@
 """Simulated device reports in the agents' exact wire formats, built with the agents' own code.
 
-The payloads come from the real producers (``LatencyRecorder.collect``, ``Record.envelope``,
-``DriftDetector`` window reports, ``encode_chunk``), so a change of format on the agent side
-breaks the monitor's tests instead of silently diverging.
+The documents are the wire contract's classes (:mod:`edge_agent.wire`) filled by the real
+producers (``LatencyRecorder.collect``, ``Record.envelope``, ``DriftDetector`` window reports),
+so a change of format on the agent side breaks the monitor's tests instead of silently
+diverging.
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.capture.protocol import VERSION as SAMPLE_VERSION
-from edge_agent.capture.protocol import encode_chunk
 from edge_agent.config import DriftSettings
 from edge_agent.telemetry.drift import DriftDetector
 from edge_agent.telemetry.latency import LatencyRecorder
 from edge_agent.telemetry.outbox import Priority, Record
 from edge_agent.telemetry.profile import Profile, build_profile
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire import Document
+from edge_agent.wire.chunks import SampleChunkHeader, encode_sample_chunk
+from edge_agent.wire.drift import DriftAlarmEvent, DriftReport
+from edge_agent.wire.states import DeviceState, SwapState
+from edge_agent.wire.status import ModelStatus, Status
+from edge_agent.wire.telemetry import Load, System, TelemetryReport
+from edge_agent.wire.transitions import SwapEvent
 
 
 def status(
@@ -30,26 +36,24 @@ def status(
     when: float | None = None,
 ) -> bytes:
     """``Agent.status()``: retained status document."""
-    return json.dumps(
-        {
-            "device_id": device,
-            "state": state,
-            "agent_version": "0.1.0",
-            "device_class": "x86-generic",
-            "models": [
-                {"name": n, "version": v, "delegate": d, "degraded": False}
-                for n, v, d in (models or [("digits", "1", "cpu")])
-            ],
-            "api": "127.0.0.1:8080",
-            "uptime_s": 12.5,
-            "time": time.time() if when is None else when,
-        }
+    return Status(
+        device_id=device,
+        state=DeviceState(state),
+        agent_version="0.1.0",
+        device_class="x86-generic",
+        models=[
+            ModelStatus(name=n, version=v, delegate=d)
+            for n, v, d in (models or [("digits", "1", "cpu")])
+        ],
+        api="127.0.0.1:8080",
+        uptime_s=12.5,
+        time=time.time() if when is None else when,
     ).encode()
 
 
 def last_will(device: str) -> bytes:
     """The broker-published last will."""
-    return json.dumps({"device_id": device, "state": "offline"}).encode()
+    return Status.last_will(device).encode()
 
 
 class Clock:
@@ -84,26 +88,27 @@ def telemetry(
     for _ in range(errors):
         recorder.record(model, "cpu", 0.0, ok=False)
     clock.now = 1.0
-    load = recorder.collect()
-    report: dict[str, Any] = {
-        "device_id": device,
-        "state": "online",
-        "models": [{"name": model, "version": version, "delegate": "cpu", "degraded": False}],
-        "load": load,
-        "system": {
-            "timestamp": time.time(),
-            "cpu_usage_pct": 12.0,
-            "memory_used_pct": 40.0,
-            "power_w": power_w,
-            "battery_pct": battery_pct,
-            "max_temp_c": temp_c,
-            "thermal": [],
-            "power_supplies": [],
-        },
-        "energy_per_inference_j": 0.01,
-        "power_mode": "normal",
-        "outbox": {"queued_bytes": 0},
-    }
+    report = TelemetryReport(
+        device_id=device,
+        state="online",
+        models=[ModelStatus(name=model, version=version, delegate="cpu")],
+        load=Load.model_validate(recorder.collect()),
+        system=System.model_validate(
+            {
+                "timestamp": time.time(),
+                "cpu_usage_pct": 12.0,
+                "memory_used_pct": 40.0,
+                "power_w": power_w,
+                "battery_pct": battery_pct,
+                "max_temp_c": temp_c,
+                "thermal": [],
+                "power_supplies": [],
+            }
+        ),
+        energy_per_inference_j=0.01,
+        power_mode="normal",
+        outbox={"queued_bytes": 0},
+    )
     return envelope(seq, outbox, DeviceChannel.TELEMETRY, report, created)
 
 
@@ -111,10 +116,10 @@ def envelope(
     seq: int,
     outbox: str,
     channel: DeviceChannel,
-    data: dict[str, Any],
+    data: Document | dict[str, Any],
     created: float | None = None,
 ) -> bytes:
-    """``Record.envelope`` of ``data``."""
+    """``Record.envelope`` of ``data`` (a wire document, or a raw object for hostile tests)."""
     priority = Priority.DRIFT if channel == DeviceChannel.DRIFT else Priority.TELEMETRY
     record = Record(
         seq,
@@ -122,7 +127,7 @@ def envelope(
         priority,
         channel,
         time.time() if created is None else created,
-        json.dumps(data, separators=(",", ":")).encode(),
+        data.encode() if isinstance(data, Document) else json.dumps(data).encode(),
     )
     return record.envelope()
 
@@ -158,11 +163,12 @@ def drift_messages(model: str, shift: float, first_seq: int = 100) -> list[bytes
     """Envelopes like ``AgentTelemetry._drift_report``: each window, then its alarm events."""
     out = []
     seq = first_seq
-    for report in drift_reports(model, shift):
+    for raw in drift_reports(model, shift):
+        report = DriftReport.model_validate(raw)
         out.append(envelope(seq, "ob1", DeviceChannel.DRIFT, report))
         seq += 1
-        for transition in report.get("transitions", []):
-            event = {"event": "drift_alarm", "model": model, **transition}
+        for t in report.transitions:
+            event = DriftAlarmEvent.of(model, t)
             out.append(envelope(seq, "ob1", DeviceChannel.DRIFT, event))
             seq += 1
     return out
@@ -170,16 +176,14 @@ def drift_messages(model: str, shift: float, first_seq: int = 100) -> list[bytes
 
 def rollout(model: str, version: str, state: str, reason: str, **evidence: Any) -> bytes:
     """A swap event (``SwapController._emit``)."""
-    event: dict[str, Any] = {
-        "model": model,
-        "version": version,
-        "state": state,
-        "reason": reason,
-        "time": time.time(),
-    }
-    if evidence:
-        event["evidence"] = evidence
-    return json.dumps(event).encode()
+    return SwapEvent(
+        model=model,
+        version=version,
+        state=SwapState(state),
+        reason=reason,
+        time=time.time(),
+        evidence=evidence or None,
+    ).encode()
 
 
 def sample_chunks(
@@ -205,15 +209,12 @@ def sample_chunks(
     }
     out = []
     for offset in range(0, size, chunk):
-        header: dict[str, Any] = {
-            "v": SAMPLE_VERSION,
-            "kind": "sample",
-            "id": sample_id,
-            "offset": offset,
-            "size": size,
-            "sha256": digest,
-        }
-        if offset == 0:
-            header["meta"] = meta
-        out.append(encode_chunk(header, data[offset : offset + chunk]))
+        header = SampleChunkHeader(
+            id=sample_id,
+            offset=offset,
+            size=size,
+            sha256=digest,
+            meta=meta if offset == 0 else None,
+        )
+        out.append(encode_sample_chunk(header, data[offset : offset + chunk]))
     return out

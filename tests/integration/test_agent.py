@@ -324,7 +324,7 @@ def test_agent_runs_a_video_pipeline_with_capture_from_its_config(models_dir, tm
         assert pipeline.wait_finished(60)
         assert agent.healthy()  # a finished video is not a stuck pipeline
         status = agent.status()
-        assert status["pipelines"][0]["processed"] == 40
+        assert status.pipelines[0]["processed"] == 40
         assert agent.capture is not None and agent.capture.flush(10)
     finally:
         agent.stop()

@@ -3,24 +3,21 @@
 The state is what a real device's ``ModelStore`` holds for one model (active, previous,
 rejected releases), kept in memory; decisions come from the same pure rollout functions the
 agent uses (:func:`edge_agent.delivery.following.plan_for_device`). Messages are built in
-the real formats the monitor ingests: the retained status document, telemetry in outbox
-envelopes (:class:`edge_agent.telemetry.outbox.Record`) carrying a real DDSketch from
-:class:`edge_agent.telemetry.latency.LatencyRecorder`, and rollout transitions shaped like
-``edge_agent.delivery.update.Transition`` / the swap controller's events.
+the wire contract's documents (:mod:`edge_agent.wire`), as the agent sends them: the retained
+status, telemetry in outbox envelopes (:class:`edge_agent.telemetry.outbox.Record`) carrying a
+real DDSketch from :class:`edge_agent.telemetry.latency.LatencyRecorder`, update transitions
+and the swap controller's events.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from edge_agent import __version__
-from edge_agent.delivery.update import Transition, UpdateState
 from edge_agent.fleet.simulator.faults import (
     FaultSettings,
     device_is_slow,
@@ -30,6 +27,10 @@ from edge_agent.fleet.simulator.faults import (
 from edge_agent.telemetry.latency import LatencyRecorder
 from edge_agent.telemetry.outbox import Priority, Record
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire.states import DeviceState, SwapState, UpdateState
+from edge_agent.wire.status import ModelStatus, Status
+from edge_agent.wire.telemetry import Load, System, TelemetryReport
+from edge_agent.wire.transitions import SwapEvent, Transition
 
 DELEGATE = "cpu"
 DEVICE_CLASS = "simulated"
@@ -93,61 +94,51 @@ class SimDevice:
 
     # -- messages --------------------------------------------------------------------------
 
-    def status(self, state: str = "online", now: float | None = None) -> bytes:
-        """The retained status document (as ``Agent.status`` builds it)."""
+    def _models(self) -> list[ModelStatus]:
         with self.lock:
             active = self.active
-        models = (
-            [{"name": self.model, "version": str(active), "delegate": DELEGATE, "degraded": False}]
-            if active is not None
-            else []
-        )
+        if active is None:
+            return []
+        return [ModelStatus(name=self.model, version=str(active), delegate=DELEGATE)]
+
+    def status(self, state: DeviceState = DeviceState.ONLINE, now: float | None = None) -> bytes:
+        """The retained status document (as ``Agent.status`` builds it)."""
         now = time.time() if now is None else now
-        return json.dumps(
-            {
-                "device_id": self.device_id,
-                "state": state,
-                "agent_version": __version__,
-                "device_class": DEVICE_CLASS,
-                "models": models,
-                "api": None,
-                "uptime_s": round(now - self.started_at, 1),
-                "pipelines": [],
-                "time": now,
-            }
+        return Status(
+            device_id=self.device_id,
+            state=state,
+            agent_version=__version__,
+            device_class=DEVICE_CLASS,
+            models=self._models(),
+            api=None,
+            uptime_s=round(now - self.started_at, 1),
+            pipelines=[],
+            time=now,
         ).encode()
 
     def offline(self) -> bytes:
         """The last will (no ``time``: the monitor stamps it on receipt)."""
-        return json.dumps({"device_id": self.device_id, "state": "offline"}).encode()
+        return Status.last_will(self.device_id).encode()
 
     def telemetry(self, now: float | None = None) -> bytes:
         """One telemetry report in an outbox envelope with a fresh record id."""
         now = time.time() if now is None else now
-        with self.lock:
-            active = self.active
-        load = self.latency.collect()
-        models = (
-            [{"name": self.model, "version": str(active), "delegate": DELEGATE, "degraded": False}]
-            if active is not None
-            else []
+        report = TelemetryReport(
+            device_id=self.device_id,
+            state=DeviceState.ONLINE.value,
+            models=self._models(),
+            load=Load.model_validate(self.latency.collect()),
+            system=System(
+                cpu_usage_pct=round(20 + 30 * self.rng.random(), 1),
+                memory_used_pct=round(40 + 10 * self.rng.random(), 1),
+                max_temp_c=round(45 + 10 * self.rng.random(), 1),
+                battery_pct=None,
+                power_w=None,
+            ),
+            energy_per_inference_j=None,
+            power_mode="normal",
+            outbox={"records": 0, "dropped": {}},
         )
-        report = {
-            "device_id": self.device_id,
-            "state": "online",
-            "models": models,
-            "load": load,
-            "system": {
-                "cpu_usage_pct": round(20 + 30 * self.rng.random(), 1),
-                "memory_used_pct": round(40 + 10 * self.rng.random(), 1),
-                "max_temp_c": round(45 + 10 * self.rng.random(), 1),
-                "battery_pct": None,
-                "power_w": None,
-            },
-            "energy_per_inference_j": None,
-            "power_mode": "normal",
-            "outbox": {"records": 0, "dropped": {}},
-        }
         self._seq += 1
         record = Record(
             seq=self._seq,
@@ -155,22 +146,28 @@ class SimDevice:
             priority=Priority.TELEMETRY,
             channel=DeviceChannel.TELEMETRY,
             created=now,
-            payload=json.dumps(report, separators=(",", ":"), allow_nan=False).encode(),
+            payload=report.encode(),
         )
         return record.envelope()
 
     def transition(self, release: int | None, state: UpdateState, reason: str) -> bytes:
         """An update state transition (``edge_agent.delivery.update.Transition``'s payload)."""
-        return Transition(self.device_id, self.model, release, state, reason, time.time()).to_json()
+        return Transition(
+            device=self.device_id,
+            model=self.model,
+            version=release,
+            state=state,
+            reason=reason,
+            timestamp=time.time(),
+        ).encode()
 
-    def swap_event(self, release: int, state: str, reason: str) -> bytes:
+    def swap_event(self, release: int, state: SwapState, reason: str) -> bytes:
         """The swap controller's event, with shadow evidence (what agreement gates read)."""
-        event: dict[str, Any] = {
-            "model": self.model,
-            "version": str(release),
-            "state": state,
-            "reason": reason,
-            "time": time.time(),
-            "evidence": shadow_evidence(self.rng, self.faults, release),
-        }
-        return json.dumps(event).encode()
+        return SwapEvent(
+            model=self.model,
+            version=str(release),
+            state=state,
+            reason=reason,
+            time=time.time(),
+            evidence=shadow_evidence(self.rng, self.faults, release),
+        ).encode()

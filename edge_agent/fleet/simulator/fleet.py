@@ -30,7 +30,6 @@ from typing import Any
 
 from edge_agent.config import FetchSettings
 from edge_agent.delivery.following import DevicePlan, plan_for_device
-from edge_agent.delivery.update import UpdateState
 from edge_agent.errors import EdgeAgentError, TransportError
 from edge_agent.fleet.simulator.device import SimDevice
 from edge_agent.fleet.simulator.faults import FaultSettings, install_fails
@@ -38,6 +37,7 @@ from edge_agent.fleet.simulator.trust import TrustCounters, TrustGroup, Verified
 from edge_agent.transport import topics
 from edge_agent.transport.client import LastWill, Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire.states import SwapState, UpdateState
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +344,6 @@ class FleetSimulator:
         self._publish(
             device_id,
             DeviceChannel.ROLLOUT,
-            device.swap_event(release, "active", plan.reason),
+            device.swap_event(release, SwapState.ACTIVE, plan.reason),
         )
         self._publish(device_id, DeviceChannel.STATUS, device.status(), retain=True)

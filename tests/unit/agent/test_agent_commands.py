@@ -10,14 +10,17 @@ from edge_agent.agent.link import Command, parse_command
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        (b'{"command": "status"}', Command("status")),
-        (b'{"command": "reload"}', Command("reload")),
+        (b'{"command": "status"}', Command(name="status")),
+        (b'{"command": "reload"}', Command(name="reload")),
         (
             b'{"command": "sample-now", "count": 5, "model": "digits"}',
-            Command("sample-now", 5, "digits"),
+            Command(name="sample-now", count=5, model="digits"),
         ),
-        (b'{"command": "sample-now", "count": 1e9}', Command("sample-now", 1000)),
-        (b'{"command": "sample-now", "count": -3, "model": 7}', Command("sample-now", 1)),
+        (b'{"command": "sample-now", "count": 1e9}', Command(name="sample-now", count=1000)),
+        (
+            b'{"command": "sample-now", "count": -3, "model": 7}',
+            Command(name="sample-now", count=1),
+        ),
     ],
 )
 def test_commands_that_parse(payload, expected):

@@ -14,6 +14,7 @@ from edge_agent.fleet.simulator.device import SimDevice
 from edge_agent.fleet.simulator.faults import FaultSettings, synthetic_inference
 from edge_agent.transport import topics
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire.states import SwapState
 
 NOW = 1_800_000_000.0
 
@@ -70,11 +71,13 @@ def test_messages_parse_in_the_monitor() -> None:
     rollout_topic = topics.device_topic("sim-1", DeviceChannel.ROLLOUT)
     for payload in (
         device.transition(3, UpdateState.DOWNLOADING, "release 3"),
-        device.swap_event(3, "active", "assigned"),
+        device.swap_event(3, SwapState.ACTIVE, "assigned"),
     ):
         (event,) = parse_message(rollout_topic, payload, NOW, 1 << 20).rows
         assert isinstance(event, EventRow) and event.version == "3"
-    (active,) = parse_message(rollout_topic, device.swap_event(3, "active", "x"), NOW, 1 << 20).rows
+    (active,) = parse_message(
+        rollout_topic, device.swap_event(3, SwapState.ACTIVE, "x"), NOW, 1 << 20
+    ).rows
     assert isinstance(active, EventRow) and json.loads(active.detail or "{}")["compared"] == 32
 
 
