@@ -235,3 +235,24 @@ def test_sample_payload_bytes_are_not_stored(
         assert db.stat().st_size < 50_000 * 2
     finally:
         monitor.stop()
+
+
+def test_a_hostile_retained_status_does_not_stop_ingest(
+    mosquitto: Broker, device: MqttClient, tmp_path: Path
+) -> None:
+    """Regression (issue 12, first bug): a retained status with a lone surrogate and NUL wedged
+    the batch write, so eight well-behaved devices after it were never stored."""
+    hostile = (
+        b'{"device_id": "evil", "state": "online", "agent_version": "1\\ud800", '
+        b'"api": "\\udfff\\u0000", "time": ' + str(time.time()).encode() + b"}"
+    )
+    t = lambda d: topics.device_topic(d, DeviceChannel.STATUS)  # noqa: E731
+    publish_all(device, [(t("evil"), hostile)], retain=True)
+    publish_all(device, [(t(f"good-{i}"), feed.status(f"good-{i}")) for i in range(8)], retain=True)
+    db = tmp_path / "monitor.db"
+    monitor = Monitor(f"sqlite:///{db}", mosquitto.url, settings()).start()
+    try:
+        wait_for(lambda: count(db, "devices") == 9, timeout=15)
+        assert monitor.stats()["write_errors"] == 0
+    finally:
+        monitor.stop()

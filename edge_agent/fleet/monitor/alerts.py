@@ -21,11 +21,9 @@ from typing import Any
 from edge_agent.fleet.monitor.health import STALE_S
 from edge_agent.fleet.monitor.queries import firing_alerts
 from edge_agent.fleet.monitor.store import Store
+from edge_agent.wire.states import FAILED_STATES, DeviceState
 
 log = logging.getLogger(__name__)
-
-FAILED_ROLLOUT_STATES = frozenset({"failed", "rejected", "rolled_back"})
-GOOD_ROLLOUT_STATES = frozenset({"active", "watch_passed"})
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ def offline_conditions(
     out = []
     for row in devices:
         device = row["device_id"]
-        if row["state"] == "offline":
+        if row["state"] == DeviceState.OFFLINE:
             since = float(row["state_since"])
         elif now - float(row["last_seen"]) > STALE_S:
             since = float(row["last_seen"])
@@ -165,7 +163,7 @@ def rollout_conditions(
     """Latest rollout event per device and model, when it is a failure still held. Pure."""
     out = []
     for row in latest:
-        if row["state"] in FAILED_ROLLOUT_STATES and now - float(row["time"]) <= (
+        if row["state"] in FAILED_STATES and now - float(row["time"]) <= (
             rules.rollout_failure_hold_s
         ):
             device, model = row["device_id"], row["model"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from edge_agent.fleet.monitor.store import Store
 from edge_agent.telemetry.latency import sketch_from_dict
+from edge_agent.wire.states import DeviceState
 
 __all__ = [
     "STALE_S",
@@ -62,7 +63,7 @@ class Health:
 
 def is_online(device: dict[str, Any], now: float, stale_s: float = STALE_S) -> bool:
     """Online or degraded, and heard from within ``stale_s``. Pure."""
-    return device.get("state") != "offline" and now - float(device["last_seen"]) <= stale_s
+    return device.get("state") != DeviceState.OFFLINE and now - float(device["last_seen"]) <= stale_s
 
 
 def merged_p95_ms(sketches: Iterable[str | None], fallback: Iterable[float | None]) -> float | None:

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from edge_agent.fleet.monitor.ingest import IngestStats
 from edge_agent.fleet.monitor.queries import fleet_overview
 from edge_agent.fleet.monitor.store import Store
+from edge_agent.wire.states import DeviceState
 
 OTHER = "_other"
 
@@ -128,8 +129,8 @@ class MonitorCollector(Collector):
     def _fleet(self, overview: dict[str, Any]) -> Iterator[Metric]:
         devices = overview["devices"]
         states = GaugeMetricFamily("edge_monitor_devices", "Devices by state", labels=["state"])
-        for state in ("online", "degraded", "offline"):
-            states.add_metric([state], overview["counts"].get(state, 0))
+        for state in DeviceState:
+            states.add_metric([state.value], overview["counts"].get(state.value, 0))
         yield states
         versions = GaugeMetricFamily(
             "edge_monitor_model_version_devices",

@@ -20,6 +20,7 @@ from edge_agent.fleet.monitor.health import (
 )
 from edge_agent.fleet.monitor.store import Store
 from edge_agent.telemetry.profile import Profile, merge
+from edge_agent.wire.states import DeviceState
 
 __all__ = [
     "MAX_POINTS",
@@ -88,7 +89,7 @@ def fleet_overview(store: Store, now: float) -> dict[str, Any]:
     versions: dict[str, Counter[str]] = {}
     for row in store.rows("SELECT * FROM devices ORDER BY device_id"):
         online = is_online(row, now)
-        state = row["state"] if online else "offline"
+        state = row["state"] if online else DeviceState.OFFLINE.value
         states[state] += 1
         for m in models.get(row["device_id"], []):
             versions.setdefault(m["name"], Counter())[m["version"]] += 1

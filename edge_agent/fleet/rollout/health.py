@@ -18,8 +18,7 @@ from edge_agent.fleet.monitor import Monitor, queries
 from edge_agent.fleet.monitor.health import version_health
 from edge_agent.fleet.monitor.store import Store
 from edge_agent.fleet.rollout.gates import HealthSource, WaveReading
-
-FAILED_STATES = frozenset({"failed", "rejected", "rolled_back"})
+from edge_agent.wire.states import FAILED_STATES
 
 
 class MonitorHealth(HealthSource):
