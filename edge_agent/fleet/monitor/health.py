@@ -63,7 +63,9 @@ class Health:
 
 def is_online(device: dict[str, Any], now: float, stale_s: float = STALE_S) -> bool:
     """Online or degraded, and heard from within ``stale_s``. Pure."""
-    return device.get("state") != DeviceState.OFFLINE and now - float(device["last_seen"]) <= stale_s
+    return (
+        device.get("state") != DeviceState.OFFLINE and now - float(device["last_seen"]) <= stale_s
+    )
 
 
 def merged_p95_ms(sketches: Iterable[str | None], fallback: Iterable[float | None]) -> float | None:
