@@ -43,6 +43,8 @@ class Pipelines:
         self._device_id = device_id
         self._register_progress = register_progress
         self._started: set[str] = set()
+        self._fps: float | None = None
+        self._variant: str | None = None
 
     def start_ready(self, client: MqttClient | None) -> None:
         """Start every pipeline whose model is served; the others start when it arrives."""
@@ -57,6 +59,7 @@ class Pipelines:
             pipeline = build_pipeline(
                 settings, self._models, device_id=self._device_id, client=client
             )
+            self._apply(pipeline)
             pipeline.start()
             self.running.append(pipeline)
             self._started.add(settings.name)
@@ -67,6 +70,25 @@ class Pipelines:
                 settings.source.type,
                 settings.model,
             )
+
+    def apply_power(self, fps: float | None, variant: str | None) -> None:
+        """Pace every pipeline to ``fps`` and run it on ``variant`` (None: its own model).
+
+        A variant that is not served (not configured, or not loaded) is skipped with a
+        warning: the pipeline keeps its own model rather than stopping.
+        """
+        if variant is not None and self._models.get(variant) is None:
+            if variant != self._variant:
+                log.warning("power policy: light variant %r is not served; keeping models", variant)
+            variant = None
+        self._fps, self._variant = fps, variant
+        for pipeline in self.running:
+            self._apply(pipeline)
+
+    def _apply(self, pipeline: Pipeline) -> None:
+        pipeline.set_rate(self._fps)
+        light = self._models.get(self._variant) if self._variant is not None else None
+        pipeline.use_model(light)
 
     def stats(self) -> list[dict[str, Any]]:
         """Each running pipeline's counters (for the status document)."""

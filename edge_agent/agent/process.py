@@ -46,6 +46,7 @@ from edge_agent.errors import ConfigError, TransportError
 from edge_agent.serving import ModelRegistry, ServedModel
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
+from edge_agent.telemetry.power_policy import PowerDecision
 from edge_agent.telemetry.sensors import SensorReader
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
@@ -162,6 +163,7 @@ class Agent:
             self.layout.outbox,
             self.mqtt,
             on_drift_transition=self._on_drift_transition,
+            on_power_decision=self._on_power_decision,
         )
         self.host.telemetry = self.telemetry
         for entry in self.config.models:
@@ -194,6 +196,8 @@ class Agent:
             self._connect_mqtt()
         if self.updates is not None:
             self.updates.start()
+        if self.config.telemetry.power.enabled:
+            self.telemetry.apply_power_policy()  # pipelines start paced as the battery says
         self._pipelines.start_ready(self.mqtt)
         self.ready = True
         self._start_housekeeping()
@@ -218,7 +222,16 @@ class Agent:
             if self.telemetry is not None:
                 self.telemetry.report(self.status())
 
+        def apply_power_policy() -> None:
+            if self.telemetry is not None:
+                self.telemetry.apply_power_policy()
+
         report_s = self.config.telemetry.latency.report_interval_s
+        power = self.config.telemetry.power
+        if power.enabled:
+            self._housekeeping.every(
+                power.check_interval_s, apply_power_policy, first_in_s=power.check_interval_s
+            )
         self._housekeeping.every(0, watch_swaps)
         self._housekeeping.every(self.serving.status_interval_seconds, self.publish_status)
         self._housekeeping.every(report_s, report, first_in_s=report_s)
@@ -272,6 +285,10 @@ class Agent:
             time.sleep(0.05)
 
     # -- health and status -----------------------------------------------------------------
+
+    def _on_power_decision(self, decision: PowerDecision) -> None:
+        """Apply the power policy: pipelines' frame rate and the light model variant."""
+        self._pipelines.apply_power(decision.fps, decision.model_variant)
 
     def register_progress(self, name: str, progress: Progress) -> None:
         """Let a component (a pipeline) take part in the watchdog decision."""

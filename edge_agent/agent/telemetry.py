@@ -23,7 +23,7 @@ from edge_agent.serving.served import InferenceResult, ServedModel
 from edge_agent.telemetry.drift import DriftMonitor
 from edge_agent.telemetry.latency import LatencyRecorder, energy_per_inference_j
 from edge_agent.telemetry.outbox import Outbox, Priority
-from edge_agent.telemetry.power_policy import PowerState, decide
+from edge_agent.telemetry.power_policy import PowerDecision, PowerState, decide
 from edge_agent.telemetry.profile import Profile
 from edge_agent.telemetry.publisher import OutboxPublisher
 from edge_agent.telemetry.sensors import SensorReader, SystemSnapshot
@@ -49,9 +49,11 @@ class AgentTelemetry:
         mqtt: MqttClient | None,
         *,
         on_drift_transition: Callable[[str, bool], None] = lambda model, raised: None,
+        on_power_decision: Callable[[PowerDecision], None] = lambda decision: None,
     ) -> None:
         self.device_id = device_id
         self._on_drift_transition = on_drift_transition
+        self._on_power_decision = on_power_decision
         self.settings = settings
         self.sensors = sensors
         self.latency = LatencyRecorder(relative_accuracy=settings.latency.relative_accuracy)
@@ -110,19 +112,12 @@ class AgentTelemetry:
 
     def report(self, status: Status) -> TelemetryReport:
         """Queue one telemetry report (latency, load, sensors, power) and apply the policy."""
+        decision = self.apply_power_policy()
         snapshot = self.sensors.read()
         load = self.latency.collect()
         sensors = snapshot.as_dict()
         seconds = float(load.get("period_s") or 0.0)
         total = sum(int(m.get("count", 0)) for m in load.get("models", []))
-        decision = decide(
-            self.power,
-            snapshot.battery_pct,
-            snapshot.battery_charging,
-            snapshot.max_temp_c,
-            self.settings.power,
-        )
-        self.power = decision.state
         self._energy_per_inference_j = energy_per_inference_j(snapshot.power_w, total, seconds)
         report = TelemetryReport(
             device_id=self.device_id,
@@ -135,10 +130,31 @@ class AgentTelemetry:
             outbox=self.outbox.stats(),
         )
         self._enqueue(DeviceChannel.TELEMETRY, Priority.TELEMETRY, report)
+        return report
+
+    def apply_power_policy(self) -> PowerDecision:
+        """Decide on the shared sensor reading, report a change, and hand the decision on.
+
+        Runs with every report and, when the policy is on, every few seconds in between (a
+        battery or a temperature crossing its threshold should not wait a whole report period).
+        """
+        snapshot = self.sensors.read()
+        decision = decide(
+            self.power,
+            snapshot.battery_pct,
+            snapshot.battery_charging,
+            snapshot.max_temp_c,
+            self.settings.power,
+        )
+        self.power = decision.state
         if decision.changed:
+            log.info(
+                "power policy: %s (%s)", decision.state.mode, "; ".join(decision.reasons) or "-"
+            )
             event = PowerPolicyEvent(event="power_policy", **decision.report())
             self._enqueue(DeviceChannel.TELEMETRY, Priority.ALARM, event)
-        return report
+        self._on_power_decision(decision)
+        return decision
 
     def _drift_report(self, raw: dict[str, Any]) -> None:
         report = DriftReport.model_validate(raw)

@@ -182,8 +182,15 @@ class PowerPolicySettings(StrictModel):
     )
     light_variant: str | None = Field(
         default=None,
-        description="Name of a lighter model (from `models:`) to switch to while saving or "
-        "throttling (unset: keep the model).",
+        description="Name of a lighter model (from `models:`) that pipelines switch to while "
+        "saving or throttling, and back from after (unset: keep the model).",
+    )
+    check_interval_s: float = Field(
+        default=5.0,
+        ge=0.2,
+        le=3600.0,
+        description="Seconds between policy decisions (sensors are read at most this often "
+        "for it; telemetry reports decide too).",
     )
 
     @model_validator(mode="after")

@@ -32,7 +32,7 @@ from edge_agent.config import (
 )
 from edge_agent.errors import ConfigError, InputError
 from edge_agent.pipeline.folder_source import FolderSource as FolderWatcher
-from edge_agent.pipeline.frames import Frame
+from edge_agent.pipeline.frames import Frame, RateLimiter
 from edge_agent.pipeline.mqtt_source import MqttTensorSource
 from edge_agent.pipeline.postprocess import Postprocessor, build_postprocessor
 from edge_agent.pipeline.preprocess import (
@@ -90,6 +90,32 @@ class Pipeline:
         self.last_progress = clock()
         self.last_frame_at: float | None = None
         self.started_at: float | None = None
+        self.target_fps: float | None = None
+        """The power policy's frame rate (None: as fast as frames come)."""
+        self._pace = RateLimiter(None)
+        self._configured = served
+
+    def set_rate(self, fps: float | None) -> None:
+        """Process at most ``fps`` frames a second from now on (None: no limit).
+
+        The pipeline waits before it takes the next frame, so a live source keeps only its
+        newest frames (drop-oldest) and a file is read more slowly; nothing is decoded or run
+        for frames that would be thrown away.
+        """
+        if fps != self.target_fps:
+            self.target_fps = fps
+            self._pace = RateLimiter(fps)  # one assignment: the loop picks it up atomically
+
+    def use_model(self, served: ServedModel | None) -> None:
+        """Run frames through ``served`` from the next frame on (None: the configured model).
+
+        The power policy's light variant comes in and goes out here; pre- and post-processing
+        are rebuilt for it on its first frame.
+        """
+        chosen = served or self._configured
+        if chosen is not self.served:
+            log.info("pipeline %s: now on model %s", self.name, chosen.name)
+            self.served = chosen
 
     def add_listener(self, listener: ResultListener) -> None:
         """Call ``listener(frame, inference, result)`` after each processed frame (same thread)."""
@@ -159,6 +185,7 @@ class Pipeline:
             "last_error": self.last_error,
             "last_progress_age_s": now - self.last_progress,
             "fps": self.processed / elapsed if elapsed > 0 else 0.0,
+            "target_fps": self.target_fps,
             "source": source,
             "sinks": [sink.stats() for sink in self.sinks],
         }
@@ -184,6 +211,9 @@ class Pipeline:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            delay = self._pace.wait_s(self._clock())
+            if delay > 0.0 and self._stop.wait(delay):
+                break
             frame = self.source.read(0.2)
             self.last_progress = self._clock()
             if frame is None:
@@ -202,9 +232,10 @@ class Pipeline:
 
     def _handle(self, frame: Frame) -> None:
         done = getattr(self.source, "done", None)
+        served = self.served  # one model for the whole frame, even if the policy switches now
         try:
             prepared = self._prepared
-            active = self.served.active
+            active = served.active
             if prepared is None or prepared.version is not active:
                 prepared = self._prepare(active)
             geometry: Geometry | None = None
@@ -214,7 +245,7 @@ class Pipeline:
                 inputs, geometry = prepared.image(frame.data)
             else:
                 raise InputError("this pipeline takes tensors, not images")
-            inference = self.served.run(inputs)
+            inference = served.run(inputs)
             result = prepared.post(inference.outputs, geometry)
         except Exception as exc:
             self.errors += 1
@@ -230,7 +261,7 @@ class Pipeline:
         self.last_frame_at = frame.timestamp
         record = {
             "pipeline": self.name,
-            "model": self.served.name,
+            "model": served.name,
             "version": inference.version,
             "delegate": inference.delegate,
             "frame": frame.frame_id,
