@@ -15,19 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import ModelEntry, RuntimeSettings, ServingSettings
-from edge_agent.delivery.update import ShadowVerdict
 from edge_agent.errors import EdgeAgentError
 from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
-from edge_agent.telemetry.profile import load_profile
 
 if TYPE_CHECKING:
     from edge_agent.agent.reload import ReloadPlan
     from edge_agent.agent.telemetry import AgentTelemetry
     from edge_agent.agent.updates import AgentUpdates
     from edge_agent.delivery.store import InstalledModel
+    from edge_agent.delivery.update import ShadowVerdict
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,11 @@ class ModelHost:
         self.models.add(served)
         self.metrics.attach(served)
         if self.telemetry is not None:
-            reference = load_profile(entry.profile) if entry.profile is not None else None
+            reference = None
+            if entry.profile is not None:
+                from edge_agent.telemetry.profile import load_profile  # drift's reference
+
+                reference = load_profile(entry.profile)
             self.telemetry.attach(served, reference)
         self._on_served(served)
         self.controllers[entry.name] = SwapController(
@@ -128,7 +131,13 @@ class ModelHost:
         self.add(entry, version=str(installed.version), manifest=installed.manifest)
 
     def accept_release(self, installed: InstalledModel) -> ShadowVerdict:
-        """The update manager's shadow check: the health-gated swap (or first serving)."""
+        """The update manager's shadow check: the health-gated swap (or first serving).
+
+        Only called with a registry configured, so the delivery code (and the TUF client it
+        brings) is imported here, not by an agent serving local files.
+        """
+        from edge_agent.delivery.update import ShadowVerdict
+
         try:
             if self.models.get(installed.name) is None:
                 self.serve_installed(installed)

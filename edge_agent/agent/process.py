@@ -41,7 +41,6 @@ from edge_agent.config import (
     resolve_device_config,
 )
 from edge_agent.delivery.layout import StoreLayout
-from edge_agent.delivery.update import ShadowVerdict
 from edge_agent.errors import ConfigError, TransportError
 from edge_agent.serving import ModelRegistry, ServedModel
 from edge_agent.serving.metrics import ServingMetrics
@@ -60,6 +59,7 @@ if TYPE_CHECKING:
     from edge_agent.capture.store import SampleStore
     from edge_agent.capture.uploader import SampleUploader
     from edge_agent.delivery.store import InstalledModel
+    from edge_agent.delivery.update import ShadowVerdict
     from edge_agent.pipeline.runner import Pipeline
 
 log = logging.getLogger(__name__)

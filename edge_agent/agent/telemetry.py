@@ -13,18 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_agent.config import TelemetrySettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.serving.served import InferenceResult, ServedModel
-from edge_agent.telemetry.drift import DriftMonitor
 from edge_agent.telemetry.latency import LatencyRecorder, energy_per_inference_j
 from edge_agent.telemetry.outbox import Outbox, Priority
 from edge_agent.telemetry.power_policy import PowerDecision, PowerState, decide
-from edge_agent.telemetry.profile import Profile
 from edge_agent.telemetry.publisher import OutboxPublisher
 from edge_agent.telemetry.sensors import SensorReader, SystemSnapshot
 from edge_agent.transport.client import MqttClient
@@ -33,6 +31,10 @@ from edge_agent.wire import Document
 from edge_agent.wire.drift import DriftAlarmEvent, DriftReport
 from edge_agent.wire.status import Status
 from edge_agent.wire.telemetry import Load, PowerPolicyEvent, System, TelemetryReport
+
+if TYPE_CHECKING:
+    from edge_agent.telemetry.drift import DriftMonitor
+    from edge_agent.telemetry.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ class AgentTelemetry:
         record = self.latency.record
         monitor: DriftMonitor | None = None
         if reference is not None and self.settings.drift.enabled:
+            from edge_agent.telemetry.drift import DriftMonitor  # only with a reference profile
+
             monitor = DriftMonitor(name, reference, self.settings.drift, emit=self._drift_report)
             monitor.start()
             self.drift[name] = monitor

@@ -9,7 +9,6 @@ from typing import Any, Literal
 from edge_agent.config import RuntimeSettings
 from edge_agent.runtime import Backend, load_model
 from edge_agent.runtime.delegates import LITERT_DEFAULT_LIBRARIES
-from edge_agent.serving.isolation import IsolatedBackend
 from edge_agent.serving.served import LoadedVersion
 
 Isolation = Literal["auto", "process", "inline"]
@@ -43,6 +42,8 @@ def load_version(
     """Load ``path`` as version ``version`` of model ``name``."""
     backend: Backend
     if needs_isolation(settings, path, isolation):
+        from edge_agent.serving.isolation import IsolatedBackend  # multiprocessing: when used
+
         backend = IsolatedBackend(path, settings)
     else:
         backend = load_model(path, settings)
