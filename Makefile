@@ -79,6 +79,7 @@ lint: venv
 	$(BIN)/ruff check edge_agent tests benchmarks models
 	$(BIN)/ruff format --check edge_agent tests benchmarks models
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 typecheck: lint
 
@@ -87,6 +88,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.isolation
 	$(BIN)/python -m benchmarks.api
 	$(BIN)/python -m benchmarks.telemetry
+	$(BIN)/python -m benchmarks.footprint
 
 docs: venv
 	$(BIN)/edge-agent config reference > docs/config-reference.md
