@@ -51,7 +51,8 @@ OPERATOR = (
 """The operator side (see the import-linter contracts in pyproject.toml)."""
 
 UNUSED_BY_QUICK_SERVE = (
-    "edge_agent.delivery",
+    "edge_agent.delivery.update",
+    "edge_agent.delivery.following",
     "edge_agent.trust.device",
     "edge_agent.telemetry.drift",
     "edge_agent.capture",
