@@ -50,3 +50,26 @@ class WireError(EdgeAgentError, ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+
+
+class InvalidNameError(EdgeAgentError, ValueError):
+    """A device id, model name, group or version breaks its rule (see ``edge_agent.names``).
+
+    Also a ``ValueError``, so a pydantic validator reports it against the key that holds it.
+    """
+
+
+class SampleStoreError(EdgeAgentError):
+    """The sample store cannot be opened or written (path, permissions, full disk, corrupt)."""
+
+
+class HttpError(EdgeAgentError):
+    """A request to one of edge-agent's HTTP servers fails; ``status`` is the answer's code.
+
+    Raised by request handlers (the inference API, the monitor's dashboard and API) and turned
+    into a response by the server; it never reaches a user as a traceback.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

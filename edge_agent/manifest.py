@@ -26,13 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_agent._fs import write_atomically
 from edge_agent.errors import ModelError
+from edge_agent.names import DeviceClass, ModelName, Version
 
 MANIFEST_FILENAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 """Bump when a change would make an older agent misread a manifest."""
 
-_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-_VERSION = r"^\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$"
 _DTYPES = (
     "float32",
     "float16",
@@ -186,8 +185,8 @@ class ModelManifest(_Strict):
     """The manifest of one model package (``manifest.json``)."""
 
     schema_version: Literal[1] = 1
-    name: str = Field(pattern=_NAME, description="Model name: lowercase, digits, '.', '_', '-'.")
-    version: str = Field(pattern=_VERSION, description="MAJOR[.MINOR[.PATCH]][-pre][+build].")
+    name: ModelName = Field(description="Model name: lowercase, digits, '.', '_', '-'.")
+    version: Version = Field(description="MAJOR[.MINOR[.PATCH]][-pre][+build].")
     format: ModelFormat
     model: FileRef
     quantization: QuantizationInfo
@@ -197,12 +196,12 @@ class ModelManifest(_Strict):
     labels: list[str] | None = Field(default=None, description="Class names, by output index.")
     profile: FileRef | None = Field(default=None, description="Drift reference profile.")
     evaluation: EvaluationSummary | None = None
-    target_devices: list[str] = Field(
+    target_devices: list[DeviceClass] = Field(
         default_factory=list,
         description="Device classes (device_configs/*.yaml) it is meant "
         "for; empty: any device whose runtime can load the format.",
     )
-    min_agent_version: str = Field(pattern=_VERSION)
+    min_agent_version: Version
     description: str = ""
     tools: dict[str, str] = Field(
         default_factory=dict, description="Versions of what built the package."

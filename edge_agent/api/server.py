@@ -28,7 +28,7 @@ from edge_agent.api.protocol import (
     encode_response,
     tensor_metadata,
 )
-from edge_agent.errors import EdgeAgentError, InputError
+from edge_agent.errors import EdgeAgentError, HttpError, InputError
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.served import ModelRegistry, ServedModel
 
@@ -39,14 +39,6 @@ _MODEL_PATH = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$"
 )
 PLATFORMS = {"tflite": "tensorflow_lite", "onnx": "onnxruntime_onnx"}
-
-
-class ApiError(Exception):
-    """A request failure with its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class ApiServer:
@@ -140,7 +132,7 @@ class ApiServer:
                 return _json(200, {"name": served.name, "ready": True})
             if method == "POST" and action == "/infer":
                 return self._infer(served, headers, body)
-            raise ApiError(405, f"{method} is not allowed on {path}")
+            raise HttpError(405, f"{method} is not allowed on {path}")
         if method == "POST" and path == "/v2/repository/index":
             return _json(
                 200,
@@ -149,18 +141,18 @@ class ApiServer:
                     for m in self.models
                 ],
             )
-        raise ApiError(404, f"no such endpoint: {method} {path} (see /v2/openapi.json)")
+        raise HttpError(404, f"no such endpoint: {method} {path} (see /v2/openapi.json)")
 
     def _model(self, name: str, version: str | None) -> ServedModel:
         served = self.models.get(name)
         if served is None:
-            raise ApiError(
+            raise HttpError(
                 404,
                 f"unknown model '{name}'; this agent serves: "
                 f"{', '.join(self.models.names()) or 'nothing yet'}",
             )
         if version is not None and version != served.active.version:
-            raise ApiError(
+            raise HttpError(
                 404,
                 f"model '{name}' version {version} is not served; version "
                 f"{served.active.version} is",
@@ -186,24 +178,24 @@ class ApiServer:
         try:
             length = int(header_length) if header_length is not None else None
         except ValueError:
-            raise ApiError(400, f"{HEADER_LENGTH} must be an integer") from None
+            raise HttpError(400, f"{HEADER_LENGTH} must be an integer") from None
         try:
             request = decode_request(body, length)
         except ProtocolError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise HttpError(400, str(exc)) from None
         try:
             result = served.run(request.inputs)
         except InputError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise HttpError(400, str(exc)) from None
         except EdgeAgentError as exc:
-            raise ApiError(503, f"model '{served.name}' failed: {exc}") from None
+            raise HttpError(503, f"model '{served.name}' failed: {exc}") from None
         order = [spec.name for spec in served.active.outputs]
         try:
             payload, json_length = encode_response(
                 served.name, result.version, request, result.outputs, order or list(result.outputs)
             )
         except ProtocolError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise HttpError(400, str(exc)) from None
         if json_length is None:
             return 200, payload, {"Content-Type": "application/json"}
         return (
@@ -244,7 +236,7 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             try:
                 body = self._read_body()
-            except ApiError as exc:
+            except HttpError as exc:
                 self._send(
                     exc.status,
                     json.dumps({"error": str(exc)}).encode(),
@@ -273,16 +265,16 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
             raw = self.headers.get("Content-Length")
             if raw is None:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    raise ApiError(411, "chunked bodies are not supported; send Content-Length")
+                    raise HttpError(411, "chunked bodies are not supported; send Content-Length")
                 return b""
             try:
                 length = int(raw)
             except ValueError:
-                raise ApiError(400, "Content-Length must be an integer") from None
+                raise HttpError(400, "Content-Length must be an integer") from None
             if length < 0:
-                raise ApiError(400, "Content-Length must not be negative")
+                raise HttpError(400, "Content-Length must not be negative")
             if length > api.max_body_bytes:
-                raise ApiError(
+                raise HttpError(
                     413,
                     f"request body of {length} bytes exceeds the limit of "
                     f"{api.max_body_bytes} bytes",
@@ -292,13 +284,13 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
         def _read_body_quietly(self) -> None:
             try:
                 self._read_body()
-            except ApiError:
+            except HttpError:
                 self.close_connection = True
 
         def _respond(self, method: str, body: bytes) -> None:
             try:
                 status, payload, headers = api.handle(method, self.path, self.headers, body)
-            except ApiError as exc:
+            except HttpError as exc:
                 status, payload, headers = (
                     exc.status,
                     json.dumps({"error": str(exc)}).encode(),

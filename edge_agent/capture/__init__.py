@@ -9,8 +9,9 @@ format and its receiver side are in ``protocol``.
 
 from edge_agent.capture.capturer import SampleCapture
 from edge_agent.capture.protocol import Reassembler, ReceivedSample, decode_chunk, encode_chunk
-from edge_agent.capture.store import Sample, SampleInfo, SampleStore, StoreError
+from edge_agent.capture.store import Sample, SampleInfo, SampleStore
 from edge_agent.capture.uploader import SampleUploader
+from edge_agent.errors import SampleStoreError
 
 __all__ = [
     "Reassembler",
@@ -19,8 +20,8 @@ __all__ = [
     "SampleCapture",
     "SampleInfo",
     "SampleStore",
+    "SampleStoreError",
     "SampleUploader",
-    "StoreError",
     "decode_chunk",
     "encode_chunk",
 ]

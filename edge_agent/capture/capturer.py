@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.capture.store import Sample, SampleStore, StoreError
+from edge_agent.capture.store import Sample, SampleStore
 from edge_agent.capture.strategies import (
     Countdown,
     Reservoir,
@@ -33,7 +33,7 @@ from edge_agent.capture.strategies import (
     top_two,
 )
 from edge_agent.config import CaptureSettings
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, SampleStoreError
 from edge_agent.serving import InferenceResult, ServedModel
 from edge_agent.telemetry.sampler import Sampler
 
@@ -238,7 +238,7 @@ class SampleCapture:
             state = self._models.get(sample.model)
             if state is not None:
                 state.captured[sample.strategy] = state.captured.get(sample.strategy, 0) + 1
-        except StoreError as exc:
+        except SampleStoreError as exc:
             self.write_errors += 1
             self.last_error = str(exc)
             if self.write_errors == 1 or self.write_errors % 100 == 0:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent._fs import write_atomically
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import SampleStoreError
 
 INDEX = "index.sqlite"
 PAYLOADS = "payloads"
@@ -68,10 +68,6 @@ _COLUMNS = (
     "seq, id, created, model, version, delegate, latency_s, strategy, prediction, "
     "confidence, size, sha256, uploaded_bytes, uploaded, meta"
 )
-
-
-class StoreError(EdgeAgentError):
-    """The sample store cannot be opened or written (path, permissions, full disk, corrupt)."""
 
 
 @dataclass
@@ -148,7 +144,7 @@ class SampleStore:
         clock: Callable[[], float] = time.time,
         fsync: bool = True,
     ) -> None:
-        """Open (or create) the store and recover from any crash; StoreError if unusable."""
+        """Open (or create) the store and recover from any crash; SampleStoreError if unusable."""
         self.directory = Path(directory)
         self.payload_dir = self.directory / PAYLOADS
         self.max_bytes = max_bytes
@@ -162,7 +158,7 @@ class SampleStore:
                 self.directory / INDEX, isolation_level=None, check_same_thread=False, timeout=30
             )
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(
+            raise SampleStoreError(
                 f"cannot open the sample store in {self.directory}: {exc}; check "
                 "that the folder is writable (capture.dir / store_dir)"
             ) from None
@@ -178,7 +174,7 @@ class SampleStore:
             self.enforce_limits()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(
+            raise SampleStoreError(
                 f"{self.directory / INDEX}: not a usable sample index ({exc}); "
                 "move it away to start a fresh store"
             ) from None
@@ -211,7 +207,10 @@ class SampleStore:
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, sample: Sample) -> str:
-        """Store ``sample``; returns its id. StoreError on a full disk (nothing half-written)."""
+        """Store ``sample``; returns its id.
+
+        SampleStoreError on a full disk (nothing half-written).
+        """
         sample_id = uuid.uuid4().hex
         data = encode_payload(sample.inputs, sample.outputs)
         final = self.payload_dir / f"{sample_id}.npz"
@@ -219,7 +218,7 @@ class SampleStore:
             # the umask decides who may read captured inputs, as for any file the agent writes
             write_atomically(final, data, mode=None, durable=self.fsync)
         except OSError as exc:
-            raise StoreError(f"cannot write a sample to {self.payload_dir}: {exc}") from None
+            raise SampleStoreError(f"cannot write a sample to {self.payload_dir}: {exc}") from None
         row = (
             sample_id,
             sample.created,
@@ -245,7 +244,7 @@ class SampleStore:
                 self._bytes += len(data)
         except sqlite3.Error as exc:
             final.unlink(missing_ok=True)
-            raise StoreError(f"cannot index a sample in {self.directory}: {exc}") from None
+            raise SampleStoreError(f"cannot index a sample in {self.directory}: {exc}") from None
         self.enforce_limits()
         return sample_id
 
@@ -381,18 +380,18 @@ class SampleStore:
         return found[0] if found else None
 
     def payload_bytes(self, sample_id: str) -> bytes:
-        """The stored ``.npz`` bytes; StoreError if the sample or its file is gone."""
+        """The stored ``.npz`` bytes; SampleStoreError if the sample or its file is gone."""
         try:
             return (self.payload_dir / f"{sample_id}.npz").read_bytes()
         except OSError as exc:
-            raise StoreError(f"sample {sample_id}: payload unreadable ({exc})") from None
+            raise SampleStoreError(f"sample {sample_id}: payload unreadable ({exc})") from None
 
     def load(self, sample_id: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(inputs, outputs) of a sample."""
         try:
             return decode_payload(self.payload_bytes(sample_id))
         except ValueError as exc:
-            raise StoreError(f"sample {sample_id}: {exc}") from None
+            raise SampleStoreError(f"sample {sample_id}: {exc}") from None
 
     def stats(self) -> dict[str, Any]:
         """Count, bytes, pending uploads and the persistent counters."""

@@ -23,8 +23,9 @@ from typing import Any
 from edge_agent._retry import TokenBucket
 from edge_agent.capture.conditions import upload_blocked
 from edge_agent.capture.protocol import VERSION, encode_chunk
-from edge_agent.capture.store import SampleInfo, SampleStore, StoreError
+from edge_agent.capture.store import SampleInfo, SampleStore
 from edge_agent.config import UploadSettings
+from edge_agent.errors import SampleStoreError
 from edge_agent.telemetry.sensors import PowerSupply, read_power_supply
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
@@ -168,7 +169,7 @@ class SampleUploader:
         """Send the rest of one sample; True when it is completely acknowledged."""
         try:
             data = self.store.payload_bytes(info.id)
-        except StoreError as exc:
+        except SampleStoreError as exc:
             log.warning("uploader: %s; dropping it from the store", exc)
             self.store.delete(info.id)
             return True

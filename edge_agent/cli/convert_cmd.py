@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from edge_agent.cli import _params
 from edge_agent.convert.calibration import DataSource
 
 if TYPE_CHECKING:
@@ -452,8 +453,12 @@ def profile(
 
 @convert.command()
 @click.argument("model", type=EXISTING)
-@click.option("--name", required=True, help="Model name (lowercase, digits, . _ -).")
-@click.option("--version", "version", required=True, help="Version, e.g. 3 or 1.2.0.")
+@click.option(
+    "--name", type=_params.MODEL_NAME, required=True, help="Model name (lowercase, digits, . _ -)."
+)
+@click.option(
+    "--version", "version", type=_params.VERSION, required=True, help="Version, e.g. 3 or 1.2.0."
+)
 @click.option("-o", "--output", type=PATH, required=True, help="Package directory to create.")
 @click.option("--profile", "profile_file", type=EXISTING, help="From `convert profile`.")
 @click.option("--eval", "eval_file", type=EXISTING, help="From `convert evaluate --output`.")

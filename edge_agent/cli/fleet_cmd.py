@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from edge_agent.cli import _params
 from edge_agent.cli._rollout_view import show_rollouts
 from edge_agent.cli.simulate_cmd import simulate
 from edge_agent.errors import ConfigError, UpdateError
@@ -61,7 +62,9 @@ STATE = click.option(
     help="Controller state file [default: REPO.rollouts.json next to REPO, outside what the "
     "registry serves].",
 )
-GROUP = click.option("--group", required=True, help="Device group (rollouts/<group>.json).")
+GROUP = click.option(
+    "--group", type=_params.GROUP, required=True, help="Device group (rollouts/<group>.json)."
+)
 MONITOR_DB = click.option(
     "--monitor-db",
     help="The monitor's database URL (sqlite:///PATH or postgresql://...), read for the gates.",
@@ -125,7 +128,7 @@ def _waves(text: str) -> list[float]:
 @KEYS
 @STATE
 @GROUP
-@click.option("--model", required=True, help="Model name, as published.")
+@click.option("--model", type=_params.MODEL_NAME, required=True, help="Model name, as published.")
 @click.option("--release", type=click.IntRange(min=1), required=True, help="Release to roll out.")
 @click.option(
     "--previous",
@@ -145,7 +148,9 @@ def _waves(text: str) -> list[float]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="File with the group's device ids, one per line.",
 )
-@click.option("--device", multiple=True, help="A device id of the group (repeatable).")
+@click.option(
+    "--device", type=_params.DEVICE_ID, multiple=True, help="A device id of the group (repeatable)."
+)
 @click.option("--salt", help="Wave hash salt [default: the group name: same canaries each time].")
 @click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.02, show_default=True)
 @click.option(
@@ -303,7 +308,7 @@ def _follow(controller: RolloutController, group: str, poll: float, quiet: bool)
 @REPO
 @KEYS
 @STATE
-@click.option("--group", help="Only this group.")
+@click.option("--group", type=_params.GROUP, help="Only this group.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (history and gate values too).")
 def status(
     repo_dir: Path, keys_dir: Path | None, state_path: Path | None, group: str | None, as_json: bool

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from edge_agent.cli import _params
 from edge_agent.cli._settings import field_range
 from edge_agent.config import FetchSettings
 from edge_agent.delivery.layout import StoreLayout
@@ -104,10 +105,13 @@ def rollback(layout: StoreLayout, name: str) -> None:
     help="The repository's root.json (the trust anchor this device is given).",
 )
 @_STORE
-@click.option("--device-id", required=True, help="This device's id (its MQTT topics).")
+@click.option(
+    "--device-id", type=_params.DEVICE_ID, required=True, help="This device's id (its MQTT topics)."
+)
 @click.option(
     "--model",
     "names",
+    type=_params.MODEL_NAME,
     multiple=True,
     help="Model to pull (repeatable; default: every model in the registry).",
 )

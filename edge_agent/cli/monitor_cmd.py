@@ -7,6 +7,7 @@ import threading
 
 import click
 
+from edge_agent.cli import _params
 from edge_agent.fleet.monitor import AlertRules, IngestSettings, Monitor, MonitorSettings
 
 
@@ -40,6 +41,7 @@ def monitor() -> None:
 @click.option("--webhook", default=None, help="POST alerts as JSON to this URL (retried).")
 @click.option(
     "--group",
+    type=_params.SHARE_GROUP,
     default="edge-agent-monitor",
     show_default=True,
     help="Shared-subscription group: instances with the same group split the traffic.",

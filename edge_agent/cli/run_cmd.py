@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from edge_agent.cli import _params
 from edge_agent.config import AgentConfig, ApiSettings, validate
 from edge_agent.errors import ConfigError
 
@@ -29,6 +30,7 @@ from edge_agent.errors import ConfigError
 )
 @click.option(
     "--name",
+    type=_params.SERVED_NAME,
     default=None,
     help="With --model: the name to serve it under (default: the file's stem).",
 )
@@ -45,7 +47,10 @@ from edge_agent.errors import ConfigError
     help="With --model: mqtt://host:port for telemetry and status.",
 )
 @click.option(
-    "--device-id", default=None, help="With --model: this device's id (default: the host name)."
+    "--device-id",
+    type=_params.DEVICE_ID,
+    default=None,
+    help="With --model: this device's id (default: the host name).",
 )
 @click.option(
     "--device",

@@ -16,6 +16,8 @@ from types import FrameType
 
 import click
 
+from edge_agent.cli import _params
+
 
 @click.command("simulate")
 @click.option("--broker", required=True, help="mqtt://HOST[:PORT].")
@@ -27,8 +29,8 @@ import click
     help="The repository's root.json (the devices' trust anchor).",
 )
 @click.option("--devices", type=click.IntRange(1, 100_000), default=50, show_default=True)
-@click.option("--model", default="digits", show_default=True)
-@click.option("--group", default="lab", show_default=True)
+@click.option("--model", type=_params.MODEL_NAME, default="digits", show_default=True)
+@click.option("--group", type=_params.GROUP, default="lab", show_default=True)
 @click.option("--prefix", default="sim", show_default=True, help="Device ids: PREFIX-0000...")
 @click.option(
     "--initial-release",

@@ -25,13 +25,13 @@ from edge_agent.config.pipeline_schema import PipelineSettings
 from edge_agent.config.runtime_schema import RuntimeSettings
 from edge_agent.config.serving_schema import ServingSettings
 from edge_agent.config.telemetry_schema import TelemetrySettings
+from edge_agent.names import DeviceId, ServedName
 
 
 class ModelEntry(StrictModel):
     """A model the agent serves from a local file (models from the registry come later)."""
 
-    name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    name: ServedName = Field(
         description="Name the model is served and reported under.",
     )
     path: Path = Field(description="Path of the `.tflite` or `.onnx` file.")
@@ -85,8 +85,7 @@ class ApiSettings(StrictModel):
 class AgentConfig(StrictModel):
     """One device's agent (`edge-agent run --config FILE`)."""
 
-    device_id: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+    device_id: DeviceId = Field(
         description="Unique id of this device; used in MQTT topics, so no `/`, `+` or `#`.",
     )
     device: str = Field(

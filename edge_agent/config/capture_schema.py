@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from edge_agent.config.base import StrictModel
+from edge_agent.names import ServedName
 
 _TIME_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -108,7 +109,7 @@ class CaptureSettings(StrictModel):
     dir: Path | None = Field(
         default=None, description="Sample store folder; default: `<store_dir>/samples`."
     )
-    models: list[str] = Field(
+    models: list[ServedName] = Field(
         default_factory=list, description="Models to capture from; empty: every served model."
     )
     max_bytes: int = Field(

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from edge_agent.config.base import StrictModel
+from edge_agent.names import Group, ModelName
 from edge_agent.trust.protocol import MAX_CHUNK_BYTES
 
 
@@ -85,14 +86,13 @@ class ModelDeliverySettings(FetchSettings):
         description="The trust anchor: the repository's `root.json`, provisioned once; later "
         "root rotations are followed through signed metadata."
     )
-    models: list[str] = Field(
+    models: list[ModelName] = Field(
         min_length=1,
         description="Names of the models to follow; each newest signed release is downloaded, "
         "verified, shadow-checked and activated.",
     )
-    group: str | None = Field(
+    group: Group | None = Field(
         default=None,
-        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
         description="Rollout group of this device: only a signed rollout for this group moves "
         "it to a new release, in the wave its device id hashes to. Unset: always the newest "
         "signed release.",

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from edge_agent.config.base import StrictModel
 from edge_agent.config.runtime_schema import RuntimeSettings
+from edge_agent.names import DeviceClass
 
 
 class HwmonRail(StrictModel):
@@ -49,8 +50,7 @@ class SensorSettings(StrictModel):
 class DeviceConfig(StrictModel):
     """A class of hardware (`device_configs/<class>.yaml`)."""
 
-    device_class: str = Field(
-        pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$",
+    device_class: DeviceClass = Field(
         description="Short name of the hardware class, e.g. `rpi5-coral`; used in rollout groups.",
     )
     description: str = Field(default="", description="What hardware and OS this file is for.")

@@ -16,9 +16,7 @@ from pydantic import Field, field_validator
 from edge_agent.config.base import StrictModel
 from edge_agent.config.postprocess_schema import PostprocessSettings, RawPost
 from edge_agent.config.sources_schema import SourceSettings
-
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
+from edge_agent.names import PipelineName, ServedName
 
 # -- preprocessing -----------------------------------------------------------------------------
 
@@ -116,8 +114,8 @@ SinkSettings = Annotated[MqttSink | JsonlSink, Field(discriminator="type")]
 class PipelineSettings(StrictModel):
     """One pipeline: source -> preprocess -> model -> postprocess -> sinks, on its own thread."""
 
-    name: str = Field(pattern=_NAME, description="Pipeline name (results topic, metrics).")
-    model: str = Field(description="Name of a served model (from `models:`).")
+    name: PipelineName = Field(description="Pipeline name (results topic, metrics).")
+    model: ServedName = Field(description="Name of a served model (from `models:`).")
     source: SourceSettings = Field(description="Where frames come from (by `type`).")
     preprocess: PreprocessSettings = Field(
         default_factory=PreprocessSettings, description="Frame -> input tensor."

@@ -6,15 +6,20 @@ drift from the schema.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
+import types
 import typing
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from edge_agent.config.agent_schema import AgentConfig
 from edge_agent.config.device_schema import DeviceConfig
+from edge_agent.names import NameRule
 
 _MODULE_PATH = re.compile(r"edge_agent\.config\.\w+\.")
 """The schema module a type lives in is layout, not something a config author needs."""
@@ -39,7 +44,11 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         default = _default_text(field.default, field.default_factory)
-        description = (field.description or "").replace("|", "\\|")
+        description = field.description or ""
+        rule = _name_rule(field)
+        if rule is not None:
+            description += f" Rule: {rule.rule}."
+        description = description.replace("|", "\\|")
         lines.append(f"| `{key}` | {_type_text(field.annotation)} | {default} | {description} |")
         sub = _submodel(field.annotation)
         if sub is not None:
@@ -59,8 +68,35 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _plain(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated[...]`` metadata (a name rule shows in the text)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _plain(typing.get_args(annotation)[0])
+    args = typing.get_args(annotation)
+    if not args:
+        return annotation
+    plain = tuple(_plain(arg) for arg in args)
+    if plain == args:
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return functools.reduce(operator.or_, plain)
+    return typing.get_origin(annotation)[plain]
+
+
+def _name_rule(field: FieldInfo) -> NameRule | None:
+    """The name rule a field (or the items of a list field) follows, if any."""
+    candidates = list(field.metadata)
+    stack = [field.annotation]
+    while stack:
+        annotation = stack.pop()
+        if typing.get_origin(annotation) is typing.Annotated:
+            candidates.extend(typing.get_args(annotation)[1:])
+        stack.extend(typing.get_args(annotation))
+    return next((c for c in candidates if isinstance(c, NameRule)), None)
+
+
 def _type_text(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "").replace("pathlib.", "")
+    text = str(_plain(annotation)).replace("typing.", "").replace("pathlib.", "")
     text = text.replace("<class '", "").replace("'>", "")
     text = _MODULE_PATH.sub("", text)
     return text.replace("|", "\\|")

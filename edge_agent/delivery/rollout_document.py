@@ -21,30 +21,23 @@ rest ``previous``), ``completed`` (everyone runs ``release``), ``rolled_back`` (
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edge_agent.delivery.waves import check_waves
 from edge_agent.errors import UpdateError
+from edge_agent.names import GROUP, MODEL_NAME
 
 SCHEMA = 1
 ROLLOUTS_PREFIX = "rollouts"
 MAX_DOCUMENT_BYTES = 64 * 1024
 """A rollout document larger than this is refused before it is read (devices fetch it)."""
 STATES = ("rolling", "paused", "completed", "rolled_back")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 def check_group(group: str) -> str:
-    """``group`` if it is a safe target-path component; UpdateError otherwise."""
-    if not _NAME.match(group):
-        raise UpdateError(
-            f"invalid device group {group!r}: use 1-64 letters, digits, '_' or '-', starting "
-            "with a letter or digit"
-        )
-    return group
+    """``group`` if it follows :data:`edge_agent.names.GROUP`; UpdateError otherwise."""
+    return GROUP.check(group, error=UpdateError)
 
 
 def rollout_target_path(group: str) -> str:
@@ -73,10 +66,10 @@ class RolloutDocument:
         problems = []
         if self.schema != SCHEMA:
             problems.append(f"schema {self.schema!r} is not {SCHEMA} (upgrade edge-agent)")
-        if not _NAME.match(self.group):
-            problems.append(f"group {self.group!r} is not a valid group name")
-        if not _MODEL.match(self.model):
-            problems.append(f"model {self.model!r} is not a valid model name")
+        if not GROUP.matches(self.group):
+            problems.append(GROUP.message(self.group, "group"))
+        if not MODEL_NAME.matches(self.model):
+            problems.append(MODEL_NAME.message(self.model, "model"))
         if not isinstance(self.release, int) or self.release < 1:
             problems.append(f"release {self.release!r} is not a release number >= 1")
         if self.previous is not None and (not isinstance(self.previous, int) or self.previous < 1):

@@ -20,17 +20,15 @@ gives the plain filter a received topic is matched against.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
+
+from edge_agent.names import DEVICE_ID, PIPELINE_NAME, SHARE_GROUP
 
 PREFIX = "ea/v1"
 REGISTRY = "registry"
 MONITOR = "monitor"
 SHARE = "$share"
-_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_PIPELINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESULTS = "results"
 
 
@@ -46,13 +44,11 @@ class DeviceChannel(str, Enum):
 
 
 def check_device_id(device_id: str) -> str:
-    """Return ``device_id`` if it is safe inside a topic (no '/', '+', '#', not 'registry')."""
-    if not _DEVICE_ID.match(device_id) or device_id in (REGISTRY, MONITOR):
-        raise ValueError(
-            f"invalid device id {device_id!r}: use 1-64 letters, digits, '_' or '-', starting "
-            "with a letter or digit (and not 'registry' or 'monitor')"
-        )
-    return device_id
+    """Return ``device_id`` if it is safe inside a topic (no '/', '+', '#', not 'registry').
+
+    Raises :class:`~edge_agent.errors.InvalidNameError` (a ValueError) naming the rule.
+    """
+    return DEVICE_ID.check(device_id)
 
 
 def device_topic(device_id: str, channel: DeviceChannel) -> str:
@@ -67,11 +63,7 @@ def all_devices(channel: DeviceChannel) -> str:
 
 def device_results(device_id: str, pipeline: str) -> str:
     """``ea/v1/<device>/results/<pipeline>``: a pipeline's results (not a trust channel)."""
-    if not _PIPELINE.match(pipeline):
-        raise ValueError(
-            f"invalid pipeline name {pipeline!r}: use 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
+    PIPELINE_NAME.check(pipeline)
     return f"{PREFIX}/{check_device_id(device_id)}/{RESULTS}/{pipeline}"
 
 
@@ -87,11 +79,7 @@ def shared(group: str, topic_filter: str) -> str:
     Brokers do not send retained messages to shared subscriptions, so retained channels
     (``status``) are subscribed to plainly by every instance.
     """
-    if not _GROUP.match(group):
-        raise ValueError(
-            f"invalid shared-subscription group {group!r}: use 1-64 letters, digits, '_' or "
-            "'-', starting with a letter or digit"
-        )
+    SHARE_GROUP.check(group)
     return f"{SHARE}/{group}/{topic_filter}"
 
 
@@ -143,10 +131,10 @@ def parse(topic: str) -> ParsedTopic | None:
     if len(parts) < 4 or f"{parts[0]}/{parts[1]}" != PREFIX:
         return None
     if parts[2] == REGISTRY:
-        if len(parts) == 5 and parts[3] in ("req", "resp") and _DEVICE_ID.match(parts[4]):
+        if len(parts) == 5 and parts[3] in ("req", "resp") and DEVICE_ID.matches(parts[4]):
             return ParsedTopic(device_id=parts[4], channel=f"{REGISTRY}/{parts[3]}")
         return None
-    if len(parts) != 4 or not _DEVICE_ID.match(parts[2]):
+    if len(parts) != 4 or not DEVICE_ID.matches(parts[2]):
         return None
     if parts[3] not in {c.value for c in DeviceChannel}:
         return None

@@ -18,10 +18,11 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 
 from edge_agent.errors import UpdateError
+from edge_agent.names import MODEL_NAME, RELEASE
 
 MODELS_PREFIX = "models"
 CUSTOM_KEY = "edge_agent"
-_MODEL_PATH = re.compile(r"^models/([a-z0-9][a-z0-9._-]{0,63})/([1-9][0-9]{0,8})/([^/]+)$")
+_MODEL_PATH = re.compile(rf"^models/({MODEL_NAME.pattern})/({RELEASE.pattern})/([^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class ModelRelease:
 
 def model_target_path(name: str, release: int, filename: str) -> str:
     """``models/<name>/<release>/<filename>``."""
+    MODEL_NAME.check(name, "model", error=UpdateError)
     path = f"{MODELS_PREFIX}/{name}/{release}/{filename}"
-    if not _MODEL_PATH.match(path):
+    if not _MODEL_PATH.fullmatch(path):
         raise UpdateError(f"cannot publish {path!r}: model name or file name not allowed")
     return path
 
@@ -66,7 +68,7 @@ def release_of(target: TargetFile) -> ModelRelease | None:
     The path and the custom metadata must agree (name and release), otherwise the target is
     treated as malformed and ignored rather than trusted halfway.
     """
-    match = _MODEL_PATH.match(target.path)
+    match = _MODEL_PATH.fullmatch(target.path)
     custom = target.custom
     if match is None or not isinstance(custom, dict):
         return None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent._retry import backoff_delays
+from edge_agent.errors import ConfigError
 from edge_agent.transport import topics
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class WebhookSink:
         headers: dict[str, str] | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook URL {url!r} must start with http:// or https://")
+            raise ConfigError(f"webhook URL {url!r} must start with http:// or https://")
         self.url = url
         self.attempts = attempts
         self.delays = backoff_delays(attempts, first_backoff_s, max_backoff_s)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from edge_agent.errors import HttpError
 from edge_agent.fleet.monitor import health, queries
 
 if TYPE_CHECKING:
@@ -71,14 +72,6 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class HttpError(Exception):
-    """A request failure with its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _seconds(query: dict[str, list[str]], name: str, default: float) -> float:

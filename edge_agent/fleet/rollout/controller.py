@@ -38,6 +38,7 @@ from edge_agent.fleet.rollout.gates import (
 )
 from edge_agent.fleet.rollout.publish import publish_rollout, published_rollout
 from edge_agent.fleet.rollout.state import ControllerState, RolloutRecord, StateFile
+from edge_agent.names import DEVICE_ID
 from edge_agent.trust.operator.repository import OperatorRepository
 from edge_agent.trust.targets import ModelRelease, releases_of
 
@@ -93,11 +94,14 @@ class RolloutController:
         """Start rolling ``model`` release ``release`` out to ``members`` of ``group``.
 
         Opens the first wave at once. Raises UpdateError when the group already has a running
-        rollout, the release is not signed or was withdrawn in this group, or the group is empty.
+        rollout, the release is not signed or was withdrawn in this group, the group is empty or
+        a member's id breaks the device-id rule.
         """
         check_group(group)
         wave_list = check_waves(waves)
         member_list = sorted(set(members))
+        for member in member_list:  # an id that breaks the rule could never follow
+            DEVICE_ID.check(member, "device", error=UpdateError)
         if not member_list:
             raise UpdateError(f"group {group!r} has no devices: pass --devices or --from-monitor")
         signed = {r.release for r in self._releases(model)}

@@ -3,7 +3,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from edge_agent.capture.store import Sample, SampleStore, StoreError
+from edge_agent.capture.store import Sample, SampleStore
+from edge_agent.errors import SampleStoreError
 
 
 def sample(i: int, created: float = 0.0, size: int = 100) -> Sample:
@@ -85,6 +86,6 @@ def test_upload_progress_persists(tmp_path):
 
 def test_a_corrupt_index_is_a_clear_error(tmp_path):
     (tmp_path / "index.sqlite").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="move it away"):
+    with pytest.raises(SampleStoreError, match="move it away"):
         SampleStore(tmp_path)
     assert sqlite3.sqlite_version
