@@ -28,6 +28,7 @@ from typing import BinaryIO
 __all__ = [
     "atomic_writer",
     "copy_atomically",
+    "create_atomically",
     "fsync_dir",
     "replace_durably",
     "write_atomically",
@@ -103,6 +104,28 @@ def copy_atomically(source: Path, destination: Path, *, mode: int | None = DEFAU
     """Stream ``source`` into ``destination`` atomically, 1 MiB at a time (large files)."""
     with atomic_writer(destination, mode=mode) as out, Path(source).open("rb") as src:
         shutil.copyfileobj(src, out, 1 << 20)
+
+
+def create_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write a *new* file: complete or absent after a crash, and never over an existing one.
+
+    For secrets that must not be replaced (a private key): the temp file is linked to ``path``
+    (``FileExistsError`` if something is there) instead of renamed over it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, fd = _open_temp(path)
+    try:
+        os.fchmod(fd, mode)  # before any byte is written: a secret is never readable by others
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    fsync_dir(path.parent)
 
 
 def replace_durably(source: Path, destination: Path) -> None:

@@ -17,6 +17,7 @@ from edge_agent import _fs
 from edge_agent._fs import (
     atomic_writer,
     copy_atomically,
+    create_atomically,
     fsync_dir,
     replace_durably,
     write_atomically,
@@ -151,3 +152,14 @@ def test_kill_9_during_writes_leaves_the_old_or_the_new_file_never_half(tmp_path
         assert len(data) == size and data == data[:1] * size  # one whole version
         for leftover in tmp_path.glob(f".*{_fs.TEMP_SUFFIX}"):
             leftover.unlink()  # what recovery code removes
+
+
+def test_create_writes_a_private_new_file_and_never_replaces_one(tmp_path):
+    """For private keys: 0600 from the first byte on, and an existing key is never clobbered."""
+    key = tmp_path / "keys" / "targets-abc.pem"
+    create_atomically(key, b"secret")
+    assert key.read_bytes() == b"secret" and _mode(key) == 0o600
+    with pytest.raises(FileExistsError):
+        create_atomically(key, b"other")
+    assert key.read_bytes() == b"secret"
+    assert os.listdir(key.parent) == ["targets-abc.pem"]  # no temp file left behind

@@ -7,7 +7,6 @@ and mount only when signing. Private key files are created 0600 and never overwr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from edge_agent._fs import fsync_dir, replace_durably
+from edge_agent._fs import create_atomically, replace_durably
 from edge_agent.errors import UpdateError
 
 KEY_SUFFIX = ".pem"
@@ -45,12 +44,8 @@ def generate_key(keys_dir: Path, role: str) -> KeyFile:
     signer = CryptoSigner.generate_ed25519()
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = keys_dir / f"{role}-{signer.public_key.keyid[:12]}{KEY_SUFFIX}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(signer.private_bytes)
-        handle.flush()
-        os.fsync(handle.fileno())
-    fsync_dir(keys_dir)  # the new key's directory entry survives a power cut too
+    # complete or absent after a crash (a half key would make every later load fail)
+    create_atomically(path, signer.private_bytes, mode=0o600)
     return KeyFile(path, signer)
 
 
