@@ -9,8 +9,9 @@ imported only when a pipeline starts.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import PipelineSettings
@@ -36,18 +37,43 @@ class Pipelines:
         *,
         device_id: str,
         register_progress: Callable[[str, Progress], None],
+        forget_progress: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.settings = list(settings)
         self.running: list[Pipeline] = []
+        """Replaced, never changed in place, so readers on other threads see a whole list."""
         self._models = models
         self._device_id = device_id
         self._register_progress = register_progress
+        self._forget_progress = forget_progress
         self._started: set[str] = set()
         self._fps: float | None = None
         self._variant: str | None = None
+        self._lock = threading.RLock()  # reload (main thread) vs. a delivered model's start
 
     def start_ready(self, client: MqttClient | None) -> None:
         """Start every pipeline whose model is served; the others start when it arrives."""
+        with self._lock:
+            self._start_ready(client)
+
+    def stop_named(self, names: Collection[str]) -> None:
+        """Stop the named pipelines (a reload removed or changed them); they start no more."""
+        with self._lock:
+            for pipeline in [p for p in self.running if p.name in names]:
+                pipeline.stop()
+                self._forget_progress(f"pipeline:{pipeline.name}")
+                log.info("pipeline %s stopped (reload)", pipeline.name)
+            self.running = [p for p in self.running if p.name not in names]
+            self.settings = [s for s in self.settings if s.name not in names]
+            self._started -= set(names)
+
+    def replace(self, settings: Sequence[PipelineSettings], client: MqttClient | None) -> None:
+        """Take a reloaded config's pipelines and start those not running whose model is served."""
+        with self._lock:
+            self.settings = list(settings)
+            self._start_ready(client)
+
+    def _start_ready(self, client: MqttClient | None) -> None:
         for settings in self.settings:
             if not settings.enabled or settings.name in self._started:
                 continue
@@ -61,7 +87,7 @@ class Pipelines:
             )
             self._apply(pipeline)
             pipeline.start()
-            self.running.append(pipeline)
+            self.running = [*self.running, pipeline]
             self._started.add(settings.name)
             self._register_progress(f"pipeline:{pipeline.name}", progress_of(pipeline))
             log.info(

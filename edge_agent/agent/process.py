@@ -28,7 +28,7 @@ from edge_agent.agent.link import device_client, parse_command
 from edge_agent.agent.metrics import AgentCollector
 from edge_agent.agent.models import ModelHost, SwapEvent
 from edge_agent.agent.pipelines import Pipelines, Progress
-from edge_agent.agent.reload import plan_reload
+from edge_agent.agent.reload import plan_reload, restart_reason
 from edge_agent.agent.sampling import Sampling, start_capture
 from edge_agent.agent.status import status_document
 from edge_agent.agent.telemetry import AgentTelemetry
@@ -102,7 +102,10 @@ class Agent:
             self.models,
             device_id=config.device_id,
             register_progress=self.register_progress,
+            forget_progress=self._forget_progress,
         )
+        self.restart_needed: list[str] = []
+        """Config sections changed by a reload that take effect at the next restart."""
         self.sampling: Sampling | None = None
         self.updates: AgentUpdates | None = None
         self._housekeeping = Housekeeping(self._stop)
@@ -294,10 +297,14 @@ class Agent:
         """Let a component (a pipeline) take part in the watchdog decision."""
         self._progress[name] = progress
 
+    def _forget_progress(self, name: str) -> None:
+        self._progress.pop(name, None)
+
     def healthy(self) -> bool:
         """True while nothing registered for the watchdog is stuck."""
         now = time.monotonic()
-        return all(now - last() <= self.serving.stall_seconds for last in self._progress.values())
+        progress = list(self._progress.values())  # a reload may change the dict meanwhile
+        return all(now - last() <= self.serving.stall_seconds for last in progress)
 
     def status(self, state: DeviceState | None = None) -> Status:
         """The retained status document."""
@@ -310,6 +317,7 @@ class Agent:
             pipelines=self._pipelines.stats(),
             healthy=self.healthy(),
             state=state,
+            restart_needed=self.restart_needed,
         )
 
     # -- models ----------------------------------------------------------------------------
@@ -347,7 +355,13 @@ class Agent:
             )
 
     def reload(self) -> None:
-        """Re-read the config file; add, remove and swap models; never drop a working one."""
+        """Re-read the config file and apply what can change live; name what cannot.
+
+        Models are added, removed and swapped (never dropping a working one) and pipelines
+        restarted as they changed; a changed restart-only section is logged, shown in the
+        systemd status and listed in the status document's ``restart_needed`` until it is
+        reverted or the agent restarts (see :mod:`edge_agent.agent.reload`).
+        """
         if self.config_path is None:
             log.info("reload asked, but the agent runs without a config file")
             return
@@ -360,10 +374,23 @@ class Agent:
         delivered = set(self.config.registry.models) if self.config.registry else set()
         local = {n: e for n, e in self.host.entries.items() if n not in delivered}
         plan = plan_reload(local, self.config, fresh, delivered)
+        self._pipelines.stop_named(plan.stop_pipelines)  # before their models may go
         self.host.apply_reload(plan)
-        for key in plan.needs_restart:
-            log.warning("reload: a change of `%s` takes effect at the next restart", key)
-        systemd.notify(f"STATUS=serving {len(self.models)} model(s) (reloaded)")
+        self.config = plan.running
+        self._pipelines.replace(self.config.pipelines, self.mqtt)
+        for section in plan.needs_restart:
+            log.warning(
+                "reload: `%s` changed; it takes effect at the next restart (%s)",
+                section,
+                restart_reason(section),
+            )
+        self.restart_needed = plan.needs_restart
+        pending = f"; restart needed for {', '.join(plan.needs_restart)}"
+        systemd.notify(
+            f"STATUS=serving {len(self.models)} model(s) (reloaded"
+            f"{pending if plan.needs_restart else ''})"
+        )
+        self.publish_status()
 
     # -- MQTT ------------------------------------------------------------------------------
 

@@ -38,8 +38,12 @@ def status_document(
     pipelines: Sequence[dict[str, Any]],
     healthy: bool,
     state: DeviceState | None = None,
+    restart_needed: Sequence[str] = (),
 ) -> Status:
-    """The status document; ``state`` defaults to `degraded` or `online` from the models."""
+    """The status document; ``state`` defaults to `degraded` or `online` from the models.
+
+    ``restart_needed`` names the config sections a reload changed that only a restart applies.
+    """
     entries = [model_status(served) for served in models]
     if state is None:
         degraded = any(entry.degraded for entry in entries)
@@ -53,5 +57,6 @@ def status_document(
         api=api_address,
         uptime_s=round(time.time() - started_at, 1),
         pipelines=list(pipelines),
+        restart_needed=list(restart_needed),
         time=time.time(),
     )

@@ -19,6 +19,9 @@ from edge_agent.wire.states import DeviceState
 MAX_MODELS = 64
 """Most served models a status (or telemetry report) lists; more are ignored."""
 
+MAX_SECTIONS = 32
+"""Most config section names ``restart_needed`` lists; more are ignored."""
+
 
 class ModelStatus(Part):
     """One served model: name, active version, delegate, and whether its backend degraded."""
@@ -40,6 +43,13 @@ def models_list(value: Any) -> list[Any]:
     ]
 
 
+def section_names(value: Any) -> list[str]:
+    """The usable entries of ``restart_needed``: short texts, at most MAX_SECTIONS."""
+    if not isinstance(value, list):
+        return []
+    return [name for entry in value[:MAX_SECTIONS] if (name := text(entry, 64))]
+
+
 class Status(Document):
     """A device's retained status; ``time`` None marks the last will."""
 
@@ -53,9 +63,12 @@ class Status(Document):
     api: Text = None
     uptime_s: Number = None
     pipelines: JsonList = Field(default_factory=list)
+    restart_needed: list[str] = Field(default_factory=list)
+    """Config sections a reload changed that take effect only at the next restart."""
     time: Number = None
 
     _models = field_validator("models", mode="before")(models_list)
+    _restart_needed = field_validator("restart_needed", mode="before")(section_names)
 
     @classmethod
     def last_will(cls, device_id: str) -> Status:

@@ -335,3 +335,110 @@ def test_agent_runs_a_video_pipeline_with_capture_from_its_config(models_dir, tm
         assert len(store.list()) == 40  # every inference captured (random_rate 1.0)
     finally:
         store.close()
+
+
+def test_sighup_applies_pipelines_live_and_names_sections_that_need_a_restart(
+    mosquitto, models_dir, tmp_path, notify
+):
+    """Regression: on SIGHUP, changes to pipelines, capture, telemetry, serving, runtime and
+    device_id were silently ignored. Now a pipeline change is applied in place, and a changed
+    restart-only section is logged, shown to systemd and listed in the status document."""
+    import cv2
+
+    api_port = free_port()
+    config = agent_config(tmp_path, models_dir, mosquitto.url, api_port)
+    watcher, box = subscribe(mosquitto, DeviceChannel.STATUS)
+    process = start_agent(config, notify)
+    try:
+        assert notify.wait_for("READY=1", 60), notify.seen
+        first = next_on(box, DeviceChannel.STATUS, 20, lambda d: d["state"] == "online")
+        assert first["restart_needed"] == [] and first["pipelines"] == []
+
+        inbox, results = tmp_path / "inbox", tmp_path / "results.jsonl"
+        inbox.mkdir()
+        data = yaml.safe_load(config.read_text())
+        data["pipelines"] = [
+            {
+                "name": "inbox",
+                "model": "digits",
+                "source": {"type": "folder", "path": str(inbox), "settle_s": 0},
+                "postprocess": {"type": "classification"},
+                "sinks": [{"type": "jsonl", "path": str(results)}],
+            }
+        ]
+        data["telemetry"]["latency"]["report_interval_s"] = 2  # restart-only
+        data["serving"]["stall_seconds"] = 20  # restart-only
+        config.write_text(yaml.safe_dump(data))
+        process.send_signal(signal.SIGHUP)
+
+        status = next_on(
+            box, DeviceChannel.STATUS, 20, lambda d: d.get("restart_needed") and d["pipelines"]
+        )
+        assert status["restart_needed"] == ["serving", "telemetry"]
+        assert [p["name"] for p in status["pipelines"]] == ["inbox"]
+        assert notify.wait_for("restart needed for serving, telemetry", 10), notify.seen
+
+        digit = np.load(models_dir / "digits" / "test_set.npz")["x"][0]
+        cv2.imwrite(str(inbox / "one.png"), (digit * 255).astype(np.uint8))
+        deadline = time.monotonic() + 30
+        while not (results.exists() and results.read_text().strip()):
+            assert time.monotonic() < deadline, "the pipeline added by the reload never ran"
+            time.sleep(0.1)
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        watcher.close()
+    log = (tmp_path / "agent.log").read_text()
+    for section in ("serving", "telemetry"):
+        assert f"reload: `{section}` changed; it takes effect at the next restart" in log, log
+    assert "pipeline inbox started" in log
+
+
+def test_reload_stops_removed_pipelines_and_restarts_changed_ones_in_place(models_dir, tmp_path):
+    from edge_agent.agent.process import Agent
+    from edge_agent.config import load_agent_config
+
+    inbox_1, inbox_2 = tmp_path / "in-1", tmp_path / "in-2"
+    inbox_1.mkdir()
+    inbox_2.mkdir()
+
+    def write(pipelines: dict[str, Path]) -> Path:
+        path = tmp_path / "agent.yaml"
+        data = {
+            "device_id": "cam-09",
+            "device": "x86-generic",
+            "store_dir": str(tmp_path / "state"),
+            "api": {"listen": "127.0.0.1:0"},
+            "models": [{"name": "digits", "path": str(models_dir / "digits" / "digits_fp32.onnx")}],
+            "pipelines": [
+                {"name": name, "model": "digits", "source": {"type": "folder", "path": str(inbox)}}
+                for name, inbox in pipelines.items()
+            ],
+        }
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    path = write({"kept": inbox_1, "changed": inbox_1, "removed": inbox_1})
+    agent = Agent(load_agent_config(path), config_path=path)
+    agent.start()
+    try:
+        before = {p.name: p for p in agent.pipelines}
+        assert set(before) == {"kept", "changed", "removed"}
+        write({"kept": inbox_1, "changed": inbox_2, "added": inbox_2})
+        agent.reload()
+        after = {p.name: p for p in agent.pipelines}
+        assert set(after) == {"kept", "changed", "added"}
+        assert after["kept"] is before["kept"]  # untouched: not restarted
+        assert after["changed"] is not before["changed"]
+        assert str(after["changed"].settings.source.path) == str(inbox_2)
+        assert not before["removed"].running and not before["changed"].running
+        assert all(p.running for p in after.values())
+        assert agent.restart_needed == []
+        assert agent.status().restart_needed == []
+        assert agent.healthy()
+    finally:
+        agent.stop()
