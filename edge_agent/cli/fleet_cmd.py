@@ -21,10 +21,13 @@ from edge_agent.cli import _params
 from edge_agent.cli._rollout_view import show_rollouts
 from edge_agent.cli.simulate_cmd import simulate
 from edge_agent.errors import ConfigError, UpdateError
-from edge_agent.fleet.rollout.controller import RolloutController
+from edge_agent.fleet.rollout.controller import DEFAULT_WAVES, RolloutController
 from edge_agent.fleet.rollout.gates import Decision, GateThresholds
 from edge_agent.fleet.rollout.state import RolloutRecord
 from edge_agent.trust.operator.repository import OperatorRepository
+
+_GATES = GateThresholds()
+"""Where the rollout gate options take their defaults."""
 
 
 @click.group()
@@ -138,7 +141,7 @@ def _waves(text: str) -> list[float]:
 )
 @click.option(
     "--waves",
-    default="5,25,100",
+    default=",".join(f"{wave:g}" for wave in DEFAULT_WAVES),
     show_default=True,
     help="Cumulative percentages of the group, ending at 100.",
 )
@@ -152,35 +155,50 @@ def _waves(text: str) -> list[float]:
     "--device", type=_params.DEVICE_ID, multiple=True, help="A device id of the group (repeatable)."
 )
 @click.option("--salt", help="Wave hash salt [default: the group name: same canaries each time].")
-@click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.02, show_default=True)
+@click.option(
+    "--max-error-rate",
+    type=click.FloatRange(0, 1),
+    default=_GATES.max_error_rate,
+    show_default=True,
+)
 @click.option(
     "--max-latency-ratio",
     type=click.FloatRange(min=0.01),
-    default=1.5,
+    default=_GATES.max_latency_ratio,
     show_default=True,
     help="New p95 / previous release p95.",
 )
 @click.option("--max-latency-p95-ms", type=click.FloatRange(min=0), help="Absolute p95 limit.")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=_GATES.min_agreement,
+    show_default=True,
+)
 @click.option(
     "--min-coverage",
     type=click.FloatRange(0.01, 1),
-    default=0.95,
+    default=_GATES.min_coverage,
     show_default=True,
     help="Share of the opened waves that must run the release before advancing.",
 )
-@click.option("--min-inferences", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option(
+    "--min-inferences",
+    type=click.IntRange(min=0),
+    default=_GATES.min_inferences,
+    show_default=True,
+)
 @click.option(
     "--soak",
     type=click.FloatRange(min=0),
-    default=60.0,
+    default=_GATES.soak_s,
     show_default=True,
     help="Seconds each wave stays open before the next.",
 )
 @click.option(
     "--wave-timeout",
     type=click.FloatRange(min=1),
-    default=900.0,
+    default=_GATES.wave_timeout_s,
     show_default=True,
     help="Seconds a wave may wait for passing gates before the rollout is timed out "
     "(and rolled back).",

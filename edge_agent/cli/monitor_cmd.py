@@ -10,6 +10,10 @@ import click
 from edge_agent.cli import _params
 from edge_agent.fleet.monitor import AlertRules, IngestSettings, Monitor, MonitorSettings
 
+_RULES = AlertRules()
+_SETTINGS = MonitorSettings()
+_INGEST = IngestSettings()
+
 
 @click.group()
 def monitor() -> None:
@@ -33,7 +37,7 @@ def monitor() -> None:
 )
 @click.option(
     "--retention-days",
-    default=30.0,
+    default=_SETTINGS.retention_days,
     show_default=True,
     type=click.FloatRange(min=0.01),
     help="Delete time series and resolved alerts older than this.",
@@ -42,27 +46,27 @@ def monitor() -> None:
 @click.option(
     "--group",
     type=_params.SHARE_GROUP,
-    default="edge-agent-monitor",
+    default=_INGEST.group,
     show_default=True,
     help="Shared-subscription group: instances with the same group split the traffic.",
 )
 @click.option("--client-id", default=None, help="MQTT client id (default: per host).")
 @click.option(
     "--offline-after-min",
-    default=5.0,
+    default=_RULES.offline_after_s / 60,
     show_default=True,
     type=float,
     help="Alert when a device is offline longer than this.",
 )
 @click.option(
     "--latency-slo-ms",
-    default=250.0,
+    default=_RULES.latency_slo_ms,
     show_default=True,
     type=float,
     help="Alert when a model's p95 latency stays above this.",
 )
-@click.option("--battery-low-pct", default=15.0, show_default=True, type=float)
-@click.option("--overheat-c", default=80.0, show_default=True, type=float)
+@click.option("--battery-low-pct", default=_RULES.battery_low_pct, show_default=True, type=float)
+@click.option("--overheat-c", default=_RULES.overheat_c, show_default=True, type=float)
 def serve(
     broker: str,
     db: str,

@@ -61,7 +61,7 @@ def registry() -> None:
     show_default=True,
     help="Chunks a device may ask for at once.",
 )
-@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=_DEFAULTS.workers, show_default=True)
 def serve(
     repo_dir: Path,
     broker: str,

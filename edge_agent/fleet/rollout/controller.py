@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 ENDING = {"roll_back": "rolled_back", "time_out": "timed_out", "complete": "completed"}
 
 
+DEFAULT_WAVES: tuple[float, ...] = (5, 25, 100)
+"""Cumulative percentages of the group a rollout opens, wave by wave."""
+
+
 class RolloutController:
     """Creates, advances, pauses, resumes and aborts rollouts of one repository."""
 
@@ -86,7 +90,7 @@ class RolloutController:
         release: int,
         members: Iterable[str],
         *,
-        waves: Sequence[float] = (5, 25, 100),
+        waves: Sequence[float] = DEFAULT_WAVES,
         previous: int | None = None,
         thresholds: GateThresholds | None = None,
         salt: str | None = None,

@@ -49,3 +49,35 @@ def test_field_range_reads_open_and_closed_bounds():
 def test_field_default_of_a_required_field_is_an_error():
     with pytest.raises(ValueError, match="required"):
         AgentConfig.field_default("device_id")
+
+
+def test_operator_command_defaults_are_their_settings_defaults():
+    from edge_agent.cli.fleet_cmd import rollout
+    from edge_agent.cli.monitor_cmd import monitor
+    from edge_agent.cli.registry_cmd import registry
+    from edge_agent.fleet.monitor import AlertRules, IngestSettings, MonitorSettings
+    from edge_agent.fleet.registry import RegistrySettings
+    from edge_agent.fleet.rollout.controller import DEFAULT_WAVES
+    from edge_agent.fleet.rollout.gates import GateThresholds
+
+    gates, create = GateThresholds(), _options(rollout.commands["create"])
+    for option, value in [
+        ("max_error_rate", gates.max_error_rate),
+        ("max_latency_ratio", gates.max_latency_ratio),
+        ("min_agreement", gates.min_agreement),
+        ("min_coverage", gates.min_coverage),
+        ("min_inferences", gates.min_inferences),
+        ("soak", gates.soak_s),
+        ("wave_timeout", gates.wave_timeout_s),
+    ]:
+        assert create[option].default == value, option
+    assert [float(w) for w in create["waves"].default.split(",")] == list(DEFAULT_WAVES)
+
+    rules, serve = AlertRules(), _options(monitor.commands["serve"])
+    assert serve["latency_slo_ms"].default == rules.latency_slo_ms
+    assert serve["battery_low_pct"].default == rules.battery_low_pct
+    assert serve["overheat_c"].default == rules.overheat_c
+    assert serve["offline_after_min"].default * 60 == rules.offline_after_s
+    assert serve["retention_days"].default == MonitorSettings().retention_days
+    assert serve["group"].default == IngestSettings().group
+    assert _options(registry.commands["serve"])["workers"].default == RegistrySettings().workers
