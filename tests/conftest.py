@@ -1,4 +1,8 @@
-"""Shared fixtures: the sample models and a private Mosquitto broker."""
+"""Shared fixtures: the sample models and a private Mosquitto broker.
+
+Plugins: ``tests.fixtures.ci_skips`` makes an undeclared skip a failure when ``CI`` is set;
+``pytester`` lets the harness tests run pytest on small generated suites.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from tests.fixtures.mosquitto import Broker, mosquitto_binary, start_broker
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
+
+pytest_plugins = ("pytester", "tests.fixtures.ci_skips")
 
 
 @pytest.fixture(scope="session")
