@@ -3,8 +3,11 @@
 Why a wrapper: paho's callbacks run on its network thread, where an exception from a handler
 (a garbage payload, say) would be swallowed or kill the loop, and subscriptions of a clean
 session vanish on reconnect. Here handlers are isolated, subscriptions are restored on every
-reconnect, reconnection backs off on its own, and connection failures become TransportError
-with a reason a person can act on. Topics come from ``edge_agent.transport.topics``.
+reconnect, reconnection backs off on its own, ``subscribe`` returns once the broker has
+acknowledged the subscription (its SUBACK), so a message published after it is delivered, and
+connection failures become TransportError with a reason a person can act on. Topics come from
+``edge_agent.transport.topics``; ``edge_agent.transport.memory`` is an in-memory stand-in with
+the same surface, for unit tests of MQTT logic.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import random
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -40,6 +43,15 @@ class Message:
 
 
 Handler = Callable[[Message], None]
+
+
+@dataclass
+class _PendingSubscribe:
+    """A SUBSCRIBE sent from a thread that waits for its SUBACK."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    refused: str = ""
+    """Why the broker refused it (its reason code), or why no answer will come."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,10 @@ class MqttClient:
         self._keepalive_s = keepalive_s
         self._subscriptions: dict[str, tuple[int, Handler]] = {}
         self._lock = threading.Lock()
+        # held while a SUBSCRIBE is sent and its waiter registered, and by on_subscribe
+        # before it looks the waiter up: a fast SUBACK cannot overtake the registration
+        self._suback_lock = threading.Lock()
+        self._pending_subscribes: dict[int, _PendingSubscribe] = {}
         self._connected = threading.Event()
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._last_error = ""
@@ -145,6 +161,7 @@ class MqttClient:
         self._paho.on_connect = self._on_connect
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_message = self._on_message
+        self._paho.on_subscribe = self._on_subscribe
 
     # -- connection ------------------------------------------------------------------------
 
@@ -233,16 +250,49 @@ class MqttClient:
         """
         return self._paho.publish(topic, payload, qos=qos, retain=retain)
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: Handler, qos: int = 1, timeout_s: float = 10.0
+    ) -> bool:
         """Deliver messages matching ``topic_filter`` to ``handler``, across reconnects.
+
+        When connected, waits up to ``timeout_s`` for the broker's SUBACK and returns True
+        once the broker granted the subscription: a message published from then on reaches
+        ``handler`` (no sleeping "until it lands"). Returns False when it cannot say so now:
+        not connected (the subscription is sent on connect), refused by the broker (an ACL;
+        logged), no answer in time or the connection lost meanwhile (logged; restored on
+        reconnect), or called from the network thread itself (a handler or connection
+        listener), which must not block on the answer it would have to read.
 
         A handler that raises is logged and the message dropped; the connection carries on.
         """
         with self._lock:
             self._subscriptions[topic_filter] = (qos, handler)
         self._paho.message_callback_add(topic_filter, self._dispatcher(handler))
-        if self.connected:
+        if not self.connected:
+            return False
+        if threading.current_thread() is getattr(self._paho, "_thread", None):
             self._paho.subscribe(topic_filter, qos)
+            return False
+        with self._suback_lock:
+            result, mid = self._paho.subscribe(topic_filter, qos)
+            if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
+                return False  # the connection just dropped: _on_connect sends it again
+            pending = _PendingSubscribe()
+            self._pending_subscribes[mid] = pending
+        if not pending.done.wait(timeout_s):
+            with self._suback_lock:
+                self._pending_subscribes.pop(mid, None)
+            log.warning(
+                "no SUBACK for %s from %s within %.0f s; it is restored on reconnect",
+                topic_filter,
+                self._where(),
+                timeout_s,
+            )
+            return False
+        if pending.refused:
+            log.warning("subscription to %s not granted: %s", topic_filter, pending.refused)
+            return False
+        return True
 
     def unsubscribe(self, topic_filter: str) -> None:
         """Stop delivering ``topic_filter``."""
@@ -279,11 +329,30 @@ class MqttClient:
         self._connected.set()
         self._notify(True)
 
+    def _on_subscribe(
+        self, _client: Any, _userdata: Any, mid: int, reasons: list[Any], _properties: Any
+    ) -> None:
+        refused = ", ".join(str(r) for r in reasons if r.is_failure)
+        with self._suback_lock:
+            pending = self._pending_subscribes.pop(mid, None)
+        if pending is None:  # a resubscription on reconnect: nobody waits for it
+            if refused:
+                log.warning("broker %s refused a subscription: %s", self._where(), refused)
+            return
+        pending.refused = refused
+        pending.done.set()
+
     def _on_disconnect(
         self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        with self._suback_lock:  # their SUBACKs will not come: stop waiting
+            abandoned = list(self._pending_subscribes.values())
+            self._pending_subscribes.clear()
+        for pending in abandoned:
+            pending.refused = f"connection lost before the SUBACK ({reason})"
+            pending.done.set()
         self._last_error = f"disconnected: {reason}"
         if was_connected:
             if not self._closing:
