@@ -126,6 +126,8 @@ class MqttClient:
         # before it looks the waiter up: a fast SUBACK cannot overtake the registration
         self._suback_lock = threading.Lock()
         self._pending_subscribes: dict[int, _PendingSubscribe] = {}
+        # the SUBSCRIBE that restores every subscription after a (re)connect: (mid, filters)
+        self._restoring: tuple[int, frozenset[str]] | None = None
         self._connected = threading.Event()
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._last_error = ""
@@ -168,6 +170,8 @@ class MqttClient:
     def connect(self, timeout_s: float = 10.0) -> None:
         """Connect and start the network thread; TransportError if not connected in time.
 
+        Subscriptions made before are in place when it returns (see ``connected``).
+
         After the first connection, paho reconnects by itself (1 s .. 30 s backoff).
         """
         try:
@@ -209,7 +213,7 @@ class MqttClient:
 
     @property
     def connected(self) -> bool:
-        """Whether the client is connected right now."""
+        """Whether the client is connected right now, with its subscriptions acknowledged."""
         return self._connected.is_set()
 
     def wait_connected(self, timeout_s: float) -> bool:
@@ -258,17 +262,19 @@ class MqttClient:
         When connected, waits up to ``timeout_s`` for the broker's SUBACK and returns True
         once the broker granted the subscription: a message published from then on reaches
         ``handler`` (no sleeping "until it lands"). Returns False when it cannot say so now:
-        not connected (the subscription is sent on connect), refused by the broker (an ACL;
-        logged), no answer in time or the connection lost meanwhile (logged; restored on
-        reconnect), or called from the network thread itself (a handler or connection
-        listener), which must not block on the answer it would have to read.
+        not connected (the subscription is sent on connect, and ``connected`` turns true only
+        once the broker has acknowledged every subscription), refused by the broker (logged),
+        no answer in time or the connection lost meanwhile (logged; restored on reconnect),
+        or called from the network thread itself (a handler or connection listener), which
+        must not block on the answer it would have to read.
 
         A handler that raises is logged and the message dropped; the connection carries on.
         """
-        with self._lock:
-            self._subscriptions[topic_filter] = (qos, handler)
         self._paho.message_callback_add(topic_filter, self._dispatcher(handler))
-        if not self.connected:
+        with self._lock:  # either we see the connection up or _go_online sees this filter
+            self._subscriptions[topic_filter] = (qos, handler)
+            online = self._connected.is_set()
+        if not online:
             return False
         if threading.current_thread() is getattr(self._paho, "_thread", None):
             self._paho.subscribe(topic_filter, qos)
@@ -323,10 +329,24 @@ class MqttClient:
             log.warning("broker %s refused the connection: %s", self._where(), reason)
             return
         with self._lock:
-            subscriptions = list(self._subscriptions.items())
-        for topic_filter, (qos, _handler) in subscriptions:
-            self._paho.subscribe(topic_filter, qos)
-        self._connected.set()
+            restore = {f: qos for f, (qos, _handler) in self._subscriptions.items()}
+        if restore:
+            # "connected" means subscribed again too: a caller that waits for the connection
+            # may publish and expect the answer, so it is set when the SUBACK comes
+            with self._suback_lock:
+                result, mid = self._paho.subscribe(list(restore.items()))
+                if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                    self._restoring = (mid, frozenset(restore))
+                    return
+        self._go_online(frozenset(restore))
+
+    def _go_online(self, restored: frozenset[str]) -> None:
+        """Mark the connection up once ``restored`` filters are back; send any added meanwhile."""
+        with self._lock:  # subscribe() registers and reads the flag under the same lock
+            late = [(f, qos) for f, (qos, _h) in self._subscriptions.items() if f not in restored]
+            self._connected.set()
+        if late:
+            self._paho.subscribe(late)
         self._notify(True)
 
     def _on_subscribe(
@@ -335,9 +355,14 @@ class MqttClient:
         refused = ", ".join(str(r) for r in reasons if r.is_failure)
         with self._suback_lock:
             pending = self._pending_subscribes.pop(mid, None)
-        if pending is None:  # a resubscription on reconnect: nobody waits for it
+            restoring = self._restoring
+            if restoring is not None and restoring[0] == mid:
+                self._restoring = None
+        if pending is None:  # a resubscription on (re)connect: nobody waits for it
             if refused:
                 log.warning("broker %s refused a subscription: %s", self._where(), refused)
+            if restoring is not None and restoring[0] == mid:
+                self._go_online(restoring[1])
             return
         pending.refused = refused
         pending.done.set()
@@ -350,6 +375,7 @@ class MqttClient:
         with self._suback_lock:  # their SUBACKs will not come: stop waiting
             abandoned = list(self._pending_subscribes.values())
             self._pending_subscribes.clear()
+            self._restoring = None
         for pending in abandoned:
             pending.refused = f"connection lost before the SUBACK ({reason})"
             pending.done.set()

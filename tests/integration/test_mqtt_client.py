@@ -13,25 +13,25 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import BrokerAddress, LastWill, Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fixtures.mosquitto import Broker, free_port
+from tests.fixtures.wait import wait_for
 
 
 def collect(client: MqttClient, topic_filter: str) -> queue.Queue[Message]:
+    """Subscribe a queue; when connected, the broker has acknowledged it on return."""
     box: queue.Queue[Message] = queue.Queue()
-    client.subscribe(topic_filter, box.put)
+    assert client.subscribe(topic_filter, box.put) is client.connected
     return box
 
 
-def publish_until_received(
+def publish_and_receive(
     sender: MqttClient, topic: str, box: queue.Queue[Message], payload: bytes
 ) -> Message:
-    """Subscriptions are asynchronous: publish until the first copy comes back."""
-    for _ in range(50):
-        sender.publish(topic, payload, qos=1).wait_for_publish(2)
-        try:
-            return box.get(timeout=0.2)
-        except queue.Empty:
-            continue
-    raise AssertionError(f"nothing arrived on {topic}")
+    """One publish, one copy back: the subscription is acknowledged, so nothing is retried."""
+    sender.publish(topic, payload, qos=1).wait_for_publish(5)
+    try:
+        return box.get(timeout=10)
+    except queue.Empty:
+        raise AssertionError(f"nothing arrived on {topic}") from None
 
 
 def test_round_trip_and_a_raising_handler_does_not_break_the_connection(mosquitto: Broker):
@@ -46,10 +46,10 @@ def test_round_trip_and_a_raising_handler_does_not_break_the_connection(mosquitt
         def explode(_message: Message) -> None:
             raise ValueError("garbage payload")
 
-        receiver.subscribe(topics.device_topic("cam-01", DeviceChannel.SAMPLES), explode)
+        assert receiver.subscribe(topics.device_topic("cam-01", DeviceChannel.SAMPLES), explode)
         box = collect(receiver, topic)
         sender.publish(topics.device_topic("cam-01", DeviceChannel.SAMPLES), b"\xff\x00garbage")
-        message = publish_until_received(sender, topic, box, b"refresh")
+        message = publish_and_receive(sender, topic, box, b"refresh")
         assert message.payload == b"refresh" and message.topic == topic
         assert receiver.connected
 
@@ -65,17 +65,12 @@ def test_subscriptions_survive_a_broker_restart(mosquitto: Broker):
         receiver.connect()
         sender.connect()
         box = collect(receiver, topic)
-        publish_until_received(sender, topic, box, b"before")
+        publish_and_receive(sender, topic, box, b"before")
         mosquitto.restart()
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not (
-            receiver.connected and sender.connected and False in events
-        ):
-            time.sleep(0.1)
-        assert receiver.connected and sender.connected
-        while not box.empty():  # copies of "before" from the retries above
-            box.get_nowait()
-        message = publish_until_received(sender, topic, box, b"after")
+        # "connected" again means the subscription is restored and acknowledged
+        wait_for(lambda: False in events and receiver.connected and sender.connected, 40)
+        assert box.empty()  # one publish, one copy: nothing left over from "before"
+        message = publish_and_receive(sender, topic, box, b"after")
         assert message.payload == b"after"
         assert events[0] is True and False in events and events[-1] is True
 
@@ -88,8 +83,7 @@ def test_last_will_is_published_when_the_client_vanishes(mosquitto: Broker):
         doomed = MqttClient(
             mosquitto.url, "cam-03", keepalive_s=5, will=LastWill(status, b'{"state": "offline"}')
         )
-        doomed.connect()
-        time.sleep(0.3)
+        doomed.connect()  # the broker holds the will once CONNACK came back
         doomed._paho.socket().close()  # vanish without a DISCONNECT, like a power cut
         message = box.get(timeout=20)
         doomed.close()
@@ -123,18 +117,69 @@ def test_a_v5_session_resumes_and_delivers_what_was_queued_while_offline(mosquit
     device.connect()
     with MqttClient(mosquitto.url, "operator") as operator:
         operator.connect()
-        publish_until_received(operator, topic, box, b"hello")
-        while not box.empty():
-            box.get_nowait()
+        publish_and_receive(operator, topic, box, b"hello")
         device._paho.socket().close()  # the network drops
-        time.sleep(0.2)
+        # the broker holds the session offline once it has seen the connection go
+        wait_for(lambda: "Client cam-04 closed its connection" in mosquitto.log(), 10)
         # queued by the broker for the offline session, not lost
         operator.publish(topic, b"sample-now", qos=1).wait_for_publish(5)
         payloads = []
         deadline = time.monotonic() + 30
         while b"sample-now" not in payloads and time.monotonic() < deadline:
-            with contextlib.suppress(queue.Empty):  # late copies of "hello" may come first
+            with contextlib.suppress(queue.Empty):  # a copy of "hello" redelivered may come first
                 payloads.append(box.get(timeout=0.5).payload)
         assert b"sample-now" in payloads
+        # the resumed session delivers what it queued right after CONNACK, before "connected"
+        # (which waits for the restored subscriptions' SUBACK) is announced
+        wait_for(lambda: events.count(True) >= 2, 10, "the resumed connection")
         assert events.count(True) >= 2  # it reconnected and resumed the session
     device.close()
+
+
+def test_a_message_published_right_after_subscribe_returns_is_delivered(mosquitto: Broker):
+    """Regression: subscribe returned before the broker had the subscription, so tests slept."""
+    with (
+        MqttClient(mosquitto.url, "receiver") as receiver,
+        MqttClient(mosquitto.url, "sender") as sender,
+    ):
+        receiver.connect()
+        sender.connect()
+        for i in range(20):  # each a fresh filter, each message sent once
+            topic = f"ea/v1/cam-{i:02d}/cmd"
+            box = collect(receiver, topic)
+            assert publish_and_receive(sender, topic, box, b"now").payload == b"now"
+
+
+def test_subscribing_before_connect_is_in_place_when_connect_returns(mosquitto: Broker):
+    with (
+        MqttClient(mosquitto.url, "receiver") as receiver,
+        MqttClient(mosquitto.url, "sender") as sender,
+    ):
+        box = collect(receiver, "ea/v1/cam-05/cmd")  # not connected: False, sent on connect
+        receiver.connect()
+        sender.connect()
+        assert publish_and_receive(sender, "ea/v1/cam-05/cmd", box, b"hi").payload == b"hi"
+
+
+def test_subscribing_from_a_handler_does_not_block_the_network_thread(mosquitto: Broker):
+    """A handler runs on paho's network thread, which must not wait for its own SUBACK."""
+    with (
+        MqttClient(mosquitto.url, "receiver") as receiver,
+        MqttClient(mosquitto.url, "sender") as sender,
+    ):
+        receiver.connect()
+        sender.connect()
+        results: queue.Queue[bool] = queue.Queue()
+        second: queue.Queue[Message] = queue.Queue()
+
+        def subscribe_more(_message: Message) -> None:
+            results.put(receiver.subscribe("ea/v1/cam-06/status", second.put, timeout_s=30))
+
+        box = collect(receiver, "ea/v1/cam-06/cmd")
+        assert receiver.subscribe("ea/v1/cam-06/cmd", subscribe_more)
+        sender.publish("ea/v1/cam-06/cmd", b"go").wait_for_publish(5)
+        assert results.get(timeout=5) is False  # not waited for: it could not be
+        assert box.empty()  # the handler was replaced, not added
+        # the receiver's own SUBACK comes after the SUBSCRIBE it sent from the handler
+        assert receiver.subscribe("ea/v1/cam-06/sentinel", lambda _m: None)
+        assert publish_and_receive(sender, "ea/v1/cam-06/status", second, b"up").payload == b"up"
