@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.delivery.store import ModelStore
 from tests.fakes.delivery_env import delivery_env
 from tests.fixtures.mosquitto import Broker
+from tests.fixtures.wait import wait_for
 
 onnx = pytest.importorskip("onnx")
 
@@ -61,13 +64,47 @@ def agent_config(tmp: Path, broker: Broker, root: Path) -> AgentConfig:
     )
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+class Decisions(logging.Handler):
+    """Every finished update check of the agent, with the signed timestamp it had seen.
+
+    Why: "still on v1 after 3 s" passes even if the agent never looked. The update worker logs
+    ``<model>: <state> (<reason>)`` on its own thread when a check ends, after the check has
+    refreshed (and persisted) the signed metadata; reading the trusted timestamp version in
+    that same moment ties each decision to the newest release the agent could have seen.
+    """
+
+    def __init__(self, metadata_dir: Path) -> None:
+        super().__init__(logging.INFO)
+        self.metadata_dir = metadata_dir
+        self.seen: list[tuple[int, str]] = []
+        self._logger = logging.getLogger("edge_agent.agent.updates")
+        self._level = self._logger.level
+
+    def trusted_timestamp(self) -> int:
+        document = json.loads((self.metadata_dir / "timestamp.json").read_bytes())
+        return int(document["signed"]["version"])
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("digits: "):
+            self.seen.append((self.trusted_timestamp(), message))
+
+    def after(self, timestamp_version: int, timeout: float) -> str:
+        """The first decision taken on metadata newer than ``timestamp_version``."""
+        return wait_for(
+            lambda: next((m for v, m in list(self.seen) if v > timestamp_version), None),
+            timeout,
+            lambda: f"a decision on timestamp > {timestamp_version}; seen: {self.seen}",
+        )
+
+    def __enter__(self) -> Decisions:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
 
 
 class Traffic:
@@ -180,8 +217,11 @@ def test_agent_in_a_rollout_group_moves_only_with_the_signed_rollout_and_follows
         agent.start()
         try:
             wait_for(lambda: served_version(agent) == "1", 60, "the first install")
-            env.publish(models_dir / "digits" / "digits_int8.onnx", "digits", "1.1.0")
-            time.sleep(3)
+            with Decisions(tmp_path / "state" / "trust" / "metadata") as decisions:
+                before = decisions.trusted_timestamp()
+                env.publish(models_dir / "digits" / "digits_int8.onnx", "digits", "1.1.0")
+                # the agent saw release 2 in signed metadata and decided to stay
+                assert decisions.after(before, 60) == "digits: active (up to date)"
             assert served_version(agent) == "1"  # in a group, only a rollout moves it
             controller = RolloutController(env.repo, tmp_path / "rollouts.json", AlwaysHealthy())  # type: ignore[arg-type]
             controller.create(
@@ -218,10 +258,13 @@ def test_a_quiet_shadow_window_leaves_the_release_staged_instead_of_banning_it(
             wait_for(lambda: served_version(agent) == "1", 60, "the first delivery")
             updates = agent.updates
             assert updates is not None
-            env.publish(models_dir / "digits" / "digits_int8.onnx", "digits", "1.1.0")
-            # no traffic at all: the shadow check cannot judge
-            wait_for(lambda: updates.store.staged("digits") is not None, 60, "v2 staged")
-            time.sleep(2)
+            with Decisions(tmp_path / "state" / "trust" / "metadata") as decisions:
+                before = decisions.trusted_timestamp()
+                env.publish(models_dir / "digits" / "digits_int8.onnx", "digits", "1.1.0")
+                # no traffic at all: the shadow check cannot judge, and the check says so
+                decision = decisions.after(before, 60)
+            assert decision.startswith("digits: failed (shadow check was inconclusive")
+            assert updates.store.staged("digits") is not None  # v2 staged
             assert served_version(agent) == "1"
             assert updates.store.rejected("digits") == {}
             staged = updates.store.staged("digits")
