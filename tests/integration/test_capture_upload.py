@@ -18,6 +18,7 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fixtures.mosquitto import Broker, start_broker
+from tests.fixtures.wait import wait_for
 
 
 @pytest.fixture
@@ -38,6 +39,9 @@ def restart(broker: Broker, down_s: float) -> None:
     broker.process = fresh.process
 
 
+SENTINEL = b"sentinel: not a chunk"
+
+
 class Monitor:
     """The receiving side: a persistent session and the reassembler."""
 
@@ -53,6 +57,8 @@ class Monitor:
     def on_message(self, message: Message) -> None:
         with self.lock:
             self.messages += 1
+            if message.payload == SENTINEL:
+                return
             done = self.reassembler.add(message.payload)
             if done is not None:
                 self.samples.append(done)
@@ -76,15 +82,6 @@ def fill(store: SampleStore, count: int) -> list[str]:
     ]
 
 
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_upload_completes_without_duplicates_across_a_broker_restart(persistent_broker, tmp_path):
     settings = UploadSettings(chunk_bytes=4096, inflight_chunks=2, max_bytes_per_s=60_000)
     with SampleStore(tmp_path / "samples") as store:
@@ -95,12 +92,13 @@ def test_upload_completes_without_duplicates_across_a_broker_restart(persistent_
         device.connect()
         uploader = SampleUploader(store, device, "cam-3", settings, poll_s=0.1, ack_timeout_s=2.0)
         try:
-            time.sleep(0.3)
-            uploader.start()
-            assert wait_for(lambda: uploader.bytes_sent > total * 0.3, 20)
+            uploader.start()  # the monitor's subscription is acknowledged: nothing to wait for
+            wait_for(lambda: uploader.bytes_sent > total * 0.3, 20, "30 % uploaded")
             restart(persistent_broker, down_s=0.5)  # mid-upload
-            assert wait_for(lambda: not store.pending_upload(), 60), uploader.stats()
-            assert wait_for(lambda: len(monitor.samples) == len(ids), 20)
+            wait_for(
+                lambda: not store.pending_upload(), 60, lambda: f"all sent; {uploader.stats()}"
+            )
+            wait_for(lambda: len(monitor.samples) == len(ids), 20, "every sample at the monitor")
         finally:
             uploader.stop()
         with monitor.lock:
@@ -120,8 +118,11 @@ def test_upload_completes_without_duplicates_across_a_broker_restart(persistent_
         before = monitor.messages
         again = SampleUploader(store, device, "cam-3", settings)
         assert again.upload_pending() == 0
-        time.sleep(0.3)
-        assert monitor.messages == before
+        # Absence, proven: a sentinel the device sends after it arrives after anything sent
+        # before it (one publisher, one subscriber: in order), so only the sentinel may count.
+        device.publish(topics.device_topic("cam-3", DeviceChannel.SAMPLES), SENTINEL)
+        wait_for(lambda: monitor.messages > before, 10, "the sentinel")
+        assert monitor.messages == before + 1
         device.close()
         monitor.client.close()
 
@@ -145,11 +146,11 @@ def test_uploads_wait_for_mains_power_and_resume_after_a_partial_sample(mosquitt
         )
         uploader.start()
         try:
-            assert wait_for(lambda: "battery" in uploader.waiting_for, 5)
-            time.sleep(0.2)
+            wait_for(lambda: "battery" in uploader.waiting_for, 5, "the battery decision")
+            time.sleep(0.2)  # several more polls (0.05 s) on battery must stay silent too
             assert offsets == [] and store.pending_upload()
             supplies.clear()  # back on mains
-            assert wait_for(lambda: not store.pending_upload(), 10)
+            wait_for(lambda: not store.pending_upload(), 10, "the upload on mains")
         finally:
             uploader.stop()
             monitor.client.close()

@@ -106,8 +106,7 @@ def test_rules_fire_and_resolve_through_webhook_and_mqtt(
     watcher = MqttClient(mosquitto.url, "alert-watcher")
     watcher.connect()
     seen: queue.Queue[dict[str, Any]] = queue.Queue()
-    watcher.subscribe(topics.monitor_alerts(), lambda m: seen.put(json.loads(m.payload)))
-    time.sleep(0.2)
+    assert watcher.subscribe(topics.monitor_alerts(), lambda m: seen.put(json.loads(m.payload)))
     try:
         t = lambda c: topics.device_topic("hot-1", c)  # noqa: E731
         infos = [device.publish(t(DeviceChannel.STATUS), feed.status("hot-1"), retain=True)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import queue
-import time
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from tests.fixtures.mosquitto import Broker
 from tests.fixtures.video import digit_frames
+from tests.fixtures.wait import wait_for
 
 MODELS = Path(__file__).resolve().parent.parent.parent / "models" / "digits32"
 
@@ -28,15 +28,6 @@ def registry(file: str = "digits32_fp32.onnx") -> ModelRegistry:
     reg = ModelRegistry()
     reg.add(ServedModel("digits32", LoadedVersion("digits32", "1", load_model(path), path)))
     return reg
-
-
-def wait_for(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_folder_watcher_classifies_new_images_and_moves_them(tmp_path):
@@ -68,8 +59,10 @@ def test_folder_watcher_classifies_new_images_and_moves_them(tmp_path):
             cv2.imwrite(str(tmp_path / "tmp.png"), frames[i])
             (tmp_path / "tmp.png").rename(inbox / f"{i:02d}_{labels[i]}.png")
         (inbox / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-        assert wait_for(
-            lambda: pipeline.processed == 12 and pipeline.source.stats()["unreadable"] == 1
+        wait_for(
+            lambda: pipeline.processed == 12 and pipeline.source.stats()["unreadable"] == 1,
+            15,
+            "12 images processed and the corrupt one counted",
         )
     finally:
         pipeline.stop()
@@ -111,11 +104,10 @@ def test_mqtt_tensors_in_results_out_and_garbage_rejected(mosquitto: Broker):
     with MqttClient(mosquitto.url, "agent") as agent, MqttClient(mosquitto.url, "app") as app:
         agent.connect()
         app.connect()
-        app.subscribe(topics.all_results(device), results.put)
+        assert app.subscribe(topics.all_results(device), results.put)
         pipeline = build_pipeline(settings, registry(), device_id=device, client=agent)
-        pipeline.start()
+        pipeline.start()  # its source's subscription is acknowledged when start returns
         try:
-            time.sleep(0.3)  # let both subscriptions reach the broker
             app.publish(in_topic, b"\xff\x00 garbage", qos=1).wait_for_publish(5)
             app.publish(in_topic, npy_bytes(np.array(["text"])), qos=1).wait_for_publish(5)
             for x in inputs:  # NHWC float32 without batch axis, as a sensor might send it
