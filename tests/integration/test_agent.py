@@ -22,6 +22,7 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fixtures.mosquitto import Broker, free_port, start_broker
+from tests.fixtures.wait import wait_for
 
 BIN = Path(sys.executable).parent / "edge-agent"
 
@@ -118,15 +119,15 @@ def infer(port: int, x: np.ndarray) -> dict:
 
 
 def wait_for_api(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         assert process.poll() is None, "the agent exited; see agent.log"
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
-                return
+                return True
         except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the agent's API never became ready")
+            return False
+
+    wait_for(ready, timeout, "the agent's API to become ready")
 
 
 class Inbox:

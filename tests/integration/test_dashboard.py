@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from edge_agent.transport.topics import DeviceChannel
 from tests.fakes import fleet_feed as feed
 from tests.fakes.sysfs import FakeSysfs
 from tests.fixtures.mosquitto import Broker, free_port
+from tests.fixtures.wait import wait_for
 
 BIN = Path(sys.executable).parent / "edge-agent"
 CHROMIUM = "/usr/bin/chromium"
@@ -184,15 +184,6 @@ def fleet(mosquitto: Broker, models_dir: Path, tmp_path: Path) -> Iterator[dict[
                 process.kill()
                 process.wait(5)
         monitor.stop()
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_dashboard_shows_live_fleet_device_and_rollouts(

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from edge_agent.delivery.update import UpdateState
 from edge_agent.fleet.registry import RegistrySettings
 from tests.fakes.delivery_env import delivery_env
 from tests.fixtures.mosquitto import Broker
+from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.mqtt
 
@@ -34,14 +34,6 @@ def _journal_chunks(download_dir: Path) -> int:
         except (OSError, ValueError, KeyError):
             return 0
     return 0
-
-
-def _wait_for(condition, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def test_download_resumes_after_a_broker_restart(tmp_path: Path, mosquitto: Broker):
@@ -61,7 +53,7 @@ def test_download_resumes_after_a_broker_restart(tmp_path: Path, mosquitto: Brok
         outcome: list[object] = []
         worker = threading.Thread(target=lambda: outcome.append(device.manager().update("digits")))
         worker.start()
-        _wait_for(lambda: _journal_chunks(device.download_dir) >= chunks // 4)
+        wait_for(lambda: _journal_chunks(device.download_dir) >= chunks // 4, 20)
         mosquitto.restart()
         worker.join(60)
         assert outcome and outcome[0].state is UpdateState.ACTIVE, outcome  # type: ignore[attr-defined]
@@ -100,7 +92,7 @@ def test_download_resumes_after_the_device_is_sigkilled(tmp_path: Path, mosquitt
         ]
         first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            _wait_for(lambda: _journal_chunks(download_dir) >= chunks // 3)
+            wait_for(lambda: _journal_chunks(download_dir) >= chunks // 3, 20)
         finally:
             os.kill(first.pid, signal.SIGKILL)
             first.communicate()

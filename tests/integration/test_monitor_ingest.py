@@ -17,6 +17,7 @@ from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fakes import fleet_feed as feed
 from tests.fixtures.mosquitto import Broker
+from tests.fixtures.wait import wait_for
 
 
 def settings(client_id: str = "monitor-test", **kw: object) -> MonitorSettings:
@@ -48,15 +49,6 @@ def count(db: Path, table: str) -> int:
         value = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     conn.close()
     return int(value)
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_every_channel_is_stored_once_and_garbage_is_counted(

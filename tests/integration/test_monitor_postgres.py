@@ -4,7 +4,6 @@ dir, a free port, stopped afterwards). Needs the Debian ``postgresql`` package a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from tests.fakes import fleet_feed as feed
 from tests.fixtures.mosquitto import Broker, free_port
 from tests.fixtures.postgres import Postgres
 from tests.fixtures.postgres import start_postgres as start_server
+from tests.fixtures.wait import wait_for
 
 
 def start_postgres() -> Postgres:
@@ -35,15 +35,6 @@ def postgres() -> Iterator[Postgres]:
     server = start_postgres()
     yield server
     server.stop()
-
-
-def wait_for(predicate: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_postgres_ingest_dedupes_and_answers_health_gates(
@@ -70,7 +61,7 @@ def test_postgres_ingest_dedupes_and_answers_health_gates(
         infos.append(client.publish(tele, b"garbage", qos=1))
         for info in infos:
             info.wait_for_publish(10)
-        wait_for(lambda: monitor.stats()["received_total"] >= len(infos))
+        wait_for(lambda: monitor.stats()["received_total"] >= len(infos), 15)
         assert monitor.wait_idle(15)
         rows = monitor.store.rows("SELECT COUNT(*) AS n FROM telemetry")
         assert rows[0]["n"] == 50

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from edge_agent.fleet.rollout.health import MonitorHealth
 from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
 from tests.fakes.delivery_env import DeliveryEnv, delivery_env
 from tests.fixtures.mosquitto import Broker
+from tests.fixtures.wait import wait_for
 
 FAST_GATES = GateThresholds(
     min_inferences=40,
@@ -30,15 +31,6 @@ FAST_GATES = GateThresholds(
     max_latency_ratio=3.0,
 )
 FETCH = FetchSettings(chunk_bytes=16384, chunk_timeout_s=1.0, backoff_base_s=0.05)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextmanager
