@@ -17,8 +17,10 @@ def test_private_broker_delivers_a_qos1_message(mosquitto: Broker) -> None:
         payloads.append(message.payload)
         received.set()
 
+    subscribed = threading.Event()
     subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sub")
     subscriber.on_message = on_message
+    subscriber.on_subscribe = lambda *_args: subscribed.set()
     subscriber.connect(mosquitto.host, mosquitto.port)
     subscriber.subscribe("ea/v1/test/telemetry", qos=1)
     subscriber.loop_start()
@@ -26,14 +28,12 @@ def test_private_broker_delivers_a_qos1_message(mosquitto: Broker) -> None:
     publisher.connect(mosquitto.host, mosquitto.port)
     publisher.loop_start()
     try:
-        for _ in range(50):  # the subscription is asynchronous: publish until it lands
-            publisher.publish("ea/v1/test/telemetry", b"hello", qos=1).wait_for_publish(2)
-            if received.wait(0.1):
-                break
-        assert received.is_set(), "no message came back through the broker"
-        assert payloads[0] == b"hello"
+        assert subscribed.wait(10), "no SUBACK from the broker"
+        publisher.publish("ea/v1/test/telemetry", b"hello", qos=1).wait_for_publish(5)
+        assert received.wait(10), "no message came back through the broker"
+        assert payloads == [b"hello"]
     finally:
+        publisher.disconnect()  # first: the network loop then ends at once
+        subscriber.disconnect()
         publisher.loop_stop()
         subscriber.loop_stop()
-        publisher.disconnect()
-        subscriber.disconnect()
