@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from edge_agent.config.pipeline_schema import MqttSink, MqttSource
+from edge_agent.config import MqttSink, MqttSource
 from edge_agent.pipeline.mqtt_source import MqttTensorSource
 from edge_agent.pipeline.sinks import MqttResultSink
 from edge_agent.transport import topics
