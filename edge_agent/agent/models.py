@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from edge_agent.agent.updates import AgentUpdates
     from edge_agent.delivery.store import InstalledModel
     from edge_agent.delivery.update import ShadowVerdict
+    from edge_agent.telemetry.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class ModelHost:
         """Names the registry delivers (a rollback of one of them also rolls its store back)."""
         self._on_served = on_served
         self._on_event = on_event
+        self._references: dict[str, dict[str, Profile | None]] = {}
+        """Each loaded version's drift reference profile, by model and version."""
 
     def _load(
         self, name: str, version: str, path: Path, manifest: Mapping[str, Any] | None
@@ -80,15 +83,12 @@ class ModelHost:
         self, entry: ModelEntry, version: str = "1", manifest: Mapping[str, Any] | None = None
     ) -> ServedModel:
         """Load ``entry`` and serve it under its name (raises what loading raises)."""
+        reference = _load_reference(entry.profile)
         served = ServedModel(entry.name, self._load(entry.name, version, entry.path, manifest))
         self.models.add(served)
         self.metrics.attach(served)
+        self._references[entry.name] = {version: reference}
         if self.telemetry is not None:
-            reference = None
-            if entry.profile is not None:
-                from edge_agent.telemetry.profile import load_profile  # drift's reference
-
-                reference = load_profile(entry.profile)
             self.telemetry.attach(served, reference)
         self._on_served(served)
         self.controllers[entry.name] = SwapController(
@@ -110,25 +110,48 @@ class ModelHost:
         self.controllers.pop(name).close()
         if self.telemetry is not None:
             self.telemetry.detach(name)
+        self._references.pop(name, None)
         self.entries.pop(name)
         if served is not None:
             served.active.drain_and_close()
         log.info("%s: no longer served", name)
 
     def swap_in(
-        self, name: str, version: str, path: Path, manifest: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        version: str,
+        path: Path,
+        manifest: Mapping[str, Any] | None = None,
+        profile: Path | None = None,
     ) -> bool:
-        """Load ``path`` as a new version of ``name`` and put it through the swap gates."""
+        """Load ``path`` as a new version of ``name`` and put it through the swap gates.
+
+        ``profile`` is the version's drift reference: once the version is active, drift is
+        judged against it (a profile that does not load refuses the version, like a model
+        that does not load).
+        """
+        reference = _load_reference(profile)
         controller = self.controllers[name]
         verdict = controller.try_candidate(self._load(name, version, path, manifest))
         self.metrics.swaps.labels(name, "activate" if verdict.ok else "reject").inc()
         self.metrics.mark_active(controller.served)
+        if verdict.ok:
+            self._references.setdefault(name, {})[version] = reference
+            self._follow_reference(name)
         return verdict.ok
 
     def serve_installed(self, installed: InstalledModel) -> None:
         """Serve a model from the store (at start-up, or its first delivered version)."""
-        entry = ModelEntry(name=installed.name, path=installed.path)
+        entry = ModelEntry(name=installed.name, path=installed.path, profile=installed.profile)
         self.add(entry, version=str(installed.version), manifest=installed.manifest)
+
+    def _follow_reference(self, name: str) -> None:
+        """Point drift detection at the profile of the version ``name`` serves now."""
+        served = self.models.get(name)
+        if served is None or self.telemetry is None:
+            return
+        references = self._references.get(name, {})
+        self.telemetry.set_reference(name, references.get(served.active.version))
 
     def accept_release(self, installed: InstalledModel) -> ShadowVerdict:
         """The update manager's shadow check: the health-gated swap (or first serving).
@@ -143,7 +166,11 @@ class ModelHost:
                 self.serve_installed(installed)
                 return ShadowVerdict(True, "first version of this model: nothing to compare")
             ok = self.swap_in(
-                installed.name, str(installed.version), installed.path, installed.manifest
+                installed.name,
+                str(installed.version),
+                installed.path,
+                installed.manifest,
+                installed.profile,
             )
         except EdgeAgentError as exc:
             return ShadowVerdict(False, f"cannot load it: {exc}")
@@ -167,8 +194,11 @@ class ModelHost:
         self.updates.roll_back(name, reason)
         if controller is not None:  # not loaded any more (e.g. after a restart): load it
             restored = self._load(name, str(previous.version), previous.path, previous.manifest)
+            reference = _load_reference(previous.profile)
+            self._references.setdefault(name, {})[str(previous.version)] = reference
             controller.served.swap(restored).drain_and_close()
             self.metrics.mark_active(controller.served)
+            self._follow_reference(name)
 
     def apply_reload(self, plan: ReloadPlan) -> None:
         """Remove, add and swap the config's models; a model that fails to load is kept."""
@@ -181,7 +211,9 @@ class ModelHost:
                     continue
                 served = self.models.get(entry.name)
                 assert served is not None
-                if self.swap_in(entry.name, str(int(served.active.version) + 1), entry.path):
+                if self.swap_in(
+                    entry.name, str(int(served.active.version) + 1), entry.path, None, entry.profile
+                ):
                     self.entries[entry.name] = entry
             except (EdgeAgentError, ValueError) as exc:
                 log.error("reload: model %s kept as it was: %s", entry.name, exc)
@@ -196,6 +228,7 @@ class ModelHost:
             served = self.models.get(event["model"])
             if served is not None:
                 self.metrics.mark_active(served)
+            self._follow_reference(event["model"])
         self._on_event(event)
 
     def close(self) -> None:
@@ -204,3 +237,12 @@ class ModelHost:
             controller.close()
         for served in self.models:
             served.active.drain_and_close()
+
+
+def _load_reference(path: Path | None) -> Profile | None:
+    """The drift reference profile at ``path`` (the profile code is imported only for one)."""
+    if path is None:
+        return None
+    from edge_agent.telemetry.profile import load_profile
+
+    return load_profile(path)

@@ -88,16 +88,12 @@ class AgentTelemetry:
         """Record latency for ``served``, and its drift when a reference profile exists."""
         name = served.name
         record = self.latency.record
-        monitor: DriftMonitor | None = None
-        if reference is not None and self.settings.drift.enabled:
-            from edge_agent.telemetry.drift import DriftMonitor  # only with a reference profile
-
-            monitor = DriftMonitor(name, reference, self.settings.drift, emit=self._drift_report)
-            monitor.start()
-            self.drift[name] = monitor
+        drift = self.drift
+        self.set_reference(name, reference)
 
         def on_result(inputs: Mapping[str, np.ndarray], result: InferenceResult) -> None:
             record(name, result.delegate, result.latency_s)
+            monitor = drift.get(name)  # the active version's reference, swapped with it
             if monitor is not None:
                 first_output = next(iter(result.outputs.values()), None)
                 monitor.observe(next(iter(inputs.values())), first_output)
@@ -108,11 +104,25 @@ class AgentTelemetry:
         served.add_observer(on_result)
         served.add_error_observer(on_error)
 
+    def set_reference(self, name: str, reference: Profile | None) -> None:
+        """Judge ``name``'s drift against ``reference`` from now on (None: no detection).
+
+        Called when a model is first served and whenever another version becomes active
+        (a hot swap, a rollback): each version is judged against the profile it came with.
+        """
+        old = self.drift.pop(name, None)
+        if old is not None:
+            old.stop()
+        if reference is not None and self.settings.drift.enabled:
+            from edge_agent.telemetry.drift import DriftMonitor  # only with a reference profile
+
+            monitor = DriftMonitor(name, reference, self.settings.drift, emit=self._drift_report)
+            monitor.start()
+            self.drift[name] = monitor
+
     def detach(self, name: str) -> None:
         """Stop the drift monitor of a model no longer served."""
-        monitor = self.drift.pop(name, None)
-        if monitor is not None:
-            monitor.stop()
+        self.set_reference(name, None)
 
     def report(self, status: Status) -> TelemetryReport:
         """Queue one telemetry report (latency, load, sensors, power) and apply the policy."""

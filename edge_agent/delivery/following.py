@@ -174,6 +174,12 @@ class RolloutSource:
         """A verified local file of ``release``."""
         return self.inner.download(release, progress)
 
+    def download_parts(
+        self, release: ModelRelease, progress: Progress | None = None
+    ) -> dict[str, tuple[Path, str]]:
+        """The package's other verified files of ``release``."""
+        return self.inner.download_parts(release, progress)
+
     def close(self) -> None:
         """Release the inner source."""
         self.inner.close()

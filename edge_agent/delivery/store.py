@@ -25,9 +25,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -52,6 +52,13 @@ class InstalledModel:
     manifest: dict[str, Any]
     state: State
     installed_at: float  # seconds since the epoch
+    parts: Mapping[str, Path] = field(default_factory=dict)
+    """The package's other files by part (``profile``, ``evaluation``), pinned like the model."""
+
+    @property
+    def profile(self) -> Path | None:
+        """The drift reference profile that came with this version, if any."""
+        return self.parts.get("profile")
 
 
 def is_model_store(path: Path) -> bool:
@@ -151,16 +158,31 @@ class ModelStore:
                 f"{model.path}: {model.name} v{model.version} was altered on disk "
                 "(sha256 differs); it will not be loaded; reinstall it"
             )
+        for part, path in model.parts.items():  # a blob is named by its sha256
+            if not path.is_file() or _sha256_file(path) != path.name.split(".", 1)[0]:
+                raise UpdateError(
+                    f"{path}: the {part} of {model.name} v{model.version} is missing or "
+                    "altered on disk; it will not be loaded; reinstall it"
+                )
 
     # -- changing -------------------------------------------------------------------------
 
     def install(
-        self, name: str, version: int, source_file: Path, manifest: dict[str, Any], sha256: str
+        self,
+        name: str,
+        version: int,
+        source_file: Path,
+        manifest: dict[str, Any],
+        sha256: str,
+        parts: Mapping[str, tuple[Path, str]] | None = None,
     ) -> InstalledModel:
-        """Copy ``source_file`` into the store as the staged version of ``name``.
+        """Copy ``source_file`` (and the package's ``parts``) in as the staged version of ``name``.
 
-        Raises UpdateError when the bytes do not hash to ``sha256`` or the version was rejected
-        here before; ModelError for a file type the runtimes cannot load.
+        ``parts`` maps a part (``profile``, ``evaluation``) to its verified file and sha256; each
+        is copied to its own content-addressed blob first, and one atomic state change then
+        makes the whole version installed: a crash leaves all of it or none. Raises UpdateError
+        when any bytes do not hash as expected or the version was rejected here before;
+        ModelError for a file type the runtimes cannot load.
         """
         self._writable()
         suffix = source_file.suffix
@@ -177,6 +199,13 @@ class ModelStore:
             blob = self.blobs / f"{sha256}{suffix}"
             if not (blob.is_file() and _sha256_file(blob) == sha256):
                 self._copy_verified(source_file, blob, sha256)
+            stored_parts: dict[str, dict[str, str]] = {}
+            for part, (part_file, part_sha256) in sorted((parts or {}).items()):
+                part_suffix = "".join(part_file.suffixes[-1:]) or ".bin"
+                part_blob = self.blobs / f"{part_sha256}{part_suffix}"
+                if not (part_blob.is_file() and _sha256_file(part_blob) == part_sha256):
+                    self._copy_verified(part_file, part_blob, part_sha256)
+                stored_parts[part] = {"sha256": part_sha256, "suffix": part_suffix}
             with self._editing() as models:
                 entry = models.setdefault(name, _empty_entry())
                 entry["versions"][str(version)] = {
@@ -184,6 +213,7 @@ class ModelStore:
                     "suffix": suffix,
                     "manifest": manifest,
                     "installed_at": time.time(),
+                    "parts": stored_parts,
                 }
                 entry["highest"] = max(version, entry.get("highest") or 0)
                 if entry["active"] != version:
@@ -255,9 +285,10 @@ class ModelStore:
                     for version in others[max(0, keep - len(slots)) :]:
                         del entry["versions"][str(version)]
             used = {
-                f"{info['sha256']}{info['suffix']}"
+                f"{ref['sha256']}{ref['suffix']}"
                 for entry in self._models().values()
                 for info in entry["versions"].values()
+                for ref in (info, *info.get("parts", {}).values())
             }
             deleted = []
             for blob in self.blobs.iterdir():
@@ -347,6 +378,10 @@ class ModelStore:
             info["manifest"],
             state,
             info["installed_at"],
+            {
+                part: self.blobs / f"{ref['sha256']}{ref['suffix']}"
+                for part, ref in info.get("parts", {}).items()
+            },
         )
 
     def _versions_text(self, name: str) -> str:

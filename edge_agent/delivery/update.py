@@ -96,6 +96,11 @@ class ModelSource(Protocol):
     ) -> tuple[Path, ModelRelease]:
         """A verified local file of ``release``."""
 
+    def download_parts(
+        self, release: ModelRelease, progress: Progress | None = None
+    ) -> dict[str, tuple[Path, str]]:
+        """The package's other verified files: ``{part: (file, sha256)}``."""
+
     def close(self) -> None:
         """Release what the source holds."""
 
@@ -218,11 +223,14 @@ class UpdateManager:
             self._emit(name, version, UpdateState.DOWNLOADING, f"release {version}")
             with self._limit(self.limits.download_s, "downloading"):
                 path, trusted = source.download(release, progress)
+                parts = source.download_parts(trusted, progress)
             self._emit(
                 name, version, UpdateState.VERIFIED, "length and sha256 match signed metadata"
             )
             with self._limit(self.limits.install_s, "installing"):
-                staged = self.store.install(name, version, path, trusted.manifest, trusted.sha256)
+                staged = self.store.install(
+                    name, version, path, trusted.manifest, trusted.sha256, parts
+                )
             self._emit(name, version, UpdateState.STAGED, str(staged.path.name))
             verdict = self._shadow(staged)
             if not verdict.ok and not verdict.conclusive:

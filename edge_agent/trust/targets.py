@@ -4,8 +4,9 @@ A model release is the target ``models/<name>/<release>/<file>``; ``release`` is
 repository assigns (1, 2, 3...) and devices compare. The target's signed custom metadata carries
 ``{"edge_agent": {"name", "release", "manifest_json"}}``, so the manifest is exactly as trusted
 as the model bytes. The manifest travels as a JSON *string*: TUF signs canonical JSON, which has
-no floats, and a manifest has many (scales, latencies). Repository tooling and devices both
-read targets through this module.
+no floats, and a manifest has many (scales, latencies). The package's other files (the drift
+profile, the evaluation report) are targets beside the model, so the whole package is signed
+and travels. Repository tooling and devices both read targets through this module.
 """
 
 from __future__ import annotations
@@ -60,6 +61,34 @@ def model_custom(name: str, release: int, manifest: dict[str, Any]) -> dict[str,
     """The ``custom`` field a model target carries."""
     text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
     return {CUSTOM_KEY: {"name": name, "release": release, "manifest_json": text}}
+
+
+def package_parts(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The package's files besides the model, by part: ``{"profile": FileRef, ...}``.
+
+    Each is published as a target of its own beside the model
+    (``models/<name>/<release>/<file name>``) and pinned twice: by the signed target (length,
+    sha256) and by the signed manifest's FileRef, which must agree.
+    """
+    parts: dict[str, dict[str, Any]] = {}
+    profile = manifest.get("profile")
+    if isinstance(profile, dict):
+        parts["profile"] = profile
+    evaluation = manifest.get("evaluation")
+    report = evaluation.get("report") if isinstance(evaluation, dict) else None
+    if isinstance(report, dict):
+        parts["evaluation"] = report
+    return parts
+
+
+def part_target_path(name: str, release: int, ref: dict[str, Any]) -> str:
+    """Where a package part of a release is published (its file name beside the model's)."""
+    return model_target_path(name, release, str(ref.get("path", "")).rsplit("/", 1)[-1])
+
+
+def part_custom(name: str, release: int, part: str) -> dict[str, Any]:
+    """The ``custom`` field of a part target (no manifest: it is not a release by itself)."""
+    return {CUSTOM_KEY: {"name": name, "release": release, "part": part}}
 
 
 def release_of(target: TargetFile) -> ModelRelease | None:

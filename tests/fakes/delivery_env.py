@@ -44,11 +44,15 @@ FAST = FetchSettings(
 )
 
 
-def make_package(model: Path, out_dir: Path, name: str, version: str) -> Path:
-    """A real package made by the converter's packaging code."""
+def make_package(
+    model: Path, out_dir: Path, name: str, version: str, profile: Path | None = None
+) -> Path:
+    """A real package made by the converter's packaging code (with a drift profile if given)."""
     output = out_dir / f"{name}-{version}"
     build_package(
-        PackageRequest(model=model, name=name, version=version, output=output, force=True)
+        PackageRequest(
+            model=model, name=name, version=version, output=output, profile=profile, force=True
+        )
     )
     return output
 
@@ -123,8 +127,14 @@ class DeliveryEnv:
         self.server.start()
         self.devices: list[Device] = []
 
-    def publish(self, model: Path, name: str = "digits", version: str = "1.0.0") -> ModelRelease:
-        package = make_package(model, self.tmp / "packages", name, version)
+    def publish(
+        self,
+        model: Path,
+        name: str = "digits",
+        version: str = "1.0.0",
+        profile: Path | None = None,
+    ) -> ModelRelease:
+        package = make_package(model, self.tmp / "packages", name, version, profile)
         return add_model(self.repo, package)
 
     def device(self, device_id: str = "dev-1", settings: FetchSettings = FAST) -> Device:

@@ -56,5 +56,10 @@ class LocalModelSource:
             raise UpdateError("download interrupted")
         return self.model, release
 
+    def download_parts(
+        self, release: ModelRelease, progress: Progress | None = None
+    ) -> dict[str, tuple[Path, str]]:
+        return {}  # a bare model file: no profile or evaluation travels with it
+
     def close(self) -> None:
         self.closed = True

@@ -9,6 +9,7 @@ provisioned with ``root.json`` only (:func:`provision`); everything else is veri
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from pathlib import Path
@@ -26,7 +27,16 @@ from edge_agent.trust.device.fetcher import METADATA_URL, TARGETS_URL, MqttFetch
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.device.partial import DownloadResult, ResumableDownload
 from edge_agent.trust.device.transfer import Progress
-from edge_agent.trust.targets import ModelRelease, newest_release, release_of, releases_of
+from edge_agent.trust.targets import (
+    ModelRelease,
+    newest_release,
+    package_parts,
+    part_target_path,
+    release_of,
+    releases_of,
+)
+
+log = logging.getLogger(__name__)
 
 
 def provision(metadata_dir: Path, root_json: Path) -> None:
@@ -190,17 +200,58 @@ class DeviceUpdater:
         assert self._updater is not None
         target = self._updater.get_targetinfo(trusted.target_path)
         assert target is not None
+        return self._fetch(target, progress).path, trusted
+
+    def download_parts(
+        self, release: ModelRelease, progress: Progress | None = None
+    ) -> dict[str, tuple[Path, str]]:
+        """Download the package's other files (profile, evaluation) of a trusted ``release``.
+
+        Each must be a target in signed metadata that agrees with the signed manifest (length
+        and sha256); UpdateError otherwise. A part the manifest names but the repository never
+        signed (a release published before parts travelled) is left out with a warning.
+        Returns ``{part: (verified file, sha256)}``.
+        """
+        self._require_refresh()
+        assert self._updater is not None
+        parts: dict[str, tuple[Path, str]] = {}
+        for part, ref in package_parts(release.manifest).items():
+            path = part_target_path(release.name, release.release, ref)
+            try:
+                target = self._updater.get_targetinfo(path)
+            except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
+                raise UpdateError(f"looking up {path}: {describe_tuf_error(exc)}") from exc
+            if target is None:
+                log.warning(
+                    "%s release %d: its %s is not a signed target (published by an older "
+                    "edge-agent); installed without it",
+                    release.name,
+                    release.release,
+                    part,
+                )
+                continue
+            if target.hashes.get("sha256") != ref.get("sha256") or target.length != ref.get(
+                "bytes"
+            ):
+                raise UpdateError(
+                    f"{path}: signed metadata and the signed manifest disagree about the "
+                    f"{part} (length or sha256); the release is not installed"
+                )
+            parts[part] = (self._fetch(target, progress).path, str(ref["sha256"]))
+        return parts
+
+    def _fetch(self, target: TargetFile, progress: Progress | None) -> DownloadResult:
         remote = registry_path(TARGETS_URL + target.get_prefixed_paths()[0])
         download = ResumableDownload(self.download_dir, target, remote, self.settings)
         try:
             result = download.run(self.link, self.cancel, progress)
         except tuf_errors.DownloadError as exc:
             raise UpdateError(
-                f"downloading {trusted.target_path} failed: {describe_tuf_error(exc)} "
+                f"downloading {target.path} failed: {describe_tuf_error(exc)} "
                 "(what arrived is kept and the next try resumes)"
             ) from exc
         self.last_download = result
-        return result.path, trusted
+        return result
 
     def download_latest(
         self, name: str, progress: Progress | None = None

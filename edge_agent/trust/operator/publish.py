@@ -27,6 +27,9 @@ from edge_agent.trust.targets import (
     model_custom,
     model_target_path,
     newest_release,
+    package_parts,
+    part_custom,
+    part_target_path,
     release_of,
     releases_of,
 )
@@ -62,6 +65,20 @@ def add_model(repo: OperatorRepository, package_dir: Path) -> ModelRelease:
         hashed_name = target.get_prefixed_paths()[0]
         copy_atomically(source, repo.targets_dir / hashed_name)
         targets_md.signed.targets[target_path] = target
+        parts = package_parts(manifest.model_dump(mode="json", exclude_none=True))
+        for part, ref in parts.items():
+            part_path = part_target_path(manifest.name, release, ref)
+            if part_path == target_path:
+                raise UpdateError(
+                    f"{package_dir}: the {part} file has the model's file name; rename it"
+                )
+            part_source = package_dir / ref["path"]
+            part_target = TargetFile.from_file(part_path, str(part_source), ["sha256"])
+            if part_target.hashes["sha256"] != ref["sha256"]:
+                raise UpdateError(f"{part_source}: changed while being published; try again")
+            part_target.unrecognized_fields["custom"] = part_custom(manifest.name, release, part)
+            copy_atomically(part_source, repo.targets_dir / part_target.get_prefixed_paths()[0])
+            targets_md.signed.targets[part_path] = part_target
     published = release_of(target)
     if published is None:  # pragma: no cover - model_target_path validated the path
         raise UpdateError(f"{target_path}: published target does not parse back")

@@ -138,3 +138,31 @@ def test_readers_in_other_threads_see_consistent_slots(tmp_path: Path):
         stop.set()
         reader.join()
         assert seen and all(a in (1, 2) for a, _ in seen)
+
+
+def test_a_version_installs_with_its_package_parts_pinned_and_kept_by_gc(tmp_path: Path):
+    profile = tmp_path / "profile.json"
+    profile.write_text('{"format_version": 1}')
+    with ModelStore(tmp_path / "store") as store:
+        staged = store.install(
+            "digits", 1, FP32, {"version": "1.1.0"}, sha(FP32), {"profile": (profile, sha(profile))}
+        )
+        assert staged.profile is not None and staged.profile.read_bytes() == profile.read_bytes()
+        store.activate("digits", 1)
+        assert store.gc() == []  # the profile blob is in use
+        assert store.active("digits").profile == staged.profile  # type: ignore[union-attr]
+        staged.profile.chmod(0o644)
+        staged.profile.write_text('{"format_version": 2}')  # altered on disk
+        with pytest.raises(UpdateError, match="profile of digits v1 is missing or altered"):
+            store.verify(staged)
+
+
+def test_a_part_that_does_not_hash_as_signed_installs_nothing(tmp_path: Path):
+    profile = tmp_path / "profile.json"
+    profile.write_text("{}")
+    with ModelStore(tmp_path / "store") as store:
+        with pytest.raises(UpdateError, match="tampered or corrupted"):
+            store.install(
+                "digits", 1, FP32, {"version": "1.1.0"}, sha(FP32), {"profile": (profile, "0" * 64)}
+            )
+        assert store.get("digits", 1) is None
