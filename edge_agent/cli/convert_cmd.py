@@ -18,9 +18,25 @@ from rich.table import Table
 
 from edge_agent.cli import _params
 from edge_agent.convert.calibration import DataSource
+from edge_agent.convert.gates import Gates
+from edge_agent.convert.options import (
+    IntType,
+    IOType,
+    Method,
+    Mode,
+    Onnx2TFLiteOptions,
+    QuantizeOptions,
+    TFLiteMode,
+    TFLiteOptions,
+)
+from edge_agent.telemetry.profile import DEFAULT_BINS
 
 if TYPE_CHECKING:
     from edge_agent.convert.tflite import TFLiteResult
+
+_QUANTIZE, _TFLITE, _ONNX2TFLITE = QuantizeOptions(), TFLiteOptions(), Onnx2TFLiteOptions()
+_GATES = Gates()
+"""Where the options take their defaults (the converters' option classes)."""
 
 PATH = click.Path(path_type=Path)
 EXISTING = click.Path(exists=True, path_type=Path)
@@ -100,7 +116,7 @@ def convert() -> None:
 @click.option(
     "--mode",
     type=click.Choice(["static", "dynamic"]),
-    default="static",
+    default=_QUANTIZE.mode,
     show_default=True,
     help="static: int8 activations calibrated on --calibration "
     "data (QDQ). dynamic: int8 weights, activations quantized at run time.",
@@ -109,20 +125,20 @@ def convert() -> None:
 @click.option(
     "--method",
     type=click.Choice(["minmax", "entropy", "percentile"]),
-    default="minmax",
+    default=_QUANTIZE.method,
     show_default=True,
     help="Static calibration method.",
 )
 @click.option(
     "--per-channel/--per-tensor",
-    default=True,
+    default=_QUANTIZE.per_channel,
     show_default=True,
     help="Weight scales per output channel (more accurate) or per tensor.",
 )
 @click.option(
     "--activations",
     type=click.Choice(["int8", "uint8"]),
-    default="int8",
+    default=_QUANTIZE.activations,
     show_default=True,
     help="int8 (S8S8) for ARM; uint8 (U8S8) is often faster on "
     "x86 without VNNI. `evaluate` shows which is faster where it runs.",
@@ -139,7 +155,7 @@ def convert() -> None:
 @click.option(
     "--min-samples",
     type=int,
-    default=16,
+    default=_QUANTIZE.min_samples,
     show_default=True,
     help="Refuse to calibrate on fewer samples.",
 )
@@ -162,13 +178,7 @@ def quantize(
     as_json: bool,
 ) -> None:
     """Quantize an ONNX MODEL to int8 with onnxruntime.quantization."""
-    from edge_agent.convert.quantize_onnx import (
-        IntType,
-        Method,
-        Mode,
-        QuantizeOptions,
-        quantize_onnx,
-    )
+    from edge_agent.convert.quantize_onnx import quantize_onnx
 
     options = QuantizeOptions(
         mode=cast("Mode", mode),
@@ -207,7 +217,7 @@ def quantize(
 @click.option(
     "--mode",
     type=click.Choice(["float32", "float16", "dynamic", "int8"]),
-    default="int8",
+    default=_TFLITE.mode,
     show_default=True,
     help="int8: full integer, calibrated on "
     "--calibration data; dynamic: int8 weights only; float16: half-size weights.",
@@ -216,7 +226,7 @@ def quantize(
     "--io",
     "io_type",
     type=click.Choice(["int8", "uint8", "float32"]),
-    default="int8",
+    default=_TFLITE.io_type,
     show_default=True,
     help="Input/output dtype of an int8 model.",
 )
@@ -224,7 +234,7 @@ def quantize(
 @click.option(
     "--batch-size",
     type=int,
-    default=1,
+    default=_TFLITE.batch_size,
     show_default=True,
     help="Fixed batch size of a Keras model's TFLite signature.",
 )
@@ -233,7 +243,7 @@ def quantize(
     is_flag=True,
     help="Allow TensorFlow ops without a TFLite builtin (the device then needs the Flex delegate).",
 )
-@click.option("--min-samples", type=int, default=16, show_default=True)
+@click.option("--min-samples", type=int, default=_TFLITE.min_samples, show_default=True)
 @click.option("--max-samples", type=int, help="Use at most this many calibration samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def tflite(
@@ -249,7 +259,7 @@ def tflite(
     as_json: bool,
 ) -> None:
     """Convert a Keras MODEL (.keras/.h5) or a SavedModel directory to TFLite."""
-    from edge_agent.convert.tflite import IOType, TFLiteMode, TFLiteOptions, convert_to_tflite
+    from edge_agent.convert.tflite import convert_to_tflite
 
     options = TFLiteOptions(
         mode=cast("TFLiteMode", mode),
@@ -282,12 +292,12 @@ def _conversion_summary(result: TFLiteResult) -> dict[str, Any]:
     "--io",
     "io_type",
     type=click.Choice(["int8", "float32"]),
-    default="int8",
+    default=_ONNX2TFLITE.io_type,
     show_default=True,
     help="Input/output dtype of the int8 model.",
 )
 @click.option("--calibration", type=EXISTING, help="Representative samples (int8).")
-@click.option("--min-samples", type=int, default=16, show_default=True)
+@click.option("--min-samples", type=int, default=_ONNX2TFLITE.min_samples, show_default=True)
 @click.option("--max-samples", type=int, help="Use at most this many calibration samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def onnx2tflite(
@@ -301,7 +311,7 @@ def onnx2tflite(
     as_json: bool,
 ) -> None:
     """Convert an ONNX MODEL to TFLite with onnx2tf (NCHW -> NHWC), optionally int8."""
-    from edge_agent.convert.onnx2tflite import Onnx2TFLiteOptions, onnx_to_tflite
+    from edge_agent.convert.onnx2tflite import onnx_to_tflite
 
     samples = None
     if calibration is not None:
@@ -340,14 +350,14 @@ def onnx2tflite(
 @click.option(
     "--min-agreement",
     type=float,
-    default=0.99,
+    default=_GATES.min_agreement,
     show_default=True,
     help="Gate: top-1 agreement with the reference (0 switches it off).",
 )
 @click.option(
     "--max-accuracy-drop",
     type=float,
-    default=0.01,
+    default=_GATES.max_accuracy_drop,
     show_default=True,
     help="Gate: accuracy points lost, absolute (0.01 = 1 point; needs labels).",
 )
@@ -379,7 +389,6 @@ def evaluate(
     from edge_agent._fs import write_atomically
     from edge_agent.convert.calibration import SampleSet, read_labels
     from edge_agent.convert.evaluate import EvaluateOptions, evaluate_models
-    from edge_agent.convert.gates import Gates
     from edge_agent.convert.report import render
     from edge_agent.errors import InputError
 
@@ -425,7 +434,7 @@ def evaluate(
 @click.option(
     "--class-names", type=EXISTING, help="Class names (one per line) for the output distribution."
 )
-@click.option("--bins", type=int, default=10, show_default=True, help="Histogram bins.")
+@click.option("--bins", type=int, default=DEFAULT_BINS, show_default=True, help="Histogram bins.")
 @click.option("--max-samples", type=int, help="Profile at most this many samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 def profile(

@@ -21,9 +21,8 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -32,6 +31,7 @@ from edge_agent._fs import write_atomically
 from edge_agent.config import RuntimeSettings
 from edge_agent.convert.calibration import SampleSet, feeds_for, require_samples
 from edge_agent.convert.deps import require
+from edge_agent.convert.options import Onnx2TFLiteOptions
 from edge_agent.convert.progress import steps
 from edge_agent.convert.tflite import TFLiteResult
 from edge_agent.errors import InputError, ModelError
@@ -39,15 +39,6 @@ from edge_agent.manifest import CalibrationInfo, QuantizationInfo
 from edge_agent.runtime import load_model
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z_.:/-]")
-
-
-@dataclass(frozen=True)
-class Onnx2TFLiteOptions:
-    """How to convert."""
-
-    int8: bool = False
-    io_type: Literal["int8", "float32"] = "int8"
-    min_samples: int = 16
 
 
 def onnx_to_tflite(

@@ -21,7 +21,7 @@ from edge_agent.convert.inspect_model import layout_of
 from edge_agent.convert.progress import steps
 from edge_agent.manifest import sha256_file
 from edge_agent.runtime import load_model
-from edge_agent.telemetry.profile import Layout, build_profile, save_profile
+from edge_agent.telemetry.profile import DEFAULT_BINS, Layout, build_profile, save_profile
 
 
 def profile_model(
@@ -30,7 +30,7 @@ def profile_model(
     output: Path,
     *,
     labels: Sequence[str] | None = None,
-    bins: int = 10,
+    bins: int = DEFAULT_BINS,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Profile ``model``'s first input and first output on ``data``; returns a short summary."""

@@ -14,7 +14,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console
 
@@ -27,14 +27,11 @@ from edge_agent.convert.calibration import (
     require_samples,
 )
 from edge_agent.convert.deps import require
+from edge_agent.convert.options import Mode, QuantizeOptions
 from edge_agent.convert.progress import steps
 from edge_agent.errors import InputError, ModelError
 from edge_agent.manifest import CalibrationInfo, QuantizationInfo
 from edge_agent.runtime import load_model
-
-Mode = Literal["dynamic", "static"]
-Method = Literal["minmax", "entropy", "percentile"]
-IntType = Literal["int8", "uint8"]
 
 METADATA_KEY = "edge_agent.quantization"
 """metadata_props key holding the QuantizationInfo JSON of a model this module quantized."""
@@ -74,24 +71,6 @@ HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "
 
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 _TYPES = {"int8": "QInt8", "uint8": "QUInt8"}
-
-
-@dataclass(frozen=True)
-class QuantizeOptions:
-    """How to quantize; the defaults are static QDQ, S8S8, per-channel, MinMax."""
-
-    mode: Mode = "static"
-    method: Method = "minmax"
-    per_channel: bool = True
-    activations: IntType = "int8"
-    """int8 (S8S8) suits ARM; on x86 without VNNI, uint8 (U8S8) is often faster."""
-    weights: IntType = "int8"
-    exclude_nodes: tuple[str, ...] = ()
-    exclude_op_types: tuple[str, ...] = ()
-    op_types: tuple[str, ...] = ()
-    """Quantize only these op types (empty: every op type onnxruntime can)."""
-    preprocess: bool = True
-    min_samples: int = 16
 
 
 @dataclass

@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -29,6 +29,7 @@ from edge_agent.convert.calibration import (
     sample_batches,
 )
 from edge_agent.convert.deps import require
+from edge_agent.convert.options import TFLiteOptions
 from edge_agent.convert.progress import steps
 from edge_agent.errors import InputError, ModelError
 from edge_agent.manifest import (
@@ -37,23 +38,6 @@ from edge_agent.manifest import (
     QuantizationScheme,
 )
 from edge_agent.runtime import DYNAMIC, TensorSpec, load_model
-
-TFLiteMode = Literal["float32", "float16", "dynamic", "int8"]
-IOType = Literal["int8", "uint8", "float32"]
-
-
-@dataclass(frozen=True)
-class TFLiteOptions:
-    """How to convert."""
-
-    mode: TFLiteMode = "int8"
-    io_type: IOType = "int8"
-    """Input/output dtype of an int8 model (float32 keeps a float interface around int8 ops)."""
-    batch_size: int = 1
-    allow_select_tf_ops: bool = False
-    """Let ops without a TFLite builtin run as TensorFlow ops (needs the Flex delegate, which
-    LiteRT's standard wheel does not have: the device will likely not load the model)."""
-    min_samples: int = 16
 
 
 @dataclass

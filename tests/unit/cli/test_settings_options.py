@@ -81,3 +81,39 @@ def test_operator_command_defaults_are_their_settings_defaults():
     assert serve["retention_days"].default == MonitorSettings().retention_days
     assert serve["group"].default == IngestSettings().group
     assert _options(registry.commands["serve"])["workers"].default == RegistrySettings().workers
+
+
+def test_convert_defaults_are_the_option_classes_defaults():
+    from edge_agent.cli.convert_cmd import convert
+    from edge_agent.convert.gates import Gates
+    from edge_agent.convert.options import Onnx2TFLiteOptions, QuantizeOptions, TFLiteOptions
+    from edge_agent.telemetry.profile import DEFAULT_BINS
+
+    quantize, tflite = QuantizeOptions(), TFLiteOptions()
+    expected = {
+        "quantize": {
+            "mode": quantize.mode,
+            "method": quantize.method,
+            "per_channel": quantize.per_channel,
+            "activations": quantize.activations,
+            "min_samples": quantize.min_samples,
+        },
+        "tflite": {
+            "mode": tflite.mode,
+            "io_type": tflite.io_type,
+            "batch_size": tflite.batch_size,
+            "min_samples": tflite.min_samples,
+        },
+        "onnx2tflite": {
+            "io_type": Onnx2TFLiteOptions().io_type,
+            "min_samples": Onnx2TFLiteOptions().min_samples,
+        },
+        "evaluate": {
+            "min_agreement": Gates().min_agreement,
+            "max_accuracy_drop": Gates().max_accuracy_drop,
+        },
+        "profile": {"bins": DEFAULT_BINS},
+    }
+    for command, defaults in expected.items():
+        options = _options(convert.commands[command])
+        assert {name: options[name].default for name in defaults} == defaults, command
