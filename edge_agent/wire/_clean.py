@@ -1,16 +1,19 @@
 """Sanitising what arrives from the wire: the one place text and numbers are made safe.
 
-Every decoder in :mod:`edge_agent.wire` passes the parsed JSON through :func:`clean_json`
-before the typed document validates it, and every typed text or number field goes through
-:func:`text` / :func:`number`. What comes out can be stored by SQLite and PostgreSQL and shown
-by the dashboard whatever a device sent:
+Every decoder in :mod:`edge_agent.wire` parses with :func:`loads`, which reads non-finite
+numbers as null and passes the parsed JSON through :func:`clean_json` whenever the text could
+hold an unsafe string (:func:`needs_cleaning`, a substring test: the benign documents agents
+send are not walked), and every typed text or number field goes through :func:`text` /
+:func:`number`. What comes out
+can be stored by SQLite and PostgreSQL and shown by the dashboard whatever a device sent:
 
 - text has no lone UTF-16 surrogates (an escaped U+D800 is valid JSON but no database can
   encode it), no NUL (PostgreSQL refuses it in text and JSONB), and a bounded length;
 - numbers are finite and inside a range (``NaN``, ``Infinity`` and ``1e999`` are valid input to
   Python's JSON parser);
-- nesting and container sizes are bounded, so a hostile document cannot make later code recurse
-  or loop without end.
+- a walked document is cut to :data:`MAX_DEPTH` levels and :data:`MAX_ITEMS` entries per
+  container; nesting beyond the JSON parser's recursion limit is ``not_json``, and writing a
+  deep free-form part back out is a WireError (:func:`dumps_text`), never a RecursionError.
 
 A value of the wrong type in an optional field becomes ``None`` (one bad sensor reading must not
 drop the whole report); a missing or wrong required field is a :class:`WireError`.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -88,17 +92,17 @@ def count(value: Any) -> int:
 def clean_json(value: Any, depth: int = 0) -> Any:
     """A copy of parsed JSON that :func:`json.dumps` and every store can take.
 
-    Strings are cleaned (:func:`clean_text`), numbers out of range become None, containers are
+    Strings are cleaned (:func:`clean_text`), non-finite floats become None, containers are
     cut to :data:`MAX_ITEMS` entries and :data:`MAX_DEPTH` levels.
     """
     if isinstance(value, str):
         return clean_text(value, MAX_JSON_TEXT)
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, int):
-        return value if abs(value) <= MAX_INT else None
-    if isinstance(value, float):
-        return value if math.isfinite(value) and abs(value) <= MAX_NUMBER else None
+    if isinstance(value, int):  # typed fields check their own range
+        return value
+    if isinstance(value, float):  # typed fields check their own range
+        return value if math.isfinite(value) else None
     if depth >= MAX_DEPTH:
         return None
     if isinstance(value, dict):
@@ -113,15 +117,56 @@ def clean_json(value: Any, depth: int = 0) -> Any:
     return None
 
 
-def loads(payload: bytes | bytearray | memoryview | str, where: str) -> Any:
-    """Parsed and cleaned JSON of ``payload``; WireError ``not_json`` when it does not parse."""
+_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+"""An escaped NUL or UTF-16 surrogate: the only ways valid UTF-8 JSON can carry them."""
+
+
+def _finite_or_none(literal: str) -> float | None:
+    value = float(literal)
+    return value if math.isfinite(value) else None  # 1e999 parses as infinity
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite_or_none, parse_constant=lambda _name: None)
+"""JSON with NaN, Infinity and overflowing floats read as null: numbers are safe as parsed."""
+
+
+def needs_cleaning(text: str) -> bool:
+    """Whether parsed ``text`` may hold a NUL or a lone surrogate, so it must be walked.
+
+    It may say yes for a benign document (a valid surrogate pair); never no for an unsafe one.
+    A substring test, and a search only when the text has escapes at all: the benign documents
+    agents send are not walked.
+    """
+    if "\\u" in text and _ESCAPE.search(text) is not None:
+        return True
+    return not text.isascii() and _has_lone_surrogate(text)
+
+
+def _has_lone_surrogate(text: str) -> bool:
     try:
-        return clean_json(
-            json.loads(bytes(payload) if isinstance(payload, memoryview) else payload)
-        )
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def loads(payload: bytes | bytearray | memoryview | str, where: str) -> Any:
+    """Parsed and cleaned JSON of ``payload``; WireError ``not_json`` when it does not parse.
+
+    Bytes must be UTF-8 (RFC 8259); a surrogate encoded as UTF-8 is not, so it is refused here.
+    """
+    try:
+        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
+        document = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and ints longer than Python's digit limit
         raise WireError("not_json", f"{where}: {str(exc)[:120]}") from None
+    if needs_cleaning(text):
+        try:
+            return clean_json(document)
+        except RecursionError:
+            raise WireError("not_json", f"{where} is nested too deeply") from None
+    return document
 
 
 def loads_object(payload: bytes | bytearray | memoryview | str, where: str) -> dict[str, Any]:
@@ -133,20 +178,39 @@ def loads_object(payload: bytes | bytearray | memoryview | str, where: str) -> d
 
 
 def dumps(document: Any) -> bytes:
-    """Compact JSON bytes of an already clean, JSON-able value."""
-    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON bytes of an already clean, JSON-able value; WireError if it is not."""
+    return dumps_text(document).encode()
+
+
+def dumps_text(document: Any) -> str:
+    """Compact JSON text (ASCII) of a clean value; WireError (never another error) if not."""
+    try:
+        return json.dumps(document, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise WireError("wrong_shape", f"cannot be written as JSON: {str(exc)[:120]}") from None
 
 
 def _text_of(limit: int) -> BeforeValidator:
-    return BeforeValidator(lambda value: text(value, limit))
+    def validate(value: Any) -> str | None:
+        if type(value) is str and len(value) <= limit and value.isascii() and "\x00" not in value:
+            return value  # the common case, without a second call
+        return text(value, limit)
+
+    return BeforeValidator(validate)
+
+
+def _number_or_none(value: Any) -> float | None:
+    if type(value) is float and -MAX_NUMBER <= value <= MAX_NUMBER:
+        return value  # finite: loads reads NaN and infinities as null
+    return number(value)
 
 
 def _object_or_none(value: Any) -> dict[str, Any] | None:
-    return clean_json(value) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else None  # cleaned by loads / from_object
 
 
 def _list_or_empty(value: Any) -> list[Any]:
-    return clean_json(value) if isinstance(value, (list, tuple)) else []
+    return list(value) if isinstance(value, (list, tuple)) else []
 
 
 def _bool(value: Any) -> bool:
@@ -163,7 +227,7 @@ Name = Annotated[str | None, _text_of(MAX_NAME)]
 """A name or version: cleaned, at most :data:`MAX_NAME` characters, None if not text."""
 Short = Annotated[str | None, _text_of(64)]
 """A short label (a delegate, a device class, a mode): at most 64 characters."""
-Number = Annotated[float | None, BeforeValidator(lambda value: number(value))]
+Number = Annotated[float | None, BeforeValidator(_number_or_none)]
 """A finite float within +-:data:`MAX_NUMBER`, else None."""
 Percent = Annotated[float | None, BeforeValidator(lambda value: number(value, 0.0, 100.0))]
 """A percentage in [0, 100], else None."""
@@ -174,6 +238,7 @@ Flag = Annotated[bool, BeforeValidator(_bool)]
 MaybeFlag = Annotated[bool | None, BeforeValidator(_bool_or_none)]
 """A boolean, or None when absent or not a boolean."""
 JsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_object_or_none)]
-"""A free-form JSON object (evidence, a sketch, a profile), cleaned; None if not an object."""
+"""A free-form JSON object (evidence, a sketch, a profile); None if not an object. Its content
+is as clean as the document it came in (see :func:`loads`)."""
 JsonList = Annotated[list[Any], BeforeValidator(_list_or_empty)]
 """A free-form JSON array, cleaned; empty if not an array."""

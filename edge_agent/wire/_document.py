@@ -51,13 +51,19 @@ class Document(Part):
     @classmethod
     def decode(cls: type[D], payload: bytes | bytearray | memoryview | str) -> D:
         """The document in ``payload``; WireError (never anything else) when it is unusable."""
-        return cls.from_object(loads_object(payload, cls.WHAT))
+        return cls.from_object(loads_object(payload, cls.WHAT), cleaned=True)
 
     @classmethod
-    def from_object(cls: type[D], document: Any) -> D:
-        """The document from parsed (and cleaned, see ``_clean.loads``) JSON; WireError if not."""
+    def from_object(cls: type[D], document: Any, *, cleaned: bool = False) -> D:
+        """The document from parsed JSON; WireError if it is unusable.
+
+        ``cleaned`` says ``document`` came from :func:`~edge_agent.wire._clean.loads` (or a
+        part of what it returned), so it is not cleaned a second time.
+        """
         if not isinstance(document, dict):
             raise WireError("wrong_shape", f"{cls.WHAT} is not a JSON object")
+        if not cleaned:
+            document = clean_json(document)
         check_version(document, cls.WHAT)
         try:
             return cls.model_validate(document)

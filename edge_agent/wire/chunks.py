@@ -105,7 +105,7 @@ def decode_sample_chunk(payload: bytes) -> tuple[SampleChunkHeader, bytes]:
         raise WireError("wrong_shape", str(exc)) from None
     if "v" not in document:
         raise WireError("wrong_shape", "sample chunk header without a version 'v'")
-    header = SampleChunkHeader.from_object(document)
+    header = SampleChunkHeader.from_object(document, cleaned=True)
     if header.offset + len(data) > header.size:
         raise WireError(
             "wrong_shape",

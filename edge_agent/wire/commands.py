@@ -56,4 +56,4 @@ class Command(Document):
                 "unknown_command",
                 f"unknown command {str(name)[:40]!r} (known: {', '.join(COMMANDS)})",
             )
-        return cls.from_object(document)
+        return cls.from_object(document, cleaned=True)

@@ -124,10 +124,10 @@ class DriftAlarmEvent(Document):
         return f"{self.signal}: {self.from_} -> {self.to}"
 
 
-def decode_drift(data: dict[str, Any]) -> DriftReport | DriftAlarmEvent:
-    """The document inside a drift envelope; WireError if unusable."""
+def decode_drift(data: dict[str, Any], *, cleaned: bool = False) -> DriftReport | DriftAlarmEvent:
+    """The document inside a drift envelope (``cleaned``: it came from ``Envelope.decode``)."""
     if "event" in data:
         if data.get("event") != "drift_alarm":
-            raise WireError("wrong_shape", f"drift event {str(data.get('event'))[:40]!r}")
-        return DriftAlarmEvent.from_object(data)
-    return DriftReport.from_object(data)
+            raise WireError("wrong_shape", f"drift event {text(data.get('event'), 40)!r}")
+        return DriftAlarmEvent.from_object(data, cleaned=cleaned)
+    return DriftReport.from_object(data, cleaned=cleaned)

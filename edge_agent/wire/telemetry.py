@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, SkipValidation, field_validator
 
 from edge_agent.errors import WireError
 from edge_agent.wire._clean import (
@@ -40,7 +40,9 @@ class Envelope(Part):
     seq: Count = 0
     priority: Short = None
     created: Number = None
-    data: dict[str, Any]
+    data: SkipValidation[dict[str, Any]]
+    """The document (checked to be an object by :meth:`decode`, typed by :func:`decode_telemetry`
+    or :func:`~edge_agent.wire.drift.decode_drift`); not copied here, it is the bulk of it."""
 
     @field_validator("id", mode="before")
     @classmethod
@@ -60,7 +62,10 @@ class Envelope(Part):
             raise WireError("wrong_shape", "envelope 'id' is missing or not a short string")
         if not isinstance(document.get("data"), dict):
             raise WireError("wrong_shape", "envelope 'data' is not a JSON object")
-        return cls.model_validate(document)
+        try:
+            return cls.model_validate(document)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise WireError("wrong_shape", f"envelope: {str(exc)[:160]}") from None
 
 
 class Latency(Part):
@@ -165,8 +170,10 @@ class PowerPolicyEvent(Document):
         return joined[:512] or None
 
 
-def decode_telemetry(data: dict[str, Any]) -> TelemetryReport | PowerPolicyEvent:
-    """The document inside a telemetry envelope; WireError if unusable."""
+def decode_telemetry(
+    data: dict[str, Any], *, cleaned: bool = False
+) -> TelemetryReport | PowerPolicyEvent:
+    """The document inside a telemetry envelope (``cleaned``: it came from ``Envelope.decode``)."""
     if "event" in data:
-        return PowerPolicyEvent.from_object(data)
-    return TelemetryReport.from_object(data)
+        return PowerPolicyEvent.from_object(data, cleaned=cleaned)
+    return TelemetryReport.from_object(data, cleaned=cleaned)

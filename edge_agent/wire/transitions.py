@@ -62,7 +62,8 @@ def decode_rollout(payload: bytes | bytearray | memoryview | str) -> Transition 
     if not isinstance(state, str) or state not in ROLLOUT_STATES:
         raise WireError("wrong_shape", f"rollout state {str(state)[:40]!r} is unknown")
     if "timestamp" in document and state in {s.value for s in UpdateState}:
-        return Transition.from_object(document)
+        return Transition.from_object(document, cleaned=True)
     if state not in {s.value for s in SwapState}:  # an update state without its timestamp
-        return Transition.from_object({**document, "timestamp": document.get("time")})
-    return SwapEvent.from_object(document)
+        stamped = {**document, "timestamp": document.get("time")}
+        return Transition.from_object(stamped, cleaned=True)
+    return SwapEvent.from_object(document, cleaned=True)

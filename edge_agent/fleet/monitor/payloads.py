@@ -16,14 +16,13 @@ have no envelope; their key is derived from the device and the content.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.errors import WireError
 from edge_agent.transport.topics import DeviceChannel, parse
 from edge_agent.wire import chunks
-from edge_agent.wire._clean import MAX_TEXT, number, text
+from edge_agent.wire._clean import MAX_TEXT, dumps_text, number, text
 from edge_agent.wire.drift import SIGNALS, DriftAlarmEvent, DriftReport, decode_drift
 from edge_agent.wire.status import Status
 from edge_agent.wire.telemetry import Envelope, PowerPolicyEvent, TelemetryReport, decode_telemetry
@@ -163,7 +162,7 @@ def _content_key(prefix: str, device_id: str, payload: bytes) -> str:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return dumps_text(value)
 
 
 # -- per channel ---------------------------------------------------------------------------
@@ -209,7 +208,7 @@ def parse_status(device: str, status: Status, received: float) -> StatusRow:
 def parse_telemetry(device: str, envelope: Envelope, received: float) -> list[Row]:
     """A telemetry envelope: the report (sensors + per-model load) or a power-policy event."""
     key, when = f"{device}/{envelope.id}", device_time(envelope.created, received)
-    document = decode_telemetry(envelope.data)
+    document = decode_telemetry(envelope.data, cleaned=True)
     if not isinstance(document, TelemetryReport):
         return [_event_row(key, device, when, document)]
     system = document.system
@@ -259,7 +258,7 @@ def _event_row(
     key: str, device: str, when: float, event: PowerPolicyEvent | DriftAlarmEvent
 ) -> EventRow:
     if not isinstance(event, DriftAlarmEvent) and event.event == "drift_alarm":
-        event = DriftAlarmEvent.from_object(event.as_object())  # sent on the telemetry channel
+        event = DriftAlarmEvent.from_object(event.as_object(), cleaned=True)  # on telemetry
     kind: str = event.event
     state: str | None
     reason: str | None
@@ -283,7 +282,7 @@ def _event_row(
 def parse_drift(device: str, envelope: Envelope, received: float) -> list[Row]:
     """A drift envelope: a window report, or a drift alarm transition event."""
     key, when = f"{device}/{envelope.id}", device_time(envelope.created, received)
-    document = decode_drift(envelope.data)
+    document = decode_drift(envelope.data, cleaned=True)
     if not isinstance(document, DriftReport):
         return [_event_row(key, device, when, document)]
     profile_json = None if document.profile is None else _compact(document.profile)
