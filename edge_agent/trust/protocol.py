@@ -3,7 +3,8 @@
 A device publishes a *range request* on ``registry/req/<device>`` (JSON; one per range, so
 requests are rare and their cost does not matter)::
 
-    {"id": "9f1c...", "path": "targets/...", "offset": 0, "length": 2097152, "chunk": 262144}
+    {"v": 1, "id": "9f1c...", "path": "targets/...", "offset": 0, "length": 2097152,
+     "chunk": 262144}
 
 and the registry streams the range back on ``registry/resp/<device>`` as one binary frame per
 chunk (``chunk`` bytes each, the last one shorter; a request without ``chunk`` is answered
@@ -25,16 +26,24 @@ partial file be re-checked after a power loss; it is not a defence against forge
 can forge a frame can compute any checksum, sha256 included). Trust comes only from TUF, which
 verifies the length and hashes of the whole file against signed metadata at the end. Anything
 that does not decode is ``None``, never an error that could stop a transfer.
+
+This is the registry's part of the wire contract (:mod:`edge_agent.wire`): the request's JSON
+is parsed and version-checked by the wire's decoder (``v`` absent means 1), and the refusal
+reason in a frame is cleaned like any text from the wire. The frames stay ``struct``-packed
+binary rather than typed JSON documents: a chunk must not cost a JSON encode or a copy.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+
+from edge_agent.errors import WireError
+from edge_agent.wire._clean import clean_text, dumps, loads_object
+from edge_agent.wire._document import SCHEMA_VERSION, check_version
 
 MAX_CHUNK_BYTES = 1 << 20
 """The largest chunk a frame may carry (far below Mosquitto's default message size limit)."""
@@ -80,6 +89,7 @@ class ChunkRequest:
     def encode(self) -> bytes:
         """The request's JSON payload."""
         body: dict[str, object] = {
+            "v": SCHEMA_VERSION,
             "id": self.id,
             "path": self.path,
             "offset": self.offset,
@@ -87,7 +97,7 @@ class ChunkRequest:
         }
         if self.chunk:
             body["chunk"] = self.chunk
-        return json.dumps(body, separators=(",", ":")).encode()
+        return dumps(body)
 
 
 @dataclass(frozen=True)
@@ -179,10 +189,9 @@ def decode_request(payload: bytes) -> ChunkRequest | None:
     if len(payload) > MAX_REQUEST_BYTES:
         return None
     try:
-        raw = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(raw, dict):
+        raw = loads_object(payload, "chunk request")
+        check_version(raw, "chunk request")
+    except WireError:
         return None
     request_id, path = raw.get("id"), safe_path(raw.get("path"))
     offset, length, chunk = raw.get("offset"), raw.get("length"), raw.get("chunk", 0)
@@ -216,7 +225,7 @@ def decode_response(frame: bytes) -> ChunkResponse | None:
     try:
         request_id = str(view[HEADER_BYTES : HEADER_BYTES + id_len], "ascii")
         path = str(view[HEADER_BYTES + id_len : HEADER_BYTES + id_len + path_len], "utf-8")
-        reason = str(view[data_start - reason_len : data_start], "utf-8", "replace")
+        reason = clean_text(str(view[data_start - reason_len : data_start], "utf-8", "replace"))
     except UnicodeDecodeError:
         return None
     data = view[data_start:]
