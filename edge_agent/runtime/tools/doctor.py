@@ -17,7 +17,7 @@ from edge_agent.config import DeviceConfig, LiteRTDelegate, OnnxProvider, Runtim
 from edge_agent.errors import EdgeAgentError
 from edge_agent.runtime.delegates import LITERT_DEFAULT_LIBRARIES, ORT_PROVIDERS
 
-PROBES = Path(__file__).resolve().parent / "runtime" / "probes"
+PROBES = Path(__file__).resolve().parent.parent / "probes"
 """Tiny models (y = 2x + 1) used to check that a delegate really runs."""
 
 
