@@ -201,6 +201,12 @@ class ModelManifest(_Strict):
         description="Device classes (device_configs/*.yaml) it is meant "
         "for; empty: any device whose runtime can load the format.",
     )
+    target_delegates: list[str] = Field(
+        default_factory=list,
+        description="Delegates / execution providers the variant is built for (e.g. `edgetpu` "
+        "for an Edge TPU-compiled model, `tensorrt`); a device picks it only when its device "
+        "config lists one of them. Empty: runs on the CPU anywhere.",
+    )
     min_agent_version: Version
     description: str = ""
     tools: dict[str, str] = Field(

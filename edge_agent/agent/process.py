@@ -173,6 +173,7 @@ class Agent:
             self.host.add(entry)
         if self.config.registry is not None and self.mqtt is not None:
             from edge_agent.agent.updates import AgentUpdates
+            from edge_agent.trust.device.variants import platform_of
 
             self.updates = AgentUpdates(
                 self.config.registry,
@@ -181,6 +182,7 @@ class Agent:
                 self.config.device_id,
                 self._accept_release,
                 on_rollout_rollback=self.host.rollout_rollback,
+                platform=platform_of(self.device, self.runtime),
             )
             self.host.updates = self.updates
             self.host.delivered = self.config.registry.models

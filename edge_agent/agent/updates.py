@@ -24,6 +24,7 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.link import RegistryLink
+from edge_agent.trust.device.variants import Platform
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ class AgentUpdates:
         device_id: str,
         accept: Callable[[InstalledModel], ShadowVerdict],
         on_rollout_rollback: Callable[[str, str], None] | None = None,
+        platform: Platform | None = None,
     ) -> None:
+        """``platform`` picks the variant of a release this device runs best."""
         self.settings = settings
         self.client = client
         self.store = ModelStore(layout.models)
@@ -59,6 +62,7 @@ class AgentUpdates:
                 settings,
                 cancel=cancel,
                 link=self._link,
+                platform=platform,
             )
             if settings.group is None:
                 return updater

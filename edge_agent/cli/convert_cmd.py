@@ -478,6 +478,13 @@ def profile(
     multiple=True,
     help="Device class it is meant for (device_configs/*.yaml name); repeat for several.",
 )
+@click.option(
+    "--delegate",
+    "delegates",
+    multiple=True,
+    help="Delegate or execution provider this variant is built for (e.g. edgetpu, tensorrt); "
+    "devices whose config lists none of them never pick it. Repeat for several.",
+)
 @click.option("--min-agent-version", help="Oldest edge-agent that may load it (default: this).")
 @click.option(
     "--scale",
@@ -502,6 +509,7 @@ def package(
     eval_file: Path | None,
     labels_file: Path | None,
     targets: tuple[str, ...],
+    delegates: tuple[str, ...],
     min_agent_version: str | None,
     scale: float | None,
     mean: str | None,
@@ -524,6 +532,7 @@ def package(
             evaluation=eval_file,
             class_names=labels_file,
             target_devices=_split(targets),
+            target_delegates=_split(delegates),
             min_agent_version=min_agent_version or __version__,
             description=description,
             force=force,

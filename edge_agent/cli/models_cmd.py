@@ -14,7 +14,7 @@ from rich.table import Table
 
 from edge_agent.cli import _params
 from edge_agent.cli._settings import field_range
-from edge_agent.config import FetchSettings
+from edge_agent.config import FetchSettings, resolve_device_config
 from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.delivery.update import Transition, UpdateLimits, UpdateManager, UpdateState
@@ -22,6 +22,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.link import RegistryLink
+from edge_agent.trust.device.variants import platform_of
 
 _STORE = click.option(
     "--store-dir",
@@ -109,6 +110,14 @@ def rollback(layout: StoreLayout, name: str) -> None:
     "--device-id", type=_params.DEVICE_ID, required=True, help="This device's id (its MQTT topics)."
 )
 @click.option(
+    "--device",
+    "device_ref",
+    default="auto",
+    show_default=True,
+    help="Device config (a shipped class such as rpi5-coral, a YAML path, or auto): which "
+    "variant of a release to install (its target devices and delegates).",
+)
+@click.option(
     "--model",
     "names",
     type=_params.MODEL_NAME,
@@ -154,6 +163,7 @@ def pull(
     root_json: Path,
     layout: StoreLayout,
     device_id: str,
+    device_ref: str,
     names: tuple[str, ...],
     chunk_bytes: int,
     window: int,
@@ -169,6 +179,8 @@ def pull(
     """
     metadata_dir = layout.trust_metadata
     download_dir = layout.trust_downloads
+    device, _ = resolve_device_config(device_ref)
+    platform = platform_of(device)
     provision(metadata_dir, root_json)
     settings = FetchSettings(
         chunk_bytes=chunk_bytes, window=window, chunk_timeout_s=chunk_timeout, deadline_s=timeout
@@ -180,7 +192,14 @@ def pull(
 
         def source(cancel: threading.Event) -> DeviceUpdater:
             return DeviceUpdater(
-                metadata_dir, client, device_id, download_dir, settings, cancel=cancel, link=link
+                metadata_dir,
+                client,
+                device_id,
+                download_dir,
+                settings,
+                cancel=cancel,
+                link=link,
+                platform=platform,
             )
 
         if not names:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.errors import UpdateError
-from edge_agent.trust.operator.publish import add_model, repo_status
+from edge_agent.trust.operator.publish import add_release, repo_status
 from edge_agent.trust.operator.repository import ALL_ROLES, OperatorRepository, RoleKeys, utc_now
 
 _REPO = click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
@@ -72,16 +72,37 @@ def init(
 
 @repo.command("add-model")
 @_REPO
-@click.argument("package", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "packages",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
 @_KEYS
 @click.option("--json", "as_json", is_flag=True, help="Print the release as JSON.")
-def add_model_cmd(repo: Path, package: Path, keys_dir: Path | None, as_json: bool) -> None:
-    """Publish PACKAGE (made by `edge-agent convert package`) as the model's next release.
+def add_model_cmd(
+    repo: Path, packages: tuple[Path, ...], keys_dir: Path | None, as_json: bool
+) -> None:
+    """Publish PACKAGES (made by `edge-agent convert package`) as the model's next release.
 
-    Needs the targets key. The manifest rides in the signed target's custom metadata.
+    Several packages of the same name and version become the variants of one release (e.g.
+    int8 TFLite for a Pi, an Edge TPU build for Coral, ONNX for Jetson); each device installs
+    the one its device config runs best (the manifests' target devices and delegates). Needs
+    the targets key. Each manifest rides in its signed target's custom metadata.
     """
-    release = add_model(OperatorRepository(repo, keys_dir), package)
+    variants = add_release(OperatorRepository(repo, keys_dir), list(packages))
+    release = variants[0]
     if as_json:
+        described = [
+            {
+                "target": v.target_path,
+                "sha256": v.sha256,
+                "length": v.length,
+                "target_devices": v.manifest.get("target_devices", []),
+                "target_delegates": v.manifest.get("target_delegates", []),
+            }
+            for v in variants
+        ]
         click.echo(
             json.dumps(
                 {
@@ -91,14 +112,16 @@ def add_model_cmd(repo: Path, package: Path, keys_dir: Path | None, as_json: boo
                     "sha256": release.sha256,
                     "length": release.length,
                     "version": release.manifest_version,
+                    "variants": described,
                 }
             )
         )
         return
-    click.echo(
-        f"published {release.name} {release.manifest_version} as release "
-        f"{release.release}: {release.target_path} ({release.length} B)"
-    )
+    for variant in variants:
+        click.echo(
+            f"published {variant.name} {variant.manifest_version} as release "
+            f"{variant.release}: {variant.target_path} ({variant.length} B)"
+        )
 
 
 @repo.command("refresh")

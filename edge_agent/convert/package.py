@@ -55,6 +55,7 @@ class PackageRequest:
     preprocessing_overrides: tuple[tuple[str, object], ...] = ()
     """(field, value) pairs applied over the default preprocessing (scale, mean, std)."""
     target_devices: tuple[str, ...] = ()
+    target_delegates: tuple[str, ...] = ()
     min_agent_version: str = __version__
     description: str = ""
     force: bool = False
@@ -121,6 +122,7 @@ def build_package(request: PackageRequest) -> ModelManifest:
                 profile=profile_ref,
                 evaluation=evaluation,
                 target_devices=list(request.target_devices),
+                target_delegates=list(request.target_delegates),
                 min_agent_version=request.min_agent_version,
                 description=request.description,
                 tools={"edge-agent": __version__},

@@ -24,7 +24,7 @@ from edge_agent.errors import UpdateError
 from edge_agent.trust.device.client import DeviceUpdater, describe_tuf_error
 from edge_agent.trust.device.fetcher import TARGETS_URL, registry_path
 from edge_agent.trust.device.transfer import Progress, fetch_stream
-from edge_agent.trust.targets import ModelRelease, release_of
+from edge_agent.trust.targets import ModelRelease
 
 CLOCK_SKEW_S = 300.0
 """A wave opened up to this long "in the future" of the device's clock counts as open."""
@@ -185,10 +185,4 @@ class RolloutSource:
         self.inner.close()
 
     def _release(self, name: str, number: int) -> ModelRelease:
-        for release in self.inner.releases():
-            if release.name == name and release.release == number:
-                target = self.inner.lookup(release.target_path)  # through the trusted set
-                trusted = release_of(target) if target is not None else None
-                if trusted is not None:
-                    return trusted
-        raise UpdateError(f"{name} release {number} is not in signed metadata")
+        return self.inner.release(name, number)  # this device's variant of it

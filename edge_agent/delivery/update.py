@@ -220,7 +220,9 @@ class UpdateManager:
                 self.store.rejected(name),
                 allow_downgrade=self.allow_downgrade,
             )
-            self._emit(name, version, UpdateState.DOWNLOADING, f"release {version}")
+            self._emit(
+                name, version, UpdateState.DOWNLOADING, f"release {version}: {release.filename}"
+            )
             with self._limit(self.limits.download_s, "downloading"):
                 path, trusted = source.download(release, progress)
                 parts = source.download_parts(trusted, progress)

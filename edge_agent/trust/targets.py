@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from tuf.api.metadata import TargetFile
@@ -81,9 +82,15 @@ def package_parts(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return parts
 
 
-def part_target_path(name: str, release: int, ref: dict[str, Any]) -> str:
-    """Where a package part of a release is published (its file name beside the model's)."""
-    return model_target_path(name, release, str(ref.get("path", "")).rsplit("/", 1)[-1])
+def part_target_path(
+    name: str, release: int, model_filename: str, part: str, ref: dict[str, Any]
+) -> str:
+    """Where a part of a release's variant is published: beside its model, named after it.
+
+    ``models/digits/3/digits_int8.tflite.profile.json``: variants' parts never collide.
+    """
+    suffix = PurePosixPath(str(ref.get("path", ""))).suffix
+    return model_target_path(name, release, f"{model_filename}.{part}{suffix}")
 
 
 def part_custom(name: str, release: int, part: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from edge_agent.trust.device.fetcher import METADATA_URL, TARGETS_URL, MqttFetch
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.device.partial import DownloadResult, ResumableDownload
 from edge_agent.trust.device.transfer import Progress
+from edge_agent.trust.device.variants import Platform, choose_variant
 from edge_agent.trust.targets import (
     ModelRelease,
     newest_release,
@@ -95,8 +96,11 @@ class DeviceUpdater:
         *,
         cancel: threading.Event | None = None,
         link: RegistryLink | None = None,
+        platform: Platform | None = None,
     ) -> None:
+        """``platform`` picks among a release's variants (None: a release must have one)."""
         self.metadata_dir = metadata_dir
+        self.platform = platform
         self.download_dir = download_dir
         self.settings = settings or FetchSettings()
         self.cancel = cancel or threading.Event()
@@ -181,7 +185,28 @@ class DeviceUpdater:
         candidate = newest_release(self.releases(), name)
         if candidate is None:
             raise UpdateError(f"no signed release of model {name!r} in the registry")
-        return self._trusted(candidate.target_path)
+        return self.release(name, candidate.release)
+
+    def release(self, name: str, number: int) -> ModelRelease:
+        """Release ``number`` of ``name``: the variant this device's platform runs best.
+
+        UpdateError when the release is not signed, when no variant fits the platform, or
+        when it has several variants and no platform was given to choose.
+        """
+        variants = [r for r in self.releases() if r.name == name and r.release == number]
+        if not variants:
+            raise UpdateError(f"{name} release {number} is not in signed metadata")
+        if self.platform is not None:
+            chosen = choose_variant(variants, self.platform)
+        elif len(variants) == 1:
+            chosen = variants[0]
+        else:
+            raise UpdateError(
+                f"{name} release {number} has {len(variants)} variants "
+                f"({', '.join(v.filename for v in variants)}); say which device this is "
+                "(the agent's `device:`, or `--device` for `models pull`)"
+            )
+        return self._trusted(chosen.target_path)  # re-read through the trusted set
 
     def lookup(self, target_path: str) -> TargetFile | None:
         """The signed description of any target (rollout plans too); None if unsigned."""
@@ -216,7 +241,7 @@ class DeviceUpdater:
         assert self._updater is not None
         parts: dict[str, tuple[Path, str]] = {}
         for part, ref in package_parts(release.manifest).items():
-            path = part_target_path(release.name, release.release, ref)
+            path = part_target_path(release.name, release.release, release.filename, part, ref)
             try:
                 target = self._updater.get_targetinfo(path)
             except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:

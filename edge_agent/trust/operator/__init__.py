@@ -6,7 +6,7 @@ PEM file each (``keys.py``), and :func:`add_model` publishes a package (``publis
 
 from __future__ import annotations
 
-from edge_agent.trust.operator.publish import add_model, repo_status
+from edge_agent.trust.operator.publish import add_model, add_release, repo_status
 from edge_agent.trust.operator.repository import OperatorRepository, RoleKeys
 
-__all__ = ["OperatorRepository", "RoleKeys", "add_model", "repo_status"]
+__all__ = ["OperatorRepository", "RoleKeys", "add_model", "add_release", "repo_status"]
