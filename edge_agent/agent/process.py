@@ -89,7 +89,9 @@ class Agent:
             self.runtime, self.serving, on_served=self._on_served, on_event=self._on_swap_event
         )
         self.metrics.registry.register(AgentCollector(self))  # pipelines, drift, power ...
-        self.api = ApiServer(self.models, self.metrics, ready=lambda: self.ready)
+        self.api = ApiServer(
+            self.models, self.metrics, ready=lambda: self.ready, settings=config.api
+        )
         self.mqtt: MqttClient | None = None
         self.ready = False
         self.started_at = time.time()

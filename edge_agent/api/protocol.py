@@ -12,6 +12,7 @@ for it (``outputs[i].parameters.binary_data`` or ``parameters.binary_data_output
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,8 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
         header = json.loads(header_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("the request body nests JSON too deeply") from None
     if not isinstance(header, dict):
         raise ProtocolError("the request must be a JSON object with an 'inputs' list")
     raw_inputs = header.get("inputs")
@@ -153,7 +156,7 @@ def _decode_tensor(item: Any, binary: bytes, offset: int) -> tuple[str, np.ndarr
             f"input '{name}': 'shape' must be a list of up to 8 non-negative integers"
         )
     dtype = DATATYPES[datatype]
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: [65536] * 4 must not wrap around to 0
     size = _parameters(item).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):

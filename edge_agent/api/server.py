@@ -8,6 +8,7 @@ capability we use. Every failure of a request becomes a 4xx with ``{"error": mes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,13 +29,13 @@ from edge_agent.api.protocol import (
     encode_response,
     tensor_metadata,
 )
+from edge_agent.config import ApiSettings
 from edge_agent.errors import EdgeAgentError, HttpError, InputError
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.served import ModelRegistry, ServedModel
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY = 64 << 20
 _MODEL_PATH = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$"
 )
@@ -50,12 +51,21 @@ class ApiServer:
         metrics: ServingMetrics,
         *,
         ready: Callable[[], bool] = lambda: True,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
+        max_body_bytes: int | None = None,
+        settings: ApiSettings | None = None,
     ) -> None:
+        """Serve ``models``; ``settings`` bounds connections, idle time and bodies.
+
+        ``max_body_bytes``, when given, overrides the settings' binary body limit.
+        """
         self.models = models
         self.metrics = metrics
         self.ready = ready
-        self.max_body_bytes = max_body_bytes
+        self.settings = settings or ApiSettings()
+        self.max_body_bytes = max_body_bytes or self.settings.max_body_bytes
+        self.max_json_body_bytes = min(self.settings.max_json_body_bytes, self.max_body_bytes)
+        self.connections = threading.BoundedSemaphore(self.settings.max_connections)
+        self.refused_connections = 0
         self._server: socketserver.BaseServer | None = None
         self._thread: threading.Thread | None = None
         self.address = ""
@@ -63,17 +73,20 @@ class ApiServer:
     def start(self, listen: str) -> str:
         """Listen on ``HOST:PORT`` (port 0 picks a free one) or ``unix:/path``; returns where."""
         handler = _make_handler(self, tcp=not listen.startswith("unix:"))
+        handler.timeout = self.settings.idle_timeout_s  # idle and slow clients are cut off
         if listen.startswith("unix:"):
             path = Path(listen.removeprefix("unix:"))
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists() or path.is_symlink():
                 path.unlink()
             server: socketserver.BaseServer = _UnixHTTPServer(str(path), handler)
+            server.api = self  # type: ignore[attr-defined]
             os.chmod(path, 0o660)
             self.address = f"unix:{path}"
         else:
             host, _, port = listen.rpartition(":")
             tcp = _TcpHTTPServer((host or "127.0.0.1", int(port)), handler)
+            tcp.api = self
             server = tcp
             bound_host, bound_port = tcp.server_address[:2]
             self.address = f"{bound_host!s}:{bound_port}"
@@ -209,11 +222,39 @@ def _json(status: int, body: Any) -> tuple[int, bytes, dict[str, str]]:
     return status, json.dumps(body).encode(), {"Content-Type": "application/json"}
 
 
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 58\r\n\r\n"
+    b'{"error": "too many connections to the API; retry later"}\n'
+)
+
+
 class _QuietErrors:
-    """Clients that hang up mid-request are normal; log them at debug, not as tracebacks."""
+    """Clients that hang up mid-request are normal; log them at debug, not as tracebacks.
+
+    It also bounds the connections served at once: one over ``max_connections`` gets a 503
+    with Retry-After and is closed without a thread of its own.
+    """
+
+    api: ApiServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s dropped", client_address, exc_info=True)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.api.connections.acquire(blocking=False):
+            self.api.refused_connections += 1
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
+            self.shutdown_request(request)  # type: ignore[attr-defined]
+            return
+        super().process_request(request, client_address)  # type: ignore[misc]
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            self.api.connections.release()
 
 
 class _TcpHTTPServer(_QuietErrors, ThreadingHTTPServer):
@@ -279,7 +320,18 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
                     f"request body of {length} bytes exceeds the limit of "
                     f"{api.max_body_bytes} bytes",
                 )
-            return self.rfile.read(length)
+            all_json = self.headers.get(HEADER_LENGTH) is None
+            if all_json and length > api.max_json_body_bytes:
+                raise HttpError(
+                    413,
+                    f"a JSON request body of {length} bytes exceeds the limit of "
+                    f"{api.max_json_body_bytes} bytes; send large tensors with the binary "
+                    f"tensor data extension ({HEADER_LENGTH})",
+                )
+            body = self.rfile.read(length)
+            if len(body) < length:
+                raise HttpError(400, f"the body ended after {len(body)} of {length} bytes")
+            return body
 
         def _read_body_quietly(self) -> None:
             try:

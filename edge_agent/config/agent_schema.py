@@ -80,6 +80,31 @@ class ApiSettings(StrictModel):
         description="`HOST:PORT` (keep it on 127.0.0.1 unless fronted by a proxy) or "
         "`unix:/run/edge-agent/api.sock`.",
     )
+    max_connections: int = Field(
+        default=32,
+        ge=1,
+        le=4096,
+        description="Open connections served at once (one request in flight each); more are "
+        "answered 503 with Retry-After and closed, so no client can take every thread.",
+    )
+    idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="A connection that sends nothing (between requests, or in the middle of "
+        "one) for this long is closed.",
+    )
+    max_body_bytes: int = Field(
+        default=64 << 20,
+        ge=1024,
+        description="Largest request body with binary tensor data (413 above it).",
+    )
+    max_json_body_bytes: int = Field(
+        default=8 << 20,
+        ge=1024,
+        description="Largest all-JSON request body (413 above it): decoding JSON numbers takes "
+        "about ten times the body in memory, so big tensors should use the binary extension.",
+    )
 
 
 class AgentConfig(StrictModel):
