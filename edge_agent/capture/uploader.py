@@ -22,7 +22,7 @@ from typing import Any
 
 from edge_agent._retry import TokenBucket
 from edge_agent.capture.conditions import upload_blocked
-from edge_agent.capture.protocol import VERSION, encode_chunk
+from edge_agent.capture.protocol import encode_chunk
 from edge_agent.capture.store import SampleInfo, SampleStore
 from edge_agent.config import UploadSettings
 from edge_agent.errors import SampleStoreError
@@ -30,6 +30,7 @@ from edge_agent.telemetry.sensors import PowerSupply, read_power_supply
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire.chunks import SampleChunkHeader
 
 log = logging.getLogger(__name__)
 
@@ -188,16 +189,13 @@ class SampleUploader:
                 if self._stop.is_set() or not self.client.connected:
                     break
                 piece = data[position : position + chunk]
-                header: dict[str, Any] = {
-                    "v": VERSION,
-                    "kind": "sample",
-                    "id": info.id,
-                    "offset": position,
-                    "size": len(data),
-                    "sha256": info.sha256,
-                }
-                if position == 0:
-                    header["meta"] = meta
+                header = SampleChunkHeader(
+                    id=info.id,
+                    offset=position,
+                    size=len(data),
+                    sha256=info.sha256,
+                    meta=meta if position == 0 else None,
+                )
                 delay = self._bucket.book(time.monotonic(), len(piece))
                 if delay > 0 and self._stop.wait(delay):
                     break

@@ -30,6 +30,7 @@ from edge_agent.config import SwapGateSettings
 from edge_agent.errors import ModelError
 from edge_agent.serving.gates import Evidence, judge_shadow, judge_watch, outputs_agree
 from edge_agent.serving.served import InferenceResult, LoadedVersion, ServedModel
+from edge_agent.wire.states import SwapState
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class SwapController:
     def try_candidate(self, candidate: LoadedVersion) -> Verdict:
         """Shadow-check ``candidate``; activate it when the gates pass, else close it."""
         with self._lock:
-            self._emit("shadow", candidate.version, "shadow check started")
+            self._emit(SwapState.SHADOW, candidate.version, "shadow check started")
             evidence = Evidence(candidate_latencies_s=[], active_latencies_s=[])
             self._replay_buffer(candidate, evidence)
             self._mirror_live(candidate, evidence)
@@ -109,7 +110,7 @@ class SwapController:
             self.last_verdict = verdict
             if not ok:
                 candidate.drain_and_close(timeout_s=5)
-                self._emit("rejected", candidate.version, reason, verdict.evidence)
+                self._emit(SwapState.REJECTED, candidate.version, reason, verdict.evidence)
                 return verdict
             self._finish_watch()
             old = self.served.swap(candidate)
@@ -118,7 +119,7 @@ class SwapController:
             self.previous = old
             baseline = evidence.p95_ms(evidence.active_latencies_s)
             self._watch = _Watch(candidate.version, baseline, self.gates, self._rollback_from_watch)
-            self._emit("active", candidate.version, reason, verdict.evidence)
+            self._emit(SwapState.ACTIVE, candidate.version, reason, verdict.evidence)
             return verdict
 
     def rollback(self, reason: str) -> LoadedVersion:
@@ -130,14 +131,16 @@ class SwapController:
             restored, self.previous = self.previous, None
             rejected = self.served.swap(restored)
             rejected.drain_and_close()
-            self._emit("rolled_back", rejected.version, reason, {"restored": restored.version})
+            self._emit(
+                SwapState.ROLLED_BACK, rejected.version, reason, {"restored": restored.version}
+            )
             return restored
 
     def watch_expired(self) -> bool:
         """End the watch window if its time is up; True when no watch is running any more."""
         with self._lock:
             if self._watch is not None and self._watch.expired():
-                self._emit("watch_passed", self._watch.version, "watch window passed")
+                self._emit(SwapState.WATCH_PASSED, self._watch.version, "watch window passed")
                 self._watch = None
             return self._watch is None
 
@@ -206,18 +209,18 @@ class SwapController:
             log.error("automatic rollback failed: %s", exc)
 
     def _emit(
-        self, state: str, version: str, reason: str, evidence: Mapping[str, Any] | None = None
+        self, state: SwapState, version: str, reason: str, evidence: Mapping[str, Any] | None = None
     ) -> None:
         event: Event = {
             "model": self.served.name,
             "version": version,
-            "state": state,
+            "state": state.value,
             "reason": reason,
             "time": time.time(),
         }
         if evidence:
             event["evidence"] = dict(evidence)
-        log.info("%s v%s: %s (%s)", self.served.name, version, state, reason)
+        log.info("%s v%s: %s (%s)", self.served.name, version, state.value, reason)
         try:
             self._on_event(event)
         except Exception:

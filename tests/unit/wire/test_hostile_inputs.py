@@ -30,32 +30,9 @@ from edge_agent.wire import (
     decode_telemetry,
 )
 from tests.fakes import fleet_feed as feed
+from tests.unit.wire.strategies import encode, json_value
 
 NOW = 1_800_000_000.0
-
-hostile_text = st.text(
-    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()),
-    max_size=40,
-) | st.sampled_from(["\ud800", "\udfff", "\x00", "a\x00b\ud800", "x" * 5000])
-hostile_number = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=-(10**30), max_value=10**30),
-    st.sampled_from([10**400, -(10**400), 2**63, -1, 0]),
-)
-scalar = st.one_of(st.none(), st.booleans(), hostile_number, hostile_text)
-json_value = st.recursive(
-    scalar,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(hostile_text, inner, max_size=5),
-    max_leaves=30,
-)
-
-
-def encode(value: Any) -> bytes:
-    """Valid (Python-flavoured) JSON: surrogates escaped, NaN/Infinity as Python writes them."""
-    try:
-        return json.dumps(value).encode()
-    except ValueError:  # an int too long for str()
-        return b"{}"
 
 
 def assert_clean(value: Any) -> None:
