@@ -7,6 +7,12 @@ the wire contract's documents (:mod:`edge_agent.wire`), as the agent sends them:
 status, telemetry in outbox envelopes (:class:`edge_agent.telemetry.outbox.Record`) carrying a
 real DDSketch from :class:`edge_agent.telemetry.latency.LatencyRecorder`, update transitions
 and the swap controller's events.
+
+Power and drift are the agent's own decisions on simulated readings: :meth:`SimDevice.advance`
+steps the device's supply (``power.py``) and runs the real power policy
+(:func:`edge_agent.telemetry.power_policy.decide`), reporting each switch as the agent does
+(a ``power_policy`` event at alarm priority); :meth:`SimDevice.drift` scores a window of
+synthetic frames with the real drift detector (``drift.py``).
 """
 
 from __future__ import annotations
@@ -18,22 +24,30 @@ import uuid
 from dataclasses import dataclass, field
 
 from edge_agent import __version__
+from edge_agent.config import PowerPolicySettings
+from edge_agent.fleet.simulator.drift import DriftEpisodes, DriftState, drift_window
 from edge_agent.fleet.simulator.faults import (
     FaultSettings,
     device_is_slow,
     shadow_evidence,
     synthetic_inference,
 )
-from edge_agent.telemetry.latency import LatencyRecorder
+from edge_agent.fleet.simulator.power import PowerSupply, SupplySettings, step
+from edge_agent.telemetry.latency import LatencyRecorder, energy_per_inference_j
 from edge_agent.telemetry.outbox import Priority, Record
+from edge_agent.telemetry.power_policy import PowerState, decide
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire import Document
+from edge_agent.wire.drift import DriftAlarmEvent, DriftReport
 from edge_agent.wire.states import DeviceState, SwapState, UpdateState
 from edge_agent.wire.status import ModelStatus, Status
-from edge_agent.wire.telemetry import Load, System, TelemetryReport
+from edge_agent.wire.telemetry import Load, PowerPolicyEvent, System, TelemetryReport
 from edge_agent.wire.transitions import SwapEvent, Transition
 
 DELEGATE = "cpu"
 DEVICE_CLASS = "simulated"
+UNPACED_FPS = 10.0
+"""Frames per second a device runs at when the power policy sets no rate."""
 
 
 @dataclass
@@ -48,6 +62,9 @@ class SimDevice:
     previous: int | None = None
     rejected: dict[int, str] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
+    supply: PowerSupply = field(default_factory=lambda: PowerSupply("mains"))
+    policy: PowerPolicySettings = field(default_factory=PowerPolicySettings)
+    drift_state: DriftState | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(f"{self.seed}:{self.device_id}")
@@ -57,6 +74,10 @@ class SimDevice:
         self._outbox_id = uuid.uuid4().hex[:8]
         self._seq = 0
         self.installs = 0
+        self.power = PowerState()
+        self.fps: float = self.policy.normal_fps or UNPACED_FPS
+        self.energy_j: float | None = None
+        self.power_switches = 0
 
     # -- inference -------------------------------------------------------------------------
 
@@ -122,7 +143,7 @@ class SimDevice:
 
     def telemetry(self, now: float | None = None) -> bytes:
         """One telemetry report in an outbox envelope with a fresh record id."""
-        now = time.time() if now is None else now
+        reading = self.supply.last
         report = TelemetryReport(
             device_id=self.device_id,
             state=DeviceState.ONLINE.value,
@@ -131,24 +152,79 @@ class SimDevice:
             system=System(
                 cpu_usage_pct=round(20 + 30 * self.rng.random(), 1),
                 memory_used_pct=round(40 + 10 * self.rng.random(), 1),
-                max_temp_c=round(45 + 10 * self.rng.random(), 1),
-                battery_pct=None,
-                power_w=None,
+                max_temp_c=round(45 + 10 * self.rng.random(), 1)
+                if reading is None
+                else reading.temp_c,
+                battery_pct=None if reading is None else reading.battery_pct,
+                power_w=None if reading is None else reading.power_w,
             ),
-            energy_per_inference_j=None,
-            power_mode="normal",
+            energy_per_inference_j=self.energy_j,
+            power_mode=self.power.mode,
             outbox={"records": 0, "dropped": {}},
         )
+        return self._envelope(DeviceChannel.TELEMETRY, Priority.TELEMETRY, report, now)
+
+    def _envelope(
+        self, channel: DeviceChannel, priority: Priority, document: Document, now: float | None
+    ) -> bytes:
+        """``document`` framed as the agent's outbox sends it, with a fresh record id."""
         self._seq += 1
         record = Record(
             seq=self._seq,
             record_id=f"{self._outbox_id}-{self._seq}",
-            priority=Priority.TELEMETRY,
-            channel=DeviceChannel.TELEMETRY,
-            created=now,
-            payload=report.encode(),
+            priority=priority,
+            channel=channel,
+            created=time.time() if now is None else now,
+            payload=document.encode(),
         )
         return record.envelope()
+
+    # -- power -----------------------------------------------------------------------------
+
+    def inference_share(self) -> float:
+        """Share of the normal frame rate the power policy allows now (1.0 when unpaced)."""
+        return min(1.0, self.fps / (self.policy.normal_fps or UNPACED_FPS))
+
+    def advance(
+        self, sim_time: float, dt_s: float, supply: SupplySettings, now: float | None = None
+    ) -> list[bytes]:
+        """Step the supply by ``dt_s`` simulated seconds and run the power policy on it.
+
+        Returns the telemetry envelopes to send: a ``power_policy`` event when the mode
+        switched (reasons included), as ``AgentTelemetry.apply_power_policy`` queues it.
+        """
+        fps = self.fps
+        self.supply = step(self.supply, sim_time, dt_s, fps, supply, self.rng)
+        reading = self.supply.last
+        assert reading is not None
+        inferences = round(fps * dt_s)
+        self.energy_j = energy_per_inference_j(reading.power_w, inferences, dt_s)
+        decision = decide(
+            self.power, reading.battery_pct, reading.charging, reading.temp_c, self.policy
+        )
+        self.power, self.fps = decision.state, decision.fps or UNPACED_FPS
+        if not decision.changed:
+            return []
+        self.power_switches += 1
+        event = PowerPolicyEvent(event="power_policy", **decision.report())
+        return [self._envelope(DeviceChannel.TELEMETRY, Priority.ALARM, event, now)]
+
+    # -- drift -----------------------------------------------------------------------------
+
+    def drift(
+        self, sim_time: float, episodes: DriftEpisodes, now: float | None = None
+    ) -> list[bytes]:
+        """One drift window's report and its alarm transitions, as drift envelopes."""
+        if self.drift_state is None or self.active is None:
+            return []
+        report = DriftReport.model_validate(
+            drift_window(self.drift_state, self.model, sim_time, episodes)
+        )
+        out = [self._envelope(DeviceChannel.DRIFT, Priority.DRIFT, report, now)]
+        for transition in report.transitions:
+            event = DriftAlarmEvent.of(report.model, transition)
+            out.append(self._envelope(DeviceChannel.DRIFT, Priority.ALARM, event, now))
+        return out
 
     def transition(self, release: int | None, state: UpdateState, reason: str) -> bytes:
         """An update state transition (``edge_agent.delivery.update.Transition``'s payload)."""

@@ -8,8 +8,14 @@ transitions on its own topics, in the formats the monitor ingests. Every trust s
 rollout document fetched and verified, model downloaded and verified. What is shared: the
 devices of one trust group use its verified metadata and downloaded file (``independent``
 devices have a trust state of their own; the rest share one per ``trust_group_size``).
-What is synthetic: inference (latency drawn from a lognormal, errors by fault rate) and the
-model slots (in memory, decided by the same pure rollout functions as the agent).
+What is synthetic: inference (latency drawn from a lognormal, errors by fault rate), the
+model slots (in memory, decided by the same pure rollout functions as the agent), the power
+supply (a solar-charged battery or mains, ``power.py``) and the camera frames drift is judged
+on (``drift.py``); the power policy and the drift detector that judge them are the agent's.
+
+Simulated time: ``time_scale`` simulated seconds pass per real second (from ``start_hour``
+of a day), so a battery fleet goes through night and dawn in minutes. Messages carry real
+time; only the physics (charge, sun, temperature, drift episodes) runs on simulated time.
 
 Threads: the paho network thread per connection; one reporter (telemetry every
 ``report_interval_s``); one updater that, on each registry notification (and every
@@ -19,6 +25,7 @@ Threads: the paho network thread per connection; one reporter (telemetry every
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -28,11 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import FetchSettings
+from edge_agent.config import FetchSettings, PowerPolicySettings
 from edge_agent.delivery.following import DevicePlan, plan_for_device
-from edge_agent.errors import EdgeAgentError, TransportError
+from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
 from edge_agent.fleet.simulator.device import SimDevice
+from edge_agent.fleet.simulator.drift import DriftEpisodes, new_drift_state, synthetic_reference
 from edge_agent.fleet.simulator.faults import FaultSettings, install_fails
+from edge_agent.fleet.simulator.power import DAY_S, SupplySettings, new_supply
 from edge_agent.fleet.simulator.trust import TrustCounters, TrustGroup, Verified
 from edge_agent.transport import topics
 from edge_agent.transport.client import LastWill, Message, MqttClient
@@ -68,10 +77,37 @@ class SimulatorSettings:
     faults: FaultSettings = field(default_factory=FaultSettings)
     seed: int = 0
     client_id_prefix: str = "edge-agent-sim"
+    supply: SupplySettings = field(default_factory=SupplySettings)
+    """Battery (solar) or mains per device; see ``power.py``."""
+    power_policy: PowerPolicySettings = field(
+        default_factory=lambda: PowerPolicySettings(enabled=True, normal_fps=10.0, reduced_fps=2.0)
+    )
+    """The agent's power policy settings, applied by every simulated device."""
+    drift: DriftEpisodes = field(default_factory=DriftEpisodes)
+    time_scale: float = 1.0
+    """Simulated seconds per real second (physics only: charge, sun, drift episodes)."""
+    start_hour: float | None = None
+    """Hour of the simulated day at start (None: the real UTC time of day)."""
 
     def __post_init__(self) -> None:
         if self.devices < 1 or self.devices_per_connection < 1 or self.trust_group_size < 1:
             raise ValueError("devices, devices_per_connection and trust_group_size must be >= 1")
+        if not self.time_scale > 0 or not (self.start_hour is None or 0 <= self.start_hour < 24):
+            raise ConfigError("simulator time_scale must be > 0 and start_hour in [0, 24)")
+
+
+class SimClock:
+    """Simulated unix time: ``scale`` times faster than real time, from ``start_hour``."""
+
+    def __init__(self, scale: float, start_hour: float | None, now: float) -> None:
+        self.scale = scale
+        self.real_start = now
+        day_start = now - now % DAY_S
+        self.sim_start = now if start_hour is None else day_start + start_hour * 3600.0
+
+    def at(self, now: float) -> float:
+        """The simulated time at real time ``now``."""
+        return self.sim_start + (now - self.real_start) * self.scale
 
 
 class FleetSimulator:
@@ -85,10 +121,26 @@ class FleetSimulator:
         self.workdir = workdir
         self.settings = settings
         s = settings
-        self.devices = [
-            SimDevice(f"{s.prefix}-{i:04d}", s.model, s.faults, s.seed, active=s.initial_release)
-            for i in range(s.devices)
-        ]
+        self.clock = SimClock(s.time_scale, s.start_hour, time.time())
+        reference = synthetic_reference(s.seed) if s.drift.fraction > 0 else None
+        self.devices = []
+        for i in range(s.devices):
+            device_id = f"{s.prefix}-{i:04d}"
+            physics = random.Random(f"{s.seed}:{device_id}:physics")
+            self.devices.append(
+                SimDevice(
+                    device_id,
+                    s.model,
+                    s.faults,
+                    s.seed,
+                    active=s.initial_release,
+                    supply=new_supply(physics, s.supply),
+                    policy=s.power_policy,
+                    drift_state=None
+                    if reference is None
+                    else new_drift_state(physics, s.drift, reference, self.clock.sim_start),
+                )
+            )
         self.by_id = {d.device_id: d for d in self.devices}
         self.counters = TrustCounters()
         self.published: Counter[str] = Counter()
@@ -169,6 +221,16 @@ class FleetSimulator:
             "tuf": self.counters.as_dict(),
             "update_rounds": self.rounds,
             "active": {str(k): v for k, v in self.active_counts().items()},
+            "sim_time": self.clock.at(time.time()),
+            "battery_devices": sum(1 for d in self.devices if d.supply.supply == "battery"),
+            "saving": sorted(d.device_id for d in self.devices if d.power.mode == "saving"),
+            "power_switches": sum(d.power_switches for d in self.devices),
+            "drift_alarms": sorted(
+                d.device_id
+                for d in self.devices
+                if d.drift_state is not None
+                and any(a.level == "alarm" for a in d.drift_state.detector.alarms.values())
+            ),
         }
 
     def wake(self) -> None:
@@ -238,10 +300,22 @@ class FleetSimulator:
     def _report_loop(self) -> None:
         s = self.settings
         next_at = time.monotonic()
+        last_sim = self.clock.at(time.time())
+        reports = 0
         while not self._stop.is_set():
+            now = time.time()
+            sim_now = self.clock.at(now)
+            dt_s, last_sim = sim_now - last_sim, sim_now
+            reports += 1
+            drift_due = reports % s.drift.every_reports == 0
             for device in self.devices:
-                device.infer(s.inferences_per_report)
-                self._publish(device.device_id, DeviceChannel.TELEMETRY, device.telemetry())
+                for event in device.advance(sim_now, dt_s, s.supply, now):
+                    self._publish(device.device_id, DeviceChannel.TELEMETRY, event)
+                device.infer(round(s.inferences_per_report * device.inference_share()))
+                self._publish(device.device_id, DeviceChannel.TELEMETRY, device.telemetry(now))
+                if drift_due:
+                    for payload in device.drift(sim_now, s.drift, now):
+                        self._publish(device.device_id, DeviceChannel.DRIFT, payload)
             next_at += s.report_interval_s
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
