@@ -8,13 +8,16 @@ and a Content-Security-Policy allows only this origin.
 
 Routes::
 
-    GET /  /devices/<id>  /rollouts         the dashboard (one page, routed in the browser)
+    GET /  /devices/<id>  /rollouts  /power  /drift
+                                            the dashboard (one page, routed in the browser)
     GET /static/<file>                      its files
     GET /api/fleet                          devices, states, versions, alert counts
     GET /api/devices/<id>?since_s=3600      one device: series, drift, samples, events, alerts
     GET /api/rollouts?window_s=300          per model/version: device states and gate values
     GET /api/alerts                         recent alerts (firing and resolved)
     GET /api/drift/<model>?since_s=3600     fleet drift: merged profile, per-feature severity
+    GET /api/drift?since_s=3600             every model: devices, latest windows, alarm events
+    GET /api/power?since_s=3600             battery, power, energy per inference, mode switches
     GET /api/health/device/<id>?window_s=300[&model=M]
     GET /api/health/version/<model>/<version>?window_s=300
     GET /api/stats                          ingest counters
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from edge_agent.errors import HttpError
-from edge_agent.fleet.monitor import health, queries
+from edge_agent.fleet.monitor import fleet_views, health, queries
 
 if TYPE_CHECKING:
     from edge_agent.fleet.monitor.monitor import Monitor
@@ -51,6 +54,8 @@ _ROUTES = [
     (re.compile(r"^/api/rollouts$"), "rollouts"),
     (re.compile(r"^/api/alerts$"), "alerts"),
     (re.compile(rf"^/api/drift/(?P<model>{_NAME})$"), "drift"),
+    (re.compile(r"^/api/drift$"), "fleet_drift"),
+    (re.compile(r"^/api/power$"), "power"),
     (re.compile(rf"^/api/health/device/(?P<device>{_NAME})$"), "device_health"),
     (
         re.compile(rf"^/api/health/version/(?P<model>{_NAME})/(?P<version>{_NAME})$"),
@@ -58,7 +63,7 @@ _ROUTES = [
     ),
     (re.compile(r"^/api/stats$"), "stats"),
 ]
-_PAGES = re.compile(rf"^/(?:|devices/{_NAME}|rollouts)$")
+_PAGES = re.compile(rf"^/(?:|devices/{_NAME}|rollouts|power|drift)$")
 _TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -176,6 +181,11 @@ class MonitorHttp:
             return {"alerts": queries.recent_alerts(store)}
         if name == "drift":
             return queries.fleet_drift(store, args["model"], now - _seconds(query, "since_s", 3600))
+        if name == "fleet_drift":
+            since = now - _seconds(query, "since_s", 3600)
+            return fleet_views.fleet_drift_overview(store, now, since)
+        if name == "power":
+            return fleet_views.fleet_power(store, now, now - _seconds(query, "since_s", 3600))
         if name == "device_health":
             model = query.get("model", [None])[0]
             return health.device_health(

@@ -79,7 +79,8 @@ def fleet_overview(store: Store, now: float) -> dict[str, Any]:
     latest = {
         r["device_id"]: r
         for r in store.rows(
-            "SELECT t.device_id, t.battery_pct, t.max_temp_c, t.power_mode FROM telemetry t "
+            "SELECT t.device_id, t.battery_pct, t.max_temp_c, t.power_mode, t.power_w, t.energy_j "
+            "FROM telemetry t "
             "JOIN (SELECT device_id, MAX(time) AS m FROM telemetry GROUP BY device_id) x "
             "ON t.device_id = x.device_id AND t.time = x.m"
         )
@@ -107,6 +108,8 @@ def fleet_overview(store: Store, now: float) -> dict[str, Any]:
                 "battery_pct": sensors.get("battery_pct"),
                 "max_temp_c": sensors.get("max_temp_c"),
                 "power_mode": sensors.get("power_mode"),
+                "power_w": sensors.get("power_w"),
+                "energy_j": sensors.get("energy_j"),
             }
         )
     return {
@@ -115,6 +118,7 @@ def fleet_overview(store: Store, now: float) -> dict[str, Any]:
         "counts": {"devices": len(devices), **states},
         "versions": {m: dict(c) for m, c in versions.items()},
         "alerts_firing": sum(alerts.values()),
+        "saving": sum(1 for d in devices if d["power_mode"] == "saving"),
     }
 
 

@@ -31,7 +31,7 @@ class DriftEpisodes:
     """Which simulated devices drift, when and how much (simulated seconds)."""
 
     fraction: float = 0.0
-    """Share of devices that have an episode."""
+    """Share of devices that have an episode (spread over the fleet)."""
     start_s: tuple[float, float] = (600.0, 3600.0)
     """The episode starts this long after the simulation starts (drawn per device)."""
     duration_s: float = 1800.0
@@ -87,11 +87,12 @@ def new_drift_state(
     episodes: DriftEpisodes,
     reference: Profile,
     sim_start: float,
+    has_episode: bool,
     settings: DriftSettings | None = None,
 ) -> DriftState:
-    """A device's drift state: an episode with the configured chance, a fresh detector."""
+    """A device's drift state: its episode (when it has one) and a fresh detector."""
     episode = None
-    if rng.random() < episodes.fraction:
+    if has_episode:
         start = sim_start + rng.uniform(*episodes.start_s)
         episode = (start, start + episodes.duration_s)
     return DriftState(

@@ -41,7 +41,7 @@ from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
 from edge_agent.fleet.simulator.device import SimDevice
 from edge_agent.fleet.simulator.drift import DriftEpisodes, new_drift_state, synthetic_reference
 from edge_agent.fleet.simulator.faults import FaultSettings, install_fails
-from edge_agent.fleet.simulator.power import DAY_S, SupplySettings, new_supply
+from edge_agent.fleet.simulator.power import DAY_S, SupplySettings, new_supply, spread
 from edge_agent.fleet.simulator.trust import TrustCounters, TrustGroup, Verified
 from edge_agent.transport import topics
 from edge_agent.transport.client import LastWill, Message, MqttClient
@@ -123,6 +123,8 @@ class FleetSimulator:
         s = settings
         self.clock = SimClock(s.time_scale, s.start_hour, time.time())
         reference = synthetic_reference(s.seed) if s.drift.fraction > 0 else None
+        on_battery = spread(s.devices, s.supply.battery_fraction)
+        drifting = spread(s.devices, s.drift.fraction, reverse=True)
         self.devices = []
         for i in range(s.devices):
             device_id = f"{s.prefix}-{i:04d}"
@@ -134,11 +136,13 @@ class FleetSimulator:
                     s.faults,
                     s.seed,
                     active=s.initial_release,
-                    supply=new_supply(physics, s.supply),
+                    supply=new_supply(physics, s.supply, i in on_battery),
                     policy=s.power_policy,
                     drift_state=None
                     if reference is None
-                    else new_drift_state(physics, s.drift, reference, self.clock.sim_start),
+                    else new_drift_state(
+                        physics, s.drift, reference, self.clock.sim_start, i in drifting
+                    ),
                 )
             )
         self.by_id = {d.device_id: d for d in self.devices}

@@ -31,7 +31,8 @@ class SupplySettings:
     """The power supply of the simulated devices (units in the names)."""
 
     battery_fraction: float = 0.0
-    """Share of devices on a battery with a solar panel; the rest are on mains."""
+    """Share of devices on a battery with a solar panel (spread over the fleet); the rest are
+    on mains."""
     capacity_wh: float = 40.0
     solar_peak_w: float = 8.0
     """Panel output at solar noon on a clear day."""
@@ -92,9 +93,9 @@ class PowerSupply:
         return 100.0 * self.charge_wh / self.capacity_wh
 
 
-def new_supply(rng: random.Random, settings: SupplySettings) -> PowerSupply:
-    """A device's supply: battery with the configured chance, else mains."""
-    if rng.random() < settings.battery_fraction:
+def new_supply(rng: random.Random, settings: SupplySettings, on_battery: bool) -> PowerSupply:
+    """A device's supply: a battery charged within ``start_pct``, or mains."""
+    if on_battery:
         pct = rng.uniform(*settings.start_pct)
         return PowerSupply("battery", settings.capacity_wh * pct / 100.0, settings.capacity_wh)
     return PowerSupply("mains")
@@ -156,3 +157,14 @@ def step(
     pct = 100.0 * charge / supply.capacity_wh
     reading = PowerReading(round(pct, 2), charging, round(load, 3), round(sun, 3), round(temp, 1))
     return replace(supply, charge_wh=charge, clouds=clouds, day=day, last=reading)
+
+
+def spread(count: int, fraction: float, reverse: bool = False) -> set[int]:
+    """``round(fraction * count)`` indices spread evenly over ``range(count)``. Pure.
+
+    Exact counts (not a coin per device) keep a small demo fleet from drawing no battery at
+    all; ``reverse`` spreads from the other end, so two traits mix rather than coincide.
+    """
+    chosen = round(fraction * count)
+    indices = {int(i * count / chosen) for i in range(chosen)} if chosen else set()
+    return {count - 1 - i for i in indices} if reverse else indices

@@ -28,6 +28,7 @@ from edge_agent.fleet.simulator.power import (
     ambient_c,
     new_supply,
     solar_w,
+    spread,
     step,
 )
 from edge_agent.telemetry.drift import DriftDetector
@@ -85,7 +86,7 @@ def test_battery_drains_by_load_at_night_and_charges_by_day() -> None:
 
 
 def test_mains_device_has_no_battery_but_reports_power() -> None:
-    supply = new_supply(random.Random(1), SupplySettings(battery_fraction=0.0))
+    supply = new_supply(random.Random(1), SupplySettings(), on_battery=False)
     stepped = step(supply, DAY + 3600, 60, 10.0, SUPPLY, random.Random(1))
     assert stepped.battery_pct is None
     assert stepped.last is not None and stepped.last.battery_pct is None
@@ -132,7 +133,7 @@ def test_drift_episode_raises_and_clears_the_agents_alarm() -> None:
     episodes = DriftEpisodes(fraction=1.0, start_s=(0.0, 0.0), duration_s=600.0, window=200)
     reference = synthetic_reference(0)
     device = battery_device(80.0)
-    device.drift_state = new_drift_state(random.Random(3), episodes, reference, DAY)
+    device.drift_state = new_drift_state(random.Random(3), episodes, reference, DAY, True)
     levels = []
     transitions = []
     for minute in range(0, 20):
@@ -149,9 +150,15 @@ def test_drift_episode_raises_and_clears_the_agents_alarm() -> None:
 
 def test_devices_without_an_episode_stay_calm() -> None:
     episodes = DriftEpisodes(fraction=0.0)
-    state = new_drift_state(random.Random(1), episodes, synthetic_reference(0), DAY)
+    state = new_drift_state(random.Random(1), episodes, synthetic_reference(0), DAY, False)
     assert state.episode is None and not state.drifting(DAY + 1000)
     assert isinstance(state, DriftState) and isinstance(state.detector, DriftDetector)
+
+
+def test_traits_are_spread_over_the_fleet_in_exact_counts() -> None:
+    assert spread(6, 0.5) == {0, 2, 4} and spread(6, 0.5, reverse=True) == {5, 3, 1}
+    assert spread(11, 0.0) == set() and spread(3, 1.0) == {0, 1, 2}
+    assert len(spread(11, 0.4)) == 4
 
 
 def test_simulated_clock_runs_faster_from_the_start_hour() -> None:

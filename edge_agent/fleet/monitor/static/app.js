@@ -1,4 +1,5 @@
-/* The monitor dashboard: fleet overview, device page, rollout page, from the JSON API.
+/* The monitor dashboard: fleet overview, device page, power, drift and rollout pages, from the
+   JSON API.
    Data goes into the page as text nodes only (never innerHTML): device ids and reasons come
    from devices, and a device must not be able to inject markup into the operator's browser. */
 (function () {
@@ -24,6 +25,12 @@
   const ago = t => { if (!t) return "–"; const s = Date.now() / 1000 - t; return s < 90 ? Math.round(s) + " s ago" : s < 5400 ? Math.round(s / 60) + " min ago" : Math.round(s / 3600) + " h ago"; };
   const when = t => t ? new Date(t * 1000).toLocaleString() : "–";
   const card = (n, l, id) => h("div", { class: "card", "data-card": id }, h("div", { class: "n" }, String(n)), h("div", { class: "l" }, l));
+  const num = (v, unit, scale) => v === null || v === undefined ? "–" : fmt(v * (scale || 1)) + " " + unit;
+  const mj = v => num(v, "mJ", 1000);
+  const table = (id, heads, rows, empty) => rows.length
+    ? h("table", { id: id }, h("thead", {}, h("tr", {}, heads.map(t => h("th", {}, t)))), h("tbody", {}, rows))
+    : h("p", { class: "empty", id: id + "-empty" }, empty);
+  const deviceLink = id => h("a", { href: "/devices/" + encodeURIComponent(id) }, id);
   async function api(path) {
     const r = await fetch(path, { cache: "no-store" });
     if (!r.ok) throw new Error((await r.json()).error || r.statusText);
@@ -48,6 +55,9 @@
       h("td", { class: "models" }, d.models.length ? d.models.map(m =>
         h("div", {}, m.name + " v" + m.version + " ", h("span", { class: "muted" }, "(" + m.delegate + (m.degraded ? ", degraded" : "") + ")"))) : "–"),
       h("td", {}, d.battery_pct === null ? "–" : fmt(d.battery_pct) + " %"),
+      h("td", {}, num(d.power_w, "W")),
+      h("td", {}, mj(d.energy_j)),
+      h("td", { class: "mode" }, d.power_mode ? badge(d.power_mode) : "–"),
       h("td", {}, d.max_temp_c === null ? "–" : fmt(d.max_temp_c) + " °C"),
       h("td", {}, d.alerts ? h("span", { class: "badge s-warning" }, String(d.alerts)) : "0"),
       h("td", { class: "muted" }, ago(d.last_seen))));
@@ -58,11 +68,11 @@
       h("h1", {}, "Fleet"),
       h("div", { class: "cards" }, card(n.devices || 0, "devices", "devices"), card(n.online || 0, "online", "online"),
         card(n.degraded || 0, "degraded", "degraded"), card(n.offline || 0, "offline", "offline"),
-        card(fleet.alerts_firing, "alerts firing", "alerts")),
+        card(fleet.saving || 0, "power saving", "saving"), card(fleet.alerts_firing, "alerts firing", "alerts")),
       h("h2", {}, "Model versions"), versions.length ? h("div", { class: "panel" }, versions) : h("p", { class: "empty" }, "No models reported yet."),
       h("h2", {}, "Devices"),
       fleet.devices.length ? h("table", { id: "devices" },
-        h("thead", {}, h("tr", {}, ["Device", "State", "Class", "Agent", "Models", "Battery", "Temp", "Alerts", "Last seen"].map(t => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["Device", "State", "Class", "Agent", "Models", "Battery", "Power", "Energy/inf.", "Mode", "Temp", "Alerts", "Last seen"].map(t => h("th", {}, t)))),
         h("tbody", {}, rows)) : h("p", { class: "empty" }, "No device has reported yet."),
       h("h2", {}, "Alerts"), alertList(alerts.alerts),
     ];
@@ -99,12 +109,68 @@
         chartPanel("Battery (%)", "chart-battery", el => C.lineChart(el, series("battery_pct"), { unit: "%", min: 0, max: 100 })),
         chartPanel("Power (W)", "chart-power", el => C.lineChart(el, series("power_w"), { unit: "W" })),
         chartPanel("Temperature (°C)", "chart-temperature", el => C.lineChart(el, series("max_temp_c"), { unit: "°C" })),
+        chartPanel("Energy per inference (mJ)", "chart-energy", el => C.lineChart(el, [{ name: "energy", points: d.sensors.map(s => [s.time, s.energy_j === null ? null : s.energy_j * 1000]) }], { unit: "mJ" })),
         chartPanel("Drift per feature (latest window; ≥ 1 drifting)", "chart-drift", el => C.barChart(el, features, { threshold: 1 })),
         chartPanel("Drift severity over time", "chart-drift-series", el => C.lineChart(el, ["input", "prediction", "quality"].map(s => ({ name: s, points: d.drift.series.map(r => [r.time, r[s + "_severity"]]) })), { legend: true }))),
       h("h2", {}, "Recent samples"),
       samples.length ? h("table", { id: "samples" }, h("thead", {}, h("tr", {}, ["Time", "Model", "Prediction", "Confidence", "Latency", "Strategy", "Size"].map(t => h("th", {}, t)))), h("tbody", {}, samples)) : h("p", { class: "empty" }, "No samples uploaded."),
       h("h2", {}, "Events"),
       events.length ? h("table", { id: "events" }, h("thead", {}, h("tr", {}, ["Time", "Kind", "Model", "State", "Reason"].map(t => h("th", {}, t)))), h("tbody", {}, events)) : h("p", { class: "empty" }, "No events."),
+    ];
+  }
+
+  async function powerPage() {
+    const p = await api("/api/power?since_s=3600");
+    const t = p.totals;
+    const devices = p.devices.map(d => h("tr", { "data-device": d.device_id },
+      h("td", {}, deviceLink(d.device_id)), h("td", {}, d.supply),
+      h("td", {}, num(d.battery_pct, "%")), h("td", {}, num(d.power_w, "W")), h("td", {}, mj(d.energy_j)),
+      h("td", {}, d.power_mode ? badge(d.power_mode) : "–"), h("td", {}, num(d.max_temp_c, "°C")),
+      h("td", {}, d.last_switch ? [badge(d.last_switch.mode), " " + (d.last_switch.reason || ""), " ", h("span", { class: "muted" }, "(" + ago(d.last_switch.time) + ")")] : "–")));
+    const transitions = p.transitions.map(e => h("tr", { "data-device": e.device_id, "data-mode": e.state },
+      h("td", {}, when(e.time)), h("td", {}, deviceLink(e.device_id)), h("td", {}, badge(e.state)),
+      h("td", {}, e.fps === null || e.fps === undefined ? "unpaced" : fmt(e.fps) + " fps"),
+      h("td", {}, e.model_variant || "–"), h("td", { class: "reason" }, e.reason || "")));
+    return [
+      h("h1", {}, "Power"),
+      h("div", { class: "cards" }, card(t.battery, "on battery", "battery"), card(t.mains, "on mains", "mains"),
+        card(t.saving, "saving now", "saving"), card(num(t.power_w, "W"), "fleet power", "power"),
+        card(mj(t.energy_j), "energy per inference (mean)", "energy"), card(num(t.lowest_battery_pct, "%"), "lowest battery", "lowest")),
+      h("div", { class: "grid" },
+        chartPanel("Battery per device (%)", "chart-fleet-battery", el => C.lineChart(el, p.series.battery.map(s => ({ name: s.device_id, points: s.points })), { unit: "%", min: 0, max: 100 })),
+        chartPanel("Fleet power (W, sum of devices)", "chart-fleet-power", el => C.lineChart(el, [{ name: "power", points: p.series.power_w }], { unit: "W" })),
+        chartPanel("Energy per inference (mJ, fleet mean)", "chart-fleet-energy", el => C.lineChart(el, [{ name: "energy", points: p.series.energy_j.map(([x, v]) => [x, v * 1000]) }], { unit: "mJ" }))),
+      h("h2", {}, "Power-mode transitions"),
+      table("power-transitions", ["Time", "Device", "Mode", "Frame rate", "Variant", "Reasons"], transitions, "No power-mode transitions yet."),
+      h("h2", {}, "Devices"),
+      table("power-devices", ["Device", "Supply", "Battery", "Power", "Energy/inf.", "Mode", "Temp", "Last switch"], devices, "No telemetry yet."),
+    ];
+  }
+
+  async function driftPage() {
+    const r = await api("/api/drift?since_s=3600");
+    const models = Object.entries(r.models);
+    const sev = v => v === null || v === undefined ? "–" : h("span", { class: v >= 1 ? "over" : "" }, fmt(v));
+    const events = r.events.map(e => h("tr", { "data-device": e.device_id },
+      h("td", {}, when(e.time)), h("td", {}, deviceLink(e.device_id)), h("td", {}, e.model || "–"),
+      h("td", {}, badge(e.state)), h("td", {}, e.reason || "")));
+    return [
+      h("h1", {}, "Drift"),
+      h("div", { class: "cards" }, card(models.length, "models with drift windows", "models"),
+        card(r.devices_in_alarm.length, "devices in alarm", "in-alarm"), card(r.events.length, "alarm transitions", "transitions")),
+      models.length ? models.map(([model, m]) => h("section", { "data-model": model },
+        h("h2", {}, model + " ", h("span", { class: "muted" }, m.devices_in_alarm.length + " of " + m.devices.length + " devices in alarm")),
+        table("drift-devices-" + model, ["Device", "Latest window", "Input", "Prediction", "Quality", "Alarm", "Worst feature"],
+          m.devices.map(d => h("tr", { "data-device": d.device_id },
+            h("td", {}, deviceLink(d.device_id)), h("td", { class: "muted" }, ago(d.time) + ", " + d.samples + " samples"),
+            h("td", {}, sev(d.input_severity)), h("td", {}, sev(d.prediction_severity)), h("td", {}, sev(d.quality_severity)),
+            h("td", {}, badge(d.in_alarm ? "alarm" : "ok")), h("td", {}, d.worst_feature || "–"))), "No windows."),
+        h("div", { class: "grid" },
+          chartPanel("Input drift severity per device (≥ 1 drifting)", "chart-drift-" + model, el => C.lineChart(el, m.series.map(s => ({ name: s.device_id, points: s.points })), { legend: true })),
+          chartPanel("Worst features across devices (max severity, latest windows)", "chart-features-" + model, el => C.barChart(el, m.features.slice(0, 12).map(f => ({ label: f.feature, value: f.max })), { threshold: 1 }))))) :
+        h("p", { class: "empty" }, "No drift windows reported in the last hour."),
+      h("h2", {}, "Alarm transitions"),
+      table("drift-events", ["Time", "Device", "Model", "Alarm", "Transition"], events, "No drift alarms in the last hour."),
     ];
   }
 
@@ -139,6 +205,8 @@
     try {
       if (path.startsWith("/devices/")) { page = "device"; content = await devicePage(decodeURIComponent(path.slice(9))); }
       else if (path === "/rollouts") { page = "rollouts"; content = await rolloutPage(); }
+      else if (path === "/power") { page = "power"; content = await powerPage(); }
+      else if (path === "/drift") { page = "drift"; content = await driftPage(); }
       else content = await fleetPage();
     } catch (err) {
       content = [h("h1", {}, "Cannot load"), h("p", { class: "alert critical" }, String(err.message || err))];

@@ -5,7 +5,8 @@
 (function () {
   "use strict";
   const NS = "http://www.w3.org/2000/svg";
-  const COLORS = ["#2f5fd0", "#c2410c", "#15803d", "#9333ea", "#0e7490", "#b91c1c"];
+  const COLORS = ["#2f5fd0", "#c2410c", "#15803d", "#9333ea", "#0e7490", "#b91c1c",
+                  "#a16207", "#db2777", "#4d7c0f", "#1e40af", "#7c2d12", "#475569"];
   function node(tag, attrs, parent) {
     const n = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs || {})) n.setAttribute(k, String(v));
