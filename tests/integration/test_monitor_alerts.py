@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fakes import fleet_feed as feed
 from tests.fixtures.mosquitto import Broker, free_port
+from tests.fixtures.wait import wait_for
 
 
 class Receiver:
@@ -132,7 +132,8 @@ def test_rules_fire_and_resolve_through_webhook_and_mqtt(
         )
         for info in infos:
             info.wait_for_publish(10)
-        time.sleep(0.3)
+        received = lambda: monitor.stats()["received_total"]  # noqa: E731
+        wait_for(lambda: received() >= len(infos), 10, "the monitor to receive every message")
         assert monitor.wait_idle(10)
         changes = monitor.evaluate_alerts()
         rules_fired = sorted(c["rule"] for c in changes)
@@ -160,7 +161,7 @@ def test_rules_fire_and_resolve_through_webhook_and_mqtt(
         device.publish(
             t(DeviceChannel.STATUS), feed.last_will("hot-1"), retain=True
         ).wait_for_publish(10)
-        time.sleep(0.3)
+        wait_for(lambda: received() >= len(infos) + 2, 10, "the monitor to receive both")
         assert monitor.wait_idle(10)
         changes = monitor.evaluate_alerts()
         states = sorted((c["rule"], c["state"]) for c in changes)
@@ -211,9 +212,7 @@ def test_two_instances_deliver_each_alert_once(
             topics.device_topic("b-1", DeviceChannel.TELEMETRY),
             feed.telemetry("b-1", 1, battery_pct=3.0),
         ).wait_for_publish(10)
-        deadline = time.monotonic() + 10
-        while not monitors[0].store.rows("SELECT 1 FROM telemetry") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: monitors[0].store.rows("SELECT 1 FROM telemetry"), 10, "telemetry stored")
         for m in monitors:
             m.evaluate_alerts()
         assert len(got[0]) + len(got[1]) == 1

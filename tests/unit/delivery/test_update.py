@@ -10,6 +10,7 @@ from pathlib import Path
 from edge_agent.delivery.store import ModelStore
 from edge_agent.delivery.update import ShadowVerdict, UpdateLimits, UpdateManager, UpdateState
 from tests.fakes.model_source import LocalModelSource
+from tests.fixtures.wait import wait_for
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
 FP32 = MODELS / "digits" / "digits_fp32.tflite"
@@ -61,7 +62,8 @@ def test_cancel_stops_a_running_update(tmp_path: Path):
     result: list = []
     worker = threading.Thread(target=lambda: result.append(m.update("digits")))
     worker.start()
-    time.sleep(0.2)
+    # cancel a running update, not one yet to start (which would begin with a fresh token)
+    wait_for(lambda: [p["state"] for _, p in published] == ["downloading"], 5, "the download")
     m.cancel()
     worker.join(5)
     assert result and result[0].state is UpdateState.FAILED
