@@ -13,7 +13,7 @@ from pydantic import Field
 
 from edge_agent.config.base import StrictModel
 from edge_agent.names import Group, ModelName
-from edge_agent.trust.protocol import MAX_CHUNK_BYTES
+from edge_agent.trust.protocol import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 
 
 class FetchSettings(StrictModel):
@@ -21,7 +21,7 @@ class FetchSettings(StrictModel):
 
     chunk_bytes: int = Field(
         default=256 * 1024,
-        ge=256,
+        ge=MIN_CHUNK_BYTES,
         le=MAX_CHUNK_BYTES,
         description="Bytes per chunk (one MQTT message); at most the registry's max chunk size "
         "and below the broker's message size limit.",

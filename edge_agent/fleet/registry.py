@@ -19,10 +19,12 @@ import queue
 import threading
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
 
 from edge_agent._retry import TokenBucket
 from edge_agent.transport import topics
@@ -32,6 +34,7 @@ from edge_agent.trust.protocol import (
     BUSY,
     MAX_CHUNK_BYTES,
     MAX_RANGE_BYTES,
+    MIN_CHUNK_BYTES,
     NOT_FOUND,
     OK,
     TOO_MANY_REQUESTS,
@@ -62,8 +65,11 @@ class RegistrySettings:
     max_range_bytes: int = 16 << 20  # longest range one request may ask for
     rate_per_device: float = 4096.0  # sustained chunks per second per device (1 GiB/s at 256 KiB)
     burst_per_device: int = 256  # chunks a device may ask for at once
+    max_frames_per_request: int = 1024  # a dearer request is refused (no debt to run up)
     workers: int = 4  # threads reading chunks and publishing answers
     queue_limit: int = 4096  # queued requests before answering "busy"
+    frames_in_flight: int = 64  # frames per worker handed to paho and not yet on the socket
+    stall_s: float = 10.0  # a range whose frames cannot leave for this long is given up
     notify_poll_s: float = 1.0  # how often to look for a new timestamp
 
     def __post_init__(self) -> None:
@@ -73,6 +79,8 @@ class RegistrySettings:
             raise ValueError(f"max_range_bytes must be max_chunk_bytes..{MAX_RANGE_BYTES}")
         if self.rate_per_device <= 0 or self.burst_per_device < 1 or self.workers < 1:
             raise ValueError("rate_per_device > 0, burst_per_device >= 1 and workers >= 1")
+        if self.max_frames_per_request < 1 or self.frames_in_flight < 1:
+            raise ValueError("max_frames_per_request >= 1 and frames_in_flight >= 1")
 
 
 class DeviceRateLimiter:
@@ -200,6 +208,17 @@ class RegistryServer:
                 f"range of {request.length} bytes exceeds the registry's "
                 f"max range of {limits.max_range_bytes} bytes"
             )
+        if request.chunk and request.chunk < MIN_CHUNK_BYTES:
+            return (
+                f"chunk of {request.chunk} bytes is below the registry's minimum of "
+                f"{MIN_CHUNK_BYTES} bytes (every frame costs far more than its bytes)"
+            )
+        frames = frames_in(request)
+        if frames > limits.max_frames_per_request:
+            return (
+                f"range of {frames} frames exceeds the {limits.max_frames_per_request} frames "
+                "one request may ask for; ask for shorter ranges or bigger chunks"
+            )
         return ""
 
     # -- workers -------------------------------------------------------------------------
@@ -233,13 +252,20 @@ class RegistryServer:
                 return
             end = min(request.offset + request.length, total)
             offset = request.offset
+            sent: deque[mqtt.MQTTMessageInfo] = deque()
             while True:  # at least one frame: an empty file (or range at its end) gets one
                 length = min(request.frame_bytes, end - offset)
-                self._publish_frame(device, self._frame(request, fd, offset, length, total))
+                info = self._publish_frame(device, self._frame(request, fd, offset, length, total))
                 with self._stats_lock:
                     self.requests[(device, request.path)] += 1
                 offset += length
                 if offset >= end or self._stop.is_set():
+                    return
+                if info is not None:
+                    sent.append(info)
+                if len(sent) > self.settings.frames_in_flight and not self._left(sent.popleft()):
+                    self._count("stalled")  # the device re-asks for what it misses
+                    log.warning("%s: frames to %s are not leaving; range given up", path, device)
                     return
         finally:
             os.close(fd)
@@ -276,10 +302,18 @@ class RegistryServer:
         )
         self._publish_frame(device, response.encode())
 
-    def _publish_frame(self, device: str, frame: bytes | bytearray) -> None:
+    def _left(self, info: mqtt.MQTTMessageInfo) -> bool:
+        """Wait until a frame is written to the socket (paho's outgoing queue stays bounded)."""
+        try:
+            info.wait_for_publish(self.settings.stall_s)
+        except (RuntimeError, ValueError):  # not queued: the connection is gone
+            return False
+        return info.is_published()
+
+    def _publish_frame(self, device: str, frame: bytes | bytearray) -> mqtt.MQTTMessageInfo | None:
         """Every frame to a device leaves through here (tests inject misbehaviour here)."""
         topic = topics.registry_response(device)
-        self.client.publish(topic, frame, qos=FRAME_QOS)  # type: ignore[arg-type]
+        return self.client.publish(topic, frame, qos=FRAME_QOS)  # type: ignore[arg-type]
 
     def _count(self, reason: str) -> None:
         with self._stats_lock:

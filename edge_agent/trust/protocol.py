@@ -45,6 +45,10 @@ from edge_agent.errors import WireError
 from edge_agent.wire._clean import clean_text, dumps, loads_object
 from edge_agent.wire._document import SCHEMA_VERSION, check_version
 
+MIN_CHUNK_BYTES = 256
+"""The smallest chunk a registry answers: below it a frame's overhead dwarfs its bytes (a
+16 MiB range at 1-byte chunks would be 16.7 million frames). Devices' ``chunk_bytes`` has the
+same floor."""
 MAX_CHUNK_BYTES = 1 << 20
 """The largest chunk a frame may carry (far below Mosquitto's default message size limit)."""
 MAX_RANGE_BYTES = 256 << 20

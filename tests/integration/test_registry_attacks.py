@@ -13,6 +13,7 @@ import queue
 import shutil
 import threading
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.operator.keys import generate_key, load_key
 from edge_agent.trust.operator.repository import RoleKeys
-from edge_agent.trust.protocol import OK, ChunkResponse
+from edge_agent.trust.protocol import BAD_REQUEST, OK, ChunkRequest, ChunkResponse, decode_response
 from tests.fakes.delivery_env import (
     FAST,
     DeliveryEnv,
@@ -377,3 +378,52 @@ def test_registry_that_stops_mid_transfer_fails_cleanly_then_resumes(
         chunks = -(-release.length // device.settings.chunk_bytes)
         fetched_again = env.server.requests_for(device.device_id, "targets/") - before
         assert fetched_again < chunks - 20  # resumed, did not start over
+
+
+def test_rejects_a_claimed_size_of_16_tib_before_planning_for_it(tmp_path: Path, mosquitto: Broker):
+    """Regression: the fetcher turned the first answer's claimed total into a queue of chunk
+    indices before the size limit applied (a claim of 2**44 used 1.4 GB before MemoryError)."""
+    import resource
+
+    chunk = FAST.chunk_bytes
+
+    def claim_16_tib(_device: str, response: ChunkResponse) -> list[bytes]:
+        if response.status != OK or not response.path.startswith("metadata/"):
+            return [response.encode()]
+        padded = bytes(response.data).ljust(chunk, b" ")  # a full first chunk, as a liar sends
+        return [replace(response, total=2**44, data=padded, crc32=None).encode()]
+
+    with delivery_env(tmp_path, mosquitto.url, server_class=MisbehavingRegistry) as env:
+        env.server.mangle = claim_16_tib  # type: ignore[attr-defined]
+        device = env.device()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with device.updater() as updater, pytest.raises(UpdateError, match="17592186044416 bytes"):
+            updater.refresh()
+        grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert grown_mib < 100, f"the peak grew by {grown_mib:.0f} MiB"
+
+
+@pytest.mark.parametrize(
+    ("chunk", "reason"),
+    [
+        (1, "below the registry's minimum of 256 bytes"),
+        (4096, "range of 4096 frames exceeds the 1024 frames one request may ask for"),
+    ],
+)
+def test_rejects_frame_amplification_requests(tmp_path: Path, mosquitto: Broker, chunk, reason):
+    """Regression: the registry accepted chunk=1 (one 16 MiB range cost 16.7 million frames)
+    and let a request dearer than the burst through, only putting the device in debt."""
+    with delivery_env(tmp_path, mosquitto.url) as env:
+        env.publish(DIGITS / "digits_fp32.tflite", version="1.0.0")
+        answers: queue.Queue[ChunkResponse] = queue.Queue()
+        with MqttClient(env.broker_url, "greedy") as greedy:
+            greedy.connect()
+            greedy.subscribe(
+                topics.registry_response("greedy"),
+                lambda m: answers.put(decode_response(m.payload)),  # type: ignore[arg-type]
+            )
+            request = ChunkRequest("0123456789abcdef", "metadata/1.root.json", 0, 16 << 20, chunk)
+            greedy.publish(topics.registry_request("greedy"), request.encode())
+            answer = answers.get(timeout=10)
+        assert answer.status == BAD_REQUEST and reason in answer.reason
+        assert env.server.requests_for("greedy") == 0  # not one frame of file bytes

@@ -86,18 +86,23 @@ class ChunkTransfer:
         self._ranges: dict[str, _Range] = {}
         self._in_flight = 0
         self._total: int | None = None
+        self._max_total: int | None = None
         self._skip: frozenset[int] = frozenset()
 
-    def chunks(self, total: int | None, skip: Iterable[int] = ()) -> Iterator[Chunk]:
+    def chunks(
+        self, total: int | None, skip: Iterable[int] = (), max_total: int | None = None
+    ) -> Iterator[Chunk]:
         """Fetch every chunk of the file except ``skip``, in about file order.
 
         ``total`` is the file size when known (signed metadata says it); when None, the first
-        answer's size is used. A registry whose size differs from ``total`` fails the transfer
-        (wrong length).
+        answer's size is used, and a size over ``max_total`` fails the transfer before anything
+        is planned for it (a registry's claim is not trusted with memory). A registry whose
+        size differs from ``total`` fails the transfer (wrong length).
         """
         run = self.settings.run
         self._skip = frozenset(skip)
         self._total = total
+        self._max_total = max_total
         first = range(self._count(total)) if total is not None else range(run)
         self._pending = deque(i for i in first if i not in self._skip)
         inbox: queue.Queue[ChunkResponse] = queue.Queue(maxsize=self.settings.window * 4)
@@ -237,6 +242,11 @@ class ChunkTransfer:
 
     def _learn_total(self, total: int) -> None:
         """The file size is known now: drop requests beyond its end, queue the rest."""
+        if self._max_total is not None and total > self._max_total:
+            raise DownloadError(
+                f"registry says {self.path} has {total} bytes; more than the {self._max_total} "
+                "allowed for it (refused before fetching)"
+            )
         self._total = total
         count = self._count(total)
         for request_id, rng in list(self._ranges.items()):
@@ -312,9 +322,7 @@ def fetch_stream(
     transfer = ChunkTransfer(link, path, settings, cancel)
     held: dict[int, bytes] = {}
     next_index = 0
-    for index, data, total, _crc in transfer.chunks(None):
-        if total > max_bytes:
-            raise DownloadError(f"registry says {path} has {total} bytes; more than {max_bytes}")
+    for index, data, _total, _crc in transfer.chunks(None, max_total=max_bytes):
         held[index] = bytes(data)
         while next_index in held:
             yield held.pop(next_index)
