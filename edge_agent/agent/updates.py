@@ -9,7 +9,6 @@ so it is never installed again.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,11 +19,13 @@ from edge_agent.delivery.following import RolloutSource
 from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.delivery.update import ModelSource, ShadowVerdict, UpdateManager
+from edge_agent.errors import WireError
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, provision
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.device.variants import Platform
+from edge_agent.wire.notices import RegistryNotice
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,9 @@ class AgentUpdates:
 
     def _on_notify(self, message: Message) -> None:
         try:
-            version = int(json.loads(message.payload)["timestamp_version"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignored a registry notification that is not {timestamp_version: N}")
+            version = RegistryNotice.decode(message.payload).timestamp_version
+        except WireError as exc:
+            log.warning("ignored a registry notification (%s)", exc)
             return
         if version != self._seen_timestamp:  # a nudge only: TUF decides what is new
             self._seen_timestamp = version

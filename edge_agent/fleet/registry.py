@@ -44,6 +44,7 @@ from edge_agent.trust.protocol import (
     encode_header,
     header_bytes,
 )
+from edge_agent.wire.notices import RegistryNotice
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ class RegistryServer:
         """Publish the timestamp version (retained) if it is newer than the last announced."""
         version = self._timestamp_version()
         if version > self.announced_version:
-            payload = json.dumps({"timestamp_version": version}).encode()
+            payload = RegistryNotice(timestamp_version=version).encode()
             self.client.publish(topics.registry_notify(), payload, qos=1, retain=True)
             self.announced_version = version
 

@@ -5,16 +5,16 @@ used by whoever sends it (the agent, the simulator, the test fakes) and whoever 
 (the agent's command handler, the monitor). Decoding sanitises text and numbers in one place
 (:mod:`edge_agent.wire._clean`) and raises nothing but :class:`~edge_agent.errors.WireError`.
 
-=================  ========================================  ===============================
-topic channel      document                                  module
-=================  ========================================  ===============================
-``status``         :class:`Status` (and its last will)        :mod:`edge_agent.wire.status`
-``telemetry``      :class:`Envelope` of :class:`TelemetryReport` / :class:`PowerPolicyEvent`
-``drift``          :class:`Envelope` of :class:`DriftReport` / :class:`DriftAlarmEvent`
-``rollout``        :class:`Transition` / :class:`SwapEvent`   :mod:`edge_agent.wire.transitions`
-``cmd``            :class:`Command`                           :mod:`edge_agent.wire.commands`
-``samples``        :class:`SampleChunkHeader` + bytes         :mod:`edge_agent.wire.chunks`
-=================  ========================================  ===============================
+- ``status``: :class:`Status` and its last will (:mod:`~edge_agent.wire.status`);
+- ``telemetry``: an :class:`Envelope` of a :class:`TelemetryReport` or a
+  :class:`PowerPolicyEvent` (:mod:`~edge_agent.wire.telemetry`);
+- ``drift``: an :class:`Envelope` of a :class:`DriftReport` or a :class:`DriftAlarmEvent`
+  (:mod:`~edge_agent.wire.drift`);
+- ``rollout``: a :class:`Transition` or a :class:`SwapEvent` (:mod:`~edge_agent.wire.transitions`);
+- ``cmd``: a :class:`Command` (:mod:`~edge_agent.wire.commands`);
+- ``samples``: a :class:`SampleChunkHeader` line, then bytes (:mod:`~edge_agent.wire.chunks`);
+- ``registry/notify``: a :class:`RegistryNotice` (:mod:`~edge_agent.wire.notices`); the
+  registry's chunk requests and frames are ``edge_agent.trust.protocol`` (binary frames).
 
 The states those documents carry are enums in :mod:`edge_agent.wire.states`. Device side and
 operator side both import this package; it imports neither.
@@ -27,6 +27,7 @@ from edge_agent.wire._document import SCHEMA_VERSION, Document
 from edge_agent.wire.chunks import SampleChunkHeader, decode_sample_chunk, encode_sample_chunk
 from edge_agent.wire.commands import Command
 from edge_agent.wire.drift import DriftAlarmEvent, DriftReport, decode_drift
+from edge_agent.wire.notices import RegistryNotice
 from edge_agent.wire.states import (
     FAILED_STATES,
     GOOD_STATES,
@@ -52,6 +53,7 @@ __all__ = [
     "Envelope",
     "ModelStatus",
     "PowerPolicyEvent",
+    "RegistryNotice",
     "SampleChunkHeader",
     "Status",
     "SwapEvent",

@@ -16,6 +16,7 @@ from edge_agent.wire import (
     Envelope,
     ModelStatus,
     PowerPolicyEvent,
+    RegistryNotice,
     SampleChunkHeader,
     Status,
     SwapEvent,
@@ -129,3 +130,24 @@ def test_a_newer_schema_version_is_refused_not_half_read() -> None:
         Status.decode(b'{"v": 2, "state": "online"}')
     assert refused.value.reason == "unknown_version"
     assert Status.decode(b'{"state": "online"}').v == 1  # agents before the field
+
+
+def test_registry_notice() -> None:
+    notice = RegistryNotice(timestamp_version=7)
+    assert RegistryNotice.decode(notice.encode()) == notice
+    assert RegistryNotice.decode(b'{"timestamp_version": 3}').timestamp_version == 3
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"timestamp_version": 1e999}',  # was an OverflowError on paho's thread
+        b'{"timestamp_version": "7"}',
+        b'{"timestamp_version": -1}',
+        b"[" * 100_000,  # was a RecursionError
+        b"{}",
+    ],
+)
+def test_a_malformed_registry_notice_is_a_wire_error(payload: bytes) -> None:
+    with pytest.raises(WireError):
+        RegistryNotice.decode(payload)

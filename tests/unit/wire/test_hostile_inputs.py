@@ -23,6 +23,7 @@ from edge_agent.wire import (
     Command,
     Document,
     Envelope,
+    RegistryNotice,
     Status,
     decode_drift,
     decode_rollout,
@@ -69,6 +70,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "drift": drift_of,
     "rollout": decode_rollout,
     "command": Command.decode,
+    "notice": RegistryNotice.decode,
     "sample": lambda data: decode_sample_chunk(data)[0],
 }
 
@@ -78,6 +80,7 @@ REAL: dict[str, bytes] = {
     "drift": feed.drift_messages("digits", 3.0)[0],
     "rollout": feed.rollout("digits", "2", "rejected", "low", agreement=0.4),
     "command": b'{"command": "sample-now", "count": 3, "model": "digits"}',
+    "notice": b'{"v": 1, "timestamp_version": 12}',
     "sample": feed.sample_chunks("d" * 32)[0],
 }
 
