@@ -41,6 +41,7 @@ from typing import Any
 
 from edge_agent.errors import TransportError
 from edge_agent.transport.topics import DeviceChannel
+from edge_agent.wire.telemetry import Envelope
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -81,12 +82,10 @@ class Record:
     payload: bytes
 
     def envelope(self) -> bytes:
-        """The MQTT payload: ``{"id", "seq", "priority", "created", "data"}`` as JSON."""
-        head = (
-            f'{{"id":"{self.record_id}","seq":{self.seq},'
-            f'"priority":"{self.priority.name.lower()}","created":{self.created!r},"data":'
+        """The MQTT payload: the wire's ``Envelope`` around the stored document."""
+        return Envelope.frame(
+            self.record_id, self.seq, self.priority.name.lower(), self.created, self.payload
         )
-        return head.encode() + self.payload + b"}"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ framed in an :class:`Envelope`: ``{"id": "<outbox>-<seq>", "seq", "priority", "c
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, SkipValidation, field_validator
@@ -52,6 +53,19 @@ class Envelope(Part):
         cleaned = text(value, MAX_RECORD_ID)
         assert cleaned is not None
         return cleaned
+
+    @staticmethod
+    def frame(record_id: str, seq: int, priority: str, created: float, data: bytes) -> bytes:
+        """The envelope around ``data`` (an encoded document), without decoding it again.
+
+        The outbox stores each document encoded once and frames it when it is sent, so the
+        frame is written here by hand; ``decode`` reads it back.
+        """
+        head = (
+            f'{{"id":{json.dumps(record_id)},"seq":{int(seq)},'
+            f'"priority":{json.dumps(priority)},"created":{float(created)!r},"data":'
+        )
+        return head.encode() + data + b"}"
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview | str) -> Envelope:
