@@ -23,6 +23,7 @@ from edge_agent.config import (
     RuntimeSettings,
     resolve_device_config,
 )
+from edge_agent.runtime.tools.bench import DEFAULT_RUNS, DEFAULT_WARMUP_RUNS
 
 _LITERT_DELEGATES = frozenset(typing.get_args(LiteRTDelegateName))
 _ONNX_PROVIDERS = frozenset(typing.get_args(OnnxProviderName))
@@ -260,14 +261,14 @@ def _describe_output(value: np.ndarray, labels: list[str] | None, top_k: int) ->
 @click.option(
     "--runs",
     type=click.IntRange(1, 1_000_000),
-    default=100,
+    default=DEFAULT_RUNS,
     show_default=True,
     help="Timed inferences.",
 )
 @click.option(
     "--warmup",
     type=click.IntRange(0, 100_000),
-    default=10,
+    default=DEFAULT_WARMUP_RUNS,
     show_default=True,
     help="Untimed inferences before timing.",
 )

@@ -80,11 +80,17 @@ def latency_summary(samples_s: np.ndarray) -> dict[str, float]:
     }
 
 
+DEFAULT_RUNS = 100
+"""Timed inferences of a benchmark."""
+DEFAULT_WARMUP_RUNS = 10
+"""Untimed inferences before timing (delegate compilation, caches)."""
+
+
 def benchmark(
     path: Path,
     settings: RuntimeSettings,
-    runs: int = 100,
-    warmup_runs: int = 10,
+    runs: int = DEFAULT_RUNS,
+    warmup_runs: int = DEFAULT_WARMUP_RUNS,
     progress: Callable[[int], None] | None = None,
 ) -> BenchResult:
     """Load ``path`` with ``settings`` and time ``runs`` inferences after ``warmup_runs``."""

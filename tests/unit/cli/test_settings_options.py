@@ -117,3 +117,15 @@ def test_convert_defaults_are_the_option_classes_defaults():
     for command, defaults in expected.items():
         options = _options(convert.commands[command])
         assert {name: options[name].default for name in defaults} == defaults, command
+
+
+def test_bench_defaults_are_the_benchmark_defaults():
+    import inspect
+
+    from edge_agent.cli.runtime_cmd import bench
+    from edge_agent.runtime.tools.bench import benchmark
+
+    signature = inspect.signature(benchmark).parameters
+    options = _options(bench)
+    assert options["runs"].default == signature["runs"].default
+    assert options["warmup"].default == signature["warmup_runs"].default
