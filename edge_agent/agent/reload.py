@@ -93,7 +93,7 @@ def plan_reload(
     for entry in wanted:
         if entry.name not in running:
             plan.add.append(entry)
-        elif entry.path != running[entry.name].path:
+        elif entry != running[entry.name]:  # a new file or a new drift profile
             plan.swap.append(entry)
     return plan
 

@@ -109,3 +109,14 @@ def test_the_running_config_takes_live_sections_from_the_file_and_keeps_the_rest
     assert [m.name for m in plan.running.models] == ["b"]
     assert plan.running.api.listen == "127.0.0.1:8080"
     assert plan.needs_restart == ["api"]
+
+
+def test_a_changed_drift_profile_swaps_the_model_in_with_it():
+    """A `models` change is applied live: a new profile for the same file was ignored."""
+    current = config({"a": "/m/a.onnx"})
+    fresh = AgentConfig.model_validate(
+        {"device_id": "cam-1", "models": [{"name": "a", "path": "/m/a.onnx", "profile": "/p.json"}]}
+    )
+    plan = plan_reload({"a": current.models[0]}, current, fresh)
+    assert [(e.name, str(e.profile)) for e in plan.swap] == [("a", "/p.json")]
+    assert plan.needs_restart == []
