@@ -20,6 +20,7 @@ from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
 from edge_agent.serving.swap import SwapController
+from edge_agent.wire.states import SwapState
 
 if TYPE_CHECKING:
     from edge_agent.agent.reload import ReloadPlan
@@ -220,7 +221,7 @@ class ModelHost:
 
     def _swap_event(self, event: SwapEvent) -> None:
         self.events.append(event)
-        rolled_back = event["state"] == "rolled_back"
+        rolled_back = event["state"] == SwapState.ROLLED_BACK
         if rolled_back and self.updates is not None and event["model"] in self.delivered:
             self.updates.roll_back(event["model"], event["reason"])
         if rolled_back:

@@ -28,6 +28,7 @@ from edge_agent.fleet.registry import RegistryServer, RegistrySettings
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.operator.publish import add_model
 from edge_agent.trust.operator.repository import OperatorRepository
+from edge_agent.wire.states import SwapState
 
 DEVICE = "demo-cam-1"
 MODEL = "digits32"
@@ -362,7 +363,7 @@ class Demo:
 
     def _show_rollout_events(self, agent: Agent) -> None:
         for event in agent._events:  # the swap controller's account of the change
-            if event["state"] in ("active", "rejected", "rolled_back"):
+            if event["state"] in (SwapState.ACTIVE, SwapState.REJECTED, SwapState.ROLLED_BACK):
                 evidence = event.get("evidence", {})
                 self.step(
                     "rollout",
