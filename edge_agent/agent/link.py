@@ -11,7 +11,7 @@ from __future__ import annotations
 from edge_agent.config import AgentConfig
 from edge_agent.errors import WireError
 from edge_agent.transport import topics
-from edge_agent.transport.client import LastWill, MqttClient, TlsFiles
+from edge_agent.transport.client import LastWill, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.commands import COMMANDS, MAX_SAMPLES_PER_COMMAND, Command
 from edge_agent.wire.status import Status
@@ -30,23 +30,22 @@ def parse_command(payload: bytes) -> Command | str:
 
 
 def device_client(config: AgentConfig) -> MqttClient:
-    """The device's MQTT client: per-device credentials, TLS, the `offline` last will."""
+    """The device's MQTT client: per-device credentials, TLS, the `offline` last will.
+
+    The client id is the device id itself: the shipped broker binds it to the user name
+    (``use_username_as_clientid``), so one device can never take over another's session.
+
+    Raises:
+        TransportError: the password file or a TLS file cannot be read.
+    """
     broker = config.broker
     if broker is None:
         raise ValueError("the agent config has no broker")
-    password = broker.password_file.read_text().strip() if broker.password_file else None
     status_topic = topics.device_topic(config.device_id, DeviceChannel.STATUS)
     offline = Status.last_will(config.device_id).encode()
-    tls = None
-    if broker.ca_file or broker.cert_file:
-        tls = TlsFiles(broker.ca_file, broker.cert_file, broker.key_file)
-    return MqttClient(
-        broker.url,
-        f"edge-agent-{config.device_id}",
-        username=broker.username,
-        password=password,
-        tls=tls,
-        keepalive_s=broker.keepalive_s,
+    return MqttClient.from_settings(
+        broker,
+        config.device_id,
         will=LastWill(status_topic, offline),
         protocol=5 if broker.protocol == "5" else 4,
         session_expiry_s=broker.session_expiry_s or None,

@@ -13,8 +13,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from edge_agent.cli import _params
+from edge_agent.cli._broker import broker_options
 from edge_agent.cli._settings import field_range
-from edge_agent.config import FetchSettings, resolve_device_config
+from edge_agent.config import BrokerSettings, FetchSettings, resolve_device_config
 from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import InstalledModel, ModelStore
 from edge_agent.delivery.update import Transition, UpdateLimits, UpdateManager, UpdateState
@@ -97,7 +98,7 @@ def rollback(layout: StoreLayout, name: str) -> None:
 
 
 @models.command("pull")
-@click.option("--broker", required=True, help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT].")
+@broker_options()
 @click.option(
     "--root",
     "root_json",
@@ -159,7 +160,7 @@ def rollback(layout: StoreLayout, name: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final transitions as JSON.")
 def pull(
-    broker: str,
+    broker: BrokerSettings,
     root_json: Path,
     layout: StoreLayout,
     device_id: str,
@@ -186,7 +187,10 @@ def pull(
         chunk_bytes=chunk_bytes, window=window, chunk_timeout_s=chunk_timeout, deadline_s=timeout
     )
     results: list[Transition] = []
-    with ModelStore(layout.models) as store, MqttClient(broker, f"{device_id}-pull") as client:
+    with (
+        ModelStore(layout.models) as store,
+        MqttClient.from_settings(broker, f"{device_id}-pull") as client,
+    ):
         client.connect()
         link = RegistryLink(client, device_id)
 

@@ -8,6 +8,8 @@ import threading
 import click
 
 from edge_agent.cli import _params
+from edge_agent.cli._broker import broker_options
+from edge_agent.config import BrokerSettings
 from edge_agent.fleet.monitor import AlertRules, IngestSettings, Monitor, MonitorSettings
 
 _RULES = AlertRules()
@@ -21,7 +23,7 @@ def monitor() -> None:
 
 
 @monitor.command("serve")
-@click.option("--broker", required=True, help="MQTT broker URL, e.g. mqtt://broker:1883.")
+@broker_options()
 @click.option(
     "--db",
     default="sqlite:///var/lib/edge-agent/monitor.db",
@@ -68,7 +70,7 @@ def monitor() -> None:
 @click.option("--battery-low-pct", default=_RULES.battery_low_pct, show_default=True, type=float)
 @click.option("--overheat-c", default=_RULES.overheat_c, show_default=True, type=float)
 def serve(
-    broker: str,
+    broker: BrokerSettings,
     db: str,
     listen: str,
     retention_days: float,
@@ -105,7 +107,7 @@ def serve(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     instance = Monitor(db, broker, settings).start()
     click.echo(f"monitor: dashboard on {instance.url}/  metrics on {instance.url}/metrics")
-    click.echo(f"monitor: ingesting from {broker} into {instance.store.describe()}")
+    click.echo(f"monitor: ingesting from {broker.url} into {instance.store.describe()}")
     try:
         stop.wait()
     finally:

@@ -9,6 +9,8 @@ from types import FrameType
 
 import click
 
+from edge_agent.cli._broker import broker_options
+from edge_agent.config import BrokerSettings
 from edge_agent.fleet.registry import RegistryServer, RegistrySettings
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.operator.repository import OperatorRepository
@@ -30,7 +32,7 @@ def registry() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The repository made by `edge-agent repo init`.",
 )
-@click.option("--broker", required=True, help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT].")
+@broker_options()
 @click.option("--client-id", default="edge-agent-registry", show_default=True)
 @click.option(
     "--max-chunk",
@@ -64,7 +66,7 @@ def registry() -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=_DEFAULTS.workers, show_default=True)
 def serve(
     repo_dir: Path,
-    broker: str,
+    broker: BrokerSettings,
     client_id: str,
     max_chunk: int,
     max_range: int,
@@ -93,12 +95,12 @@ def serve(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with MqttClient(broker, client_id) as client:
+    with MqttClient.from_settings(broker, client_id) as client:
         client.connect()
         server = RegistryServer(repo_dir, client, settings)
         server.start()
         click.echo(
-            f"serving {repo_dir} on {broker} (max chunk {max_chunk} B, "
+            f"serving {repo_dir} on {broker.url} (max chunk {max_chunk} B, "
             f"{rate:g} chunks/s per device)",
             err=True,
         )

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from edge_agent.cli import _params
-from edge_agent.config import AgentConfig, ApiSettings, validate
+from edge_agent.cli._broker import broker_options
+from edge_agent.config import AgentConfig, ApiSettings, BrokerSettings, validate
 from edge_agent.errors import ConfigError
 
 
@@ -40,12 +41,7 @@ from edge_agent.errors import ConfigError
     show_default=True,
     help="With --model: HOST:PORT or unix:/path of the local inference API.",
 )
-@click.option(
-    "--broker",
-    default=None,
-    metavar="URL",
-    help="With --model: mqtt://host:port for telemetry and status.",
-)
+@broker_options(required=False)
 @click.option(
     "--device-id",
     type=_params.DEVICE_ID,
@@ -71,7 +67,7 @@ def run(
     model_path: Path | None,
     name: str | None,
     api: str,
-    broker: str | None,
+    broker: BrokerSettings | None,
     device_id: str | None,
     device: str,
     store_dir: Path,
@@ -112,7 +108,7 @@ def quick_config(
     model: Path,
     name: str | None,
     api: str,
-    broker: str | None,
+    broker: BrokerSettings | None,
     device_id: str | None,
     device: str,
     store_dir: Path,
@@ -126,6 +122,6 @@ def quick_config(
         "api": {"listen": api},
         "store_dir": str(store_dir),
     }
-    if broker:
-        data["broker"] = {"url": broker}
+    if broker is not None:
+        data["broker"] = broker.model_dump(mode="json", exclude_none=True)
     return validate(AgentConfig, data, source="the command line")

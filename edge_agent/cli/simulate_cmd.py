@@ -17,10 +17,12 @@ from types import FrameType
 import click
 
 from edge_agent.cli import _params
+from edge_agent.cli._broker import broker_options
+from edge_agent.config import BrokerSettings
 
 
 @click.command("simulate")
-@click.option("--broker", required=True, help="mqtt://HOST[:PORT].")
+@broker_options()
 @click.option(
     "--root",
     "root_json",
@@ -94,7 +96,7 @@ from edge_agent.cli import _params
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
 def simulate(
-    broker: str,
+    broker: BrokerSettings,
     root_json: Path,
     devices: int,
     model: str,
@@ -154,7 +156,7 @@ def simulate(
             with simulator:
                 if not as_json:
                     click.echo(
-                        f"{devices} simulated devices on {broker} (group {group}); Ctrl-C stops"
+                        f"{devices} simulated devices on {broker.url} (group {group}); Ctrl-C stops"
                     )
                 started = time.monotonic()
                 while not stop.wait(min(5.0, duration) if duration else 5.0):

@@ -12,9 +12,9 @@ from pathlib import Path
 from edge_agent.config.agent_schema import (
     AgentConfig,
     ApiSettings,
-    BrokerSettings,
     ModelEntry,
 )
+from edge_agent.config.broker_schema import BrokerSettings
 from edge_agent.config.capture_schema import (
     ByClassSettings,
     CaptureSettings,

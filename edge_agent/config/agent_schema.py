@@ -14,11 +14,11 @@ description, which is also where ``docs/config-reference.md`` comes from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from edge_agent.config.base import StrictModel
+from edge_agent.config.broker_schema import BrokerSettings
 from edge_agent.config.capture_schema import CaptureSettings
 from edge_agent.config.delivery_schema import ModelDeliverySettings
 from edge_agent.config.pipeline_schema import PipelineSettings
@@ -39,35 +39,6 @@ class ModelEntry(StrictModel):
         default=None,
         description="Reference profile for drift detection (`edge-agent convert profile`; "
         "built from held-out data, not the training set). No drift detection without it.",
-    )
-
-
-class BrokerSettings(StrictModel):
-    """How the agent reaches its MQTT broker."""
-
-    url: str = Field(
-        pattern=r"^mqtts?://[^/\s]+(:\d+)?/?$",
-        description="`mqtt://host:1883` or `mqtts://host:8883` (TLS).",
-    )
-    username: str | None = Field(default=None, description="MQTT username (per device).")
-    password_file: Path | None = Field(
-        default=None, description="File holding the MQTT password (keep it out of this file)."
-    )
-    ca_file: Path | None = Field(default=None, description="CA bundle that signed the broker.")
-    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
-    key_file: Path | None = Field(default=None, description="Client private key (mutual TLS).")
-    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive (seconds).")
-    protocol: Literal["5", "3.1.1"] = Field(
-        default="5",
-        description="MQTT version. 5 resumes the device's session after an outage (commands "
-        "queued by the broker arrive); 3.1.1 for brokers without v5.",
-    )
-    session_expiry_s: int = Field(
-        default=3600,
-        ge=0,
-        le=7 * 86400,
-        description="MQTT v5: how long the broker keeps this device's session (subscriptions "
-        "and queued QoS 1 messages) while it is offline; 0 starts clean every time.",
     )
 
 

@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.config.broker_schema import BrokerSettings
 from edge_agent.errors import TransportError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,71 @@ class TlsFiles:
     key_file: Path | None = None
 
 
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """A client TLS context that always verifies the broker (certificate chain and host name).
+
+    Raises:
+        TransportError: a CA, certificate or key file cannot be read or is not what it claims.
+    """
+    ca = files.ca_file
+    try:
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError(f"cannot load the broker CA file {ca}: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if files.cert_file is not None:
+        try:
+            key = str(files.key_file) if files.key_file else None
+            context.load_cert_chain(str(files.cert_file), key)
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportError(
+                f"cannot load the client certificate {files.cert_file} "
+                f"(key {files.key_file}): {exc}"
+            ) from None
+    return context
+
+
+def apply_broker_settings(paho_client: mqtt.Client, settings: BrokerSettings) -> None:
+    """Put the user, password and TLS of ``settings`` on a paho client.
+
+    For the clients that drive paho themselves (the monitor's ingest, which acknowledges by
+    hand); :meth:`MqttClient.from_settings` is the way for everyone else.
+
+    Raises:
+        TransportError: the password file or a TLS file cannot be read.
+    """
+    username, password = _credentials(settings)
+    if username is not None:
+        paho_client.username_pw_set(username, password)
+    if settings.tls:
+        paho_client.tls_set_context(tls_context(_tls_files(settings)))
+
+
+def _credentials(settings: BrokerSettings) -> tuple[str | None, str | None]:
+    try:
+        return settings.username, settings.read_password()
+    except OSError as exc:
+        raise TransportError(
+            f"cannot read the broker password file {settings.password_file}: {exc.strerror or exc}"
+        ) from None
+
+
+def _tls_files(settings: BrokerSettings) -> TlsFiles:
+    return TlsFiles(settings.ca_file, settings.cert_file, settings.key_file)
+
+
+def describe_tls_failure(where: str, ca_file: Path | None, exc: ssl.SSLError) -> str:
+    """What a failed TLS handshake means for the person who configured the client."""
+    trusted = f"the CA in {ca_file}" if ca_file else "the system's CAs (no CA file given)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the broker at {where} presented a certificate that does not verify against "
+            f"{trusted}: {exc.verify_message}; give the CA that signed the broker's "
+            "certificate (--broker-ca-file, broker.ca_file)"
+        )
+    return f"TLS handshake with the broker at {where} failed: {exc}"
+
+
 @dataclass(frozen=True)
 class LastWill:
     """What the broker publishes for us if we vanish (the retained 'offline' status)."""
@@ -119,6 +185,7 @@ class MqttClient:
         """
         self.address = BrokerAddress.from_url(url)
         self.client_id = client_id
+        self._ca_file = tls.ca_file if tls is not None else None
         self._keepalive_s = keepalive_s
         self._subscriptions: dict[str, tuple[int, Handler]] = {}
         self._lock = threading.Lock()
@@ -151,19 +218,33 @@ class MqttClient:
         if username is not None:
             self._paho.username_pw_set(username, password)
         if self.address.tls or tls is not None:
-            files = tls or TlsFiles()
-            self._paho.tls_set(
-                ca_certs=str(files.ca_file) if files.ca_file else None,
-                certfile=str(files.cert_file) if files.cert_file else None,
-                keyfile=str(files.key_file) if files.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            self._paho.tls_set_context(tls_context(tls or TlsFiles()))
         if will is not None:
             self._paho.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._paho.on_connect = self._on_connect
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_message = self._on_message
         self._paho.on_subscribe = self._on_subscribe
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings, client_id: str, **options: Any) -> MqttClient:
+        """A client that logs in as ``settings`` say (user, password file, TLS files).
+
+        ``options`` are the constructor's keyword options (will, protocol, session expiry ...).
+
+        Raises:
+            TransportError: the password file or a TLS file cannot be read.
+        """
+        username, password = _credentials(settings)
+        options.setdefault("keepalive_s", settings.keepalive_s)
+        return cls(
+            settings.url,
+            client_id,
+            username=username,
+            password=password,
+            tls=_tls_files(settings) if settings.tls else None,
+            **options,
+        )
 
     # -- connection ------------------------------------------------------------------------
 
@@ -178,6 +259,16 @@ class MqttClient:
             self._connect_async()
         except (OSError, ValueError) as exc:
             raise TransportError(f"cannot reach the broker at {self._where()}: {exc}") from None
+        try:
+            # the first attempt here, not on the network thread, so that a certificate that
+            # does not verify is an error that says so instead of a silent retry loop
+            self._paho.reconnect()
+        except ssl.SSLError as exc:
+            self._reset_sockets()
+            raise TransportError(describe_tls_failure(self._where(), self._ca_file, exc)) from None
+        except OSError as exc:
+            self._last_error = str(exc)
+            self._connect_async()  # not up yet: the network thread retries until the timeout
         self._paho.loop_start()
         if not self._connected.wait(timeout_s):
             self._paho.loop_stop()
@@ -230,6 +321,9 @@ class MqttClient:
         self._paho.disconnect()
         self._paho.loop_stop()
         self._connected.clear()
+        self._reset_sockets()
+
+    def _reset_sockets(self) -> None:
         # paho leaves loop_start()'s wake-up socket pair to __del__, which a reference cycle
         # can delay past interpreter checks; release it now (private, hence the guard).
         reset = getattr(self._paho, "_reset_sockets", None)

@@ -37,11 +37,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent._retry import backoff_delay
+from edge_agent.config import BrokerSettings
 from edge_agent.errors import TransportError
 from edge_agent.fleet.monitor.payloads import PayloadError, Row, parse_message
 from edge_agent.fleet.monitor.store import Store, StoreError
 from edge_agent.transport import topics
-from edge_agent.transport.client import BrokerAddress
+from edge_agent.transport.client import BrokerAddress, apply_broker_settings
 from edge_agent.transport.topics import DeviceChannel
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,6 @@ class IngestSettings:
     linger_s: float = 0.02
     """How long a non-full batch waits for more before it is written (seconds)."""
     max_payload_bytes: int = 2 * 1024 * 1024
-    username: str | None = None
-    password: str | None = None
 
 
 @dataclass
@@ -127,12 +126,14 @@ class Ingestor:
 
     def __init__(
         self,
-        broker_url: str,
+        broker: str | BrokerSettings,
         store: Store,
         settings: IngestSettings | None = None,
         on_batch: Callable[[list[Row]], None] | None = None,
     ) -> None:
-        self.address = BrokerAddress.from_url(broker_url)
+        if isinstance(broker, str):
+            broker = BrokerSettings(url=broker)
+        self.address = BrokerAddress.from_url(broker.url)
         self.store = store
         self.settings = settings or IngestSettings()
         self.stats = IngestStats()
@@ -153,10 +154,7 @@ class Ingestor:
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        if s.username is not None:
-            self.client.username_pw_set(s.username, s.password)
-        if self.address.tls:
-            self.client.tls_set()
+        apply_broker_settings(self.client, broker)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe

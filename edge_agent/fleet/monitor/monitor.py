@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.config import BrokerSettings
 from edge_agent.fleet.monitor import health, queries
 from edge_agent.fleet.monitor.alerts import AlertEvaluator, AlertRules, Notify
 from edge_agent.fleet.monitor.delivery import MqttAlertSink, WebhookSink
@@ -53,7 +54,7 @@ class Monitor:
     def __init__(
         self,
         db_url: str,
-        broker_url: str,
+        broker_url: str | BrokerSettings,
         settings: MonitorSettings | None = None,
         *,
         extra_sinks: list[Notify] | None = None,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import FetchSettings, PowerPolicySettings
+from edge_agent.config import BrokerSettings, FetchSettings, PowerPolicySettings
 from edge_agent.delivery.following import DevicePlan, plan_for_device
 from edge_agent.errors import ConfigError, EdgeAgentError, TransportError
 from edge_agent.fleet.simulator.device import SimDevice
@@ -114,9 +114,13 @@ class FleetSimulator:
     """Runs a simulated fleet until :meth:`stop`."""
 
     def __init__(
-        self, broker_url: str, root_json: Path, workdir: Path, settings: SimulatorSettings
+        self,
+        broker_url: str | BrokerSettings,
+        root_json: Path,
+        workdir: Path,
+        settings: SimulatorSettings,
     ) -> None:
-        self.broker_url = broker_url
+        self.broker = BrokerSettings(url=broker_url) if isinstance(broker_url, str) else broker_url
         self.root_json = root_json
         self.workdir = workdir
         self.settings = settings
@@ -252,8 +256,8 @@ class FleetSimulator:
             if len(chunk) == 1:
                 topic = topics.device_topic(chunk[0].device_id, DeviceChannel.STATUS)
                 will = LastWill(topic, chunk[0].offline())
-            client = MqttClient(
-                self.broker_url,
+            client = MqttClient.from_settings(
+                self.broker,
                 f"{s.client_id_prefix}-{chunk[0].device_id}",
                 will=will,
                 max_inflight=1000,
