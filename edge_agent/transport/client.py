@@ -16,6 +16,7 @@ import logging
 import random
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,11 @@ from edge_agent.config.broker_schema import BrokerSettings
 from edge_agent.errors import TransportError
 
 log = logging.getLogger(__name__)
+
+
+_REFUSED_IDENTITY = frozenset({134, 135})
+"""CONNACK reasons (MQTT 5 numbering, which paho also uses for 3.1.1) that mean "who you are is
+not accepted": bad user name or password, not authorised. Retrying will not change them."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,28 @@ class TlsFiles:
     key_file: Path | None = None
 
 
+class _ClosingContext(ssl.SSLContext):
+    """An SSLContext that remembers the sockets it wrapped.
+
+    A failed handshake's socket, which paho drops without closing, can then be closed instead
+    of being left to the collector.
+    """
+
+    wrapped: list[ssl.SSLSocket]
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        sock = super().wrap_socket(*args, **kwargs)
+        self.wrapped = [s for s in getattr(self, "wrapped", []) if s.fileno() != -1]
+        self.wrapped.append(sock)
+        return sock
+
+    def close_failed(self) -> None:
+        """Close every socket it wrapped that is still open (after a failed handshake)."""
+        for sock in getattr(self, "wrapped", []):
+            sock.close()
+        self.wrapped = []
+
+
 def tls_context(files: TlsFiles) -> ssl.SSLContext:
     """A client TLS context that always verifies the broker (certificate chain and host name).
 
@@ -91,8 +119,12 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
         TransportError: a CA, certificate or key file cannot be read or is not what it claims.
     """
     ca = files.ca_file
+    context = _ClosingContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, host name checked
     try:
-        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        if ca is None:
+            context.load_default_certs()
+        else:
+            context.load_verify_locations(cafile=str(ca))
     except (OSError, ssl.SSLError) as exc:
         raise TransportError(f"cannot load the broker CA file {ca}: {exc}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -196,6 +228,7 @@ class MqttClient:
         # the SUBSCRIBE that restores every subscription after a (re)connect: (mid, filters)
         self._restoring: tuple[int, frozenset[str]] | None = None
         self._connected = threading.Event()
+        self._refused = threading.Event()  # credentials refused: waiting longer cannot help
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._last_error = ""
         self._closing = False
@@ -217,8 +250,10 @@ class MqttClient:
         )
         if username is not None:
             self._paho.username_pw_set(username, password)
+        self._tls: ssl.SSLContext | None = None
         if self.address.tls or tls is not None:
-            self._paho.tls_set_context(tls_context(tls or TlsFiles()))
+            self._tls = tls_context(tls or TlsFiles())
+            self._paho.tls_set_context(self._tls)
         if will is not None:
             self._paho.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._paho.on_connect = self._on_connect
@@ -264,15 +299,27 @@ class MqttClient:
             # does not verify is an error that says so instead of a silent retry loop
             self._paho.reconnect()
         except ssl.SSLError as exc:
+            if isinstance(self._tls, _ClosingContext):
+                self._tls.close_failed()
             self._reset_sockets()
             raise TransportError(describe_tls_failure(self._where(), self._ca_file, exc)) from None
         except OSError as exc:
             self._last_error = str(exc)
             self._connect_async()  # not up yet: the network thread retries until the timeout
         self._paho.loop_start()
-        if not self._connected.wait(timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not self._connected.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            if self._refused.is_set() or time.monotonic() >= deadline:
+                break
+        if not self._connected.is_set():
             self._paho.loop_stop()
             reason = self._last_error or "no answer"
+            if self._refused.is_set():
+                raise TransportError(
+                    f"the broker at {self._where()} {reason.removeprefix('broker ')}: check the "
+                    "user name and password file (--broker-username, --broker-password-file; "
+                    "broker.username, broker.password_file)"
+                )
             raise TransportError(
                 f"could not connect to the broker at {self._where()} within {timeout_s:.0f} s "
                 f"({reason}); check that it runs and the URL, credentials and TLS files are right"
@@ -420,8 +467,13 @@ class MqttClient:
     ) -> None:
         if reason.is_failure:
             self._last_error = f"broker refused: {reason}"
+            if reason.value in _REFUSED_IDENTITY:
+                self._last_error += " (the user name, password or client certificate)"
+                self._refused.set()
             log.warning("broker %s refused the connection: %s", self._where(), reason)
             return
+        self._last_error = ""
+        self._refused.clear()
         with self._lock:
             restore = {f: qos for f, (qos, _handler) in self._subscriptions.items()}
         if restore:
@@ -473,7 +525,8 @@ class MqttClient:
         for pending in abandoned:
             pending.refused = f"connection lost before the SUBACK ({reason})"
             pending.done.set()
-        self._last_error = f"disconnected: {reason}"
+        if not self._refused.is_set():  # keep the refusal: it is the reason that helps
+            self._last_error = f"disconnected: {reason}"
         if was_connected:
             if not self._closing:
                 log.warning("lost the broker at %s (%s); reconnecting", self._where(), reason)

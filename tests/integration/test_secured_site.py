@@ -1,0 +1,314 @@
+"""A site on the shipped broker configuration: every component with its own user, and the
+attacks a device (or a stranger) could try, each refused.
+
+The broker is Mosquitto with deploy/mosquitto.conf and deploy/mosquitto.acl, only paths and
+ports rewritten (``tests.fixtures.secured_broker``), TLS certificates made at start-up. Absence
+of a message is proven with a sentinel instead of waited out: a broker hands one publisher's
+messages to a subscriber in order, so once a sentinel published after the forgery arrives, the
+forgery is not coming. docs/security.md maps each attack here to its test.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.errors import TransportError
+from edge_agent.transport import topics
+from edge_agent.transport.client import Message, MqttClient
+from edge_agent.transport.topics import DeviceChannel
+from tests.fakes.delivery_env import EDGE_AGENT, make_package
+from tests.fixtures.certs import make_authority
+from tests.fixtures.mosquitto import free_port
+from tests.fixtures.secured_broker import SecuredBroker, remove, start_secured_broker
+
+REPO = Path(__file__).resolve().parents[2]
+DIGITS = REPO / "models" / "digits"
+USERS = ("registry", "monitor", "operator", "cam-1", "cam-2", "cam-3", "cam-4")
+REPORTS = (
+    DeviceChannel.STATUS,
+    DeviceChannel.TELEMETRY,
+    DeviceChannel.DRIFT,
+    DeviceChannel.SAMPLES,
+    DeviceChannel.ROLLOUT,
+)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[SecuredBroker]:
+    broker = start_secured_broker()
+    for user in USERS:
+        broker.add_user(user)
+    broker.start()
+    yield broker
+    remove(broker)
+
+
+@pytest.fixture
+def connect(site: SecuredBroker) -> Iterator:
+    """``connect(user)``: a connected client logged in as ``user`` over TLS."""
+    clients: list[MqttClient] = []
+
+    def make(user: str, client_id: str | None = None) -> MqttClient:
+        client = MqttClient.from_settings(site.settings(user), client_id or f"{user}-test")
+        client.connect()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def _receiver(client: MqttClient, topic_filter: str) -> queue.Queue[Message]:
+    box: queue.Queue[Message] = queue.Queue()
+    assert client.subscribe(topic_filter, box.put)
+    return box
+
+
+def _only(box: queue.Queue[Message], sentinel: bytes) -> list[Message]:
+    """Everything that arrived up to and including the sentinel."""
+    got = []
+    while True:
+        message = box.get(timeout=5)
+        got.append(message)
+        if message.payload == sentinel:
+            return got
+
+
+# -- the attacks ---------------------------------------------------------------------------
+
+
+def test_refuses_an_anonymous_client(site: SecuredBroker):
+    for url in (site.plain_url, site.tls_url):
+        client = MqttClient.from_settings(
+            site.settings(None).model_copy(update={"url": url, "ca_file": None})
+            if url == site.plain_url
+            else site.settings(None),
+            "anonymous",
+        )
+        with pytest.raises(TransportError, match="refused"):
+            client.connect(timeout_s=10)
+        client.close()
+
+
+def test_refuses_a_client_that_trusts_the_wrong_ca(site: SecuredBroker, tmp_path: Path):
+    """The broker's certificate is checked: a man in the middle with another CA is not trusted
+    (and so a client pinned to the wrong CA cannot connect, with an error that says why)."""
+    wrong = make_authority(tmp_path, "not-the-fleet-ca")
+    client = MqttClient.from_settings(site.settings("cam-1", ca=wrong.cert), "cam-1")
+    with pytest.raises(TransportError, match=r"does not verify against the CA in .*not-the-fleet"):
+        client.connect(timeout_s=10)
+    client.close()
+
+
+def test_refuses_a_wrong_password(site: SecuredBroker, tmp_path: Path):
+    guess = tmp_path / "guess.pw"
+    guess.write_text("guess\n")
+    settings = site.settings("cam-1").model_copy(update={"password_file": guess})
+    client = MqttClient.from_settings(settings, "cam-1")
+    with pytest.raises(TransportError, match="refused"):
+        client.connect(timeout_s=10)
+    client.close()
+
+
+def test_a_device_cannot_publish_another_devices_status_telemetry_drift_samples_or_results(
+    connect,
+):
+    monitor, cam1 = connect("monitor"), connect("cam-1")
+    seen = _receiver(monitor, "ea/v1/cam-2/#")
+    for channel in REPORTS:
+        cam1.publish(topics.device_topic("cam-2", channel), b'{"forged": 1}')
+    cam1.publish("ea/v1/cam-2/results/detections", b'{"forged": 1}')
+    sentinel = connect("cam-2")
+    sentinel.publish(topics.device_topic("cam-2", DeviceChannel.TELEMETRY), b"sentinel")
+    assert [m.payload for m in _only(seen, b"sentinel")] == [b"sentinel"]
+
+
+def test_a_device_cannot_read_another_devices_commands_or_chunk_answers(connect):
+    cam1, operator, registry = connect("cam-1"), connect("operator"), connect("registry")
+    stolen = queue.Queue()  # type: queue.Queue[Message]
+    cam1.subscribe(topics.device_topic("cam-2", DeviceChannel.CMD), stolen.put)  # granted,
+    cam1.subscribe(topics.registry_response("cam-2"), stolen.put)  # the ACL acts on delivery
+    own = _receiver(cam1, topics.device_topic("cam-1", DeviceChannel.CMD))
+    operator.publish(topics.device_topic("cam-2", DeviceChannel.CMD), b'{"cmd": "status"}')
+    registry.publish(topics.registry_response("cam-2"), b"chunk of cam-2's download")
+    operator.publish(topics.device_topic("cam-1", DeviceChannel.CMD), b"sentinel")
+    registry.publish(topics.registry_response("cam-1"), b"sentinel")
+    assert [m.payload for m in _only(own, b"sentinel")] == [b"sentinel"]
+    own_answers = _receiver(cam1, topics.registry_response("cam-1"))
+    registry.publish(topics.registry_response("cam-1"), b"second sentinel")
+    assert own_answers.get(timeout=5).payload == b"second sentinel"
+    assert stolen.empty()
+
+
+def test_a_device_cannot_publish_the_registry_notification_or_chunk_answers(connect):
+    cam2, cam1, registry = connect("cam-2"), connect("cam-1"), connect("registry")
+    notified = _receiver(cam2, topics.registry_notify())
+    answers = _receiver(cam2, topics.registry_response("cam-2"))
+    cam1.publish(topics.registry_notify(), b'{"forged": "notify"}')
+    cam1.publish(topics.registry_response("cam-2"), b"forged chunk")
+    registry.publish(topics.registry_notify(), b"sentinel")
+    registry.publish(topics.registry_response("cam-2"), b"sentinel")
+    assert [m.payload for m in _only(notified, b"sentinel")] == [b"sentinel"]
+    assert [m.payload for m in _only(answers, b"sentinel")] == [b"sentinel"]
+
+
+def test_a_device_cannot_take_another_devices_client_id(site: SecuredBroker, connect):
+    """cam-4 connects with cam-3's client id: the broker names the connection after its user,
+    so cam-3 is not disconnected (it used to be, and the two flapped)."""
+    victim = connect("cam-3", client_id="cam-3")
+    losses: list[bool] = []
+    victim.on_connection_change(losses.append)
+    commands = _receiver(victim, topics.device_topic("cam-3", DeviceChannel.CMD))
+    thief = connect("cam-4", client_id="cam-3")
+    operator = connect("operator")
+    operator.publish(topics.device_topic("cam-3", DeviceChannel.CMD), b"still yours")
+    assert commands.get(timeout=5).payload == b"still yours"
+    assert victim.connected and thief.connected and losses == []
+    assert "as cam-4 (" in site.log() and "already connected" not in site.log()
+
+
+def test_a_device_cannot_pull_models_as_another_device(site: SecuredBroker, tmp_path: Path):
+    """cam-1's credentials with --device-id cam-2: its requests go to cam-2's topic, which the
+    broker drops, and cam-2's answers never reach it; the same pull as itself succeeds."""
+    from edge_agent.fleet.registry import RegistryServer, RegistrySettings
+    from edge_agent.trust.operator.publish import add_model
+    from edge_agent.trust.operator.repository import OperatorRepository
+
+    repo = OperatorRepository.init(tmp_path / "repo", tmp_path / "keys")
+    add_model(
+        repo, make_package(DIGITS / "digits_fp32.tflite", tmp_path / "pkg", "digits", "1.0.0")
+    )
+    root_json = tmp_path / "repo" / "metadata" / "1.root.json"
+    with MqttClient.from_settings(site.settings("registry"), "registry") as client:
+        client.connect()
+        server = RegistryServer(tmp_path / "repo", client, RegistrySettings(notify_poll_s=0.2))
+        server.start()
+        try:
+
+            def pull(as_device: str) -> subprocess.CompletedProcess[str]:
+                return subprocess.run(
+                    _edge_agent(
+                        *("models", "pull", "--root", str(root_json), "--device-id", as_device),
+                        *("--store-dir", str(tmp_path / as_device), "--json"),
+                        *("--chunk-timeout", "0.5", "--timeout", "10", *site.options("cam-1")),
+                    ),
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+
+            stolen = pull("cam-2")
+            assert stolen.returncode != 0, stolen.stdout
+            assert "could not fetch from the registry" in stolen.stderr, stolen.stderr
+            assert not (tmp_path / "cam-2" / "models").exists() or not any(
+                (tmp_path / "cam-2" / "models").rglob("*.tflite")
+            )
+            own = pull("cam-1")
+            assert own.returncode == 0, own.stderr
+        finally:
+            server.stop()
+
+
+# -- every component with its own user -------------------------------------------------------
+
+
+def _edge_agent(*args: str) -> list[str]:
+    return [str(EDGE_AGENT), *args]
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_every_component_works_with_its_own_user(site: SecuredBroker, tmp_path: Path):
+    """Registry, monitor, `models pull` and two agents, each logged in as itself over TLS,
+    with nothing but the command-line options (the password only in a file)."""
+    from edge_agent.trust.operator.publish import add_model
+    from edge_agent.trust.operator.repository import OperatorRepository
+
+    repo = OperatorRepository.init(tmp_path / "repo", tmp_path / "keys")
+    add_model(
+        repo, make_package(DIGITS / "digits_fp32.tflite", tmp_path / "pkg", "digits", "1.0.0")
+    )
+    root_json = tmp_path / "repo" / "metadata" / "1.root.json"
+    http = f"127.0.0.1:{free_port()}"
+    services = [
+        subprocess.Popen(
+            _edge_agent(
+                *("registry", "serve", "--repo", str(tmp_path / "repo")),
+                *site.options("registry"),
+            ),
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            _edge_agent(
+                *("monitor", "serve", "--db", f"sqlite:///{tmp_path}/monitor.db"),
+                *("--http", http, *site.options("monitor")),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    agents: list[subprocess.Popen[bytes]] = []
+    try:
+        for device in ("cam-1", "cam-2"):
+            agents.append(
+                subprocess.Popen(
+                    _edge_agent(
+                        *("run", "--model", str(DIGITS / "digits_fp32.tflite")),
+                        *("--device-id", device, "--api", f"127.0.0.1:{free_port()}"),
+                        *("--store-dir", str(tmp_path / device), *site.options(device)),
+                    ),
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        pulled = subprocess.run(
+            _edge_agent(
+                *("models", "pull", "--root", str(root_json), "--device-id", "cam-3"),
+                *("--store-dir", str(tmp_path / "cam-3"), "--json", *site.options("cam-3")),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        assert json.loads(pulled.stdout)[0]["state"] == "active"
+        secrets = [site.passwords[u].read_text().strip() for u in USERS]
+        assert not any(s in pulled.stdout + pulled.stderr + site.log() for s in secrets)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fleet = _get(f"http://{http}/api/fleet")["devices"]
+                received = _get(f"http://{http}/api/stats")["received"]
+            except OSError:
+                fleet, received = [], {}
+            online = {d["device_id"] for d in fleet if d["online"]}
+            # the agents' statuses, and the pull's rollout transitions (cam-3 reports as itself)
+            if {"cam-1", "cam-2"} <= online and received.get("rollout", 0) >= 1:
+                break
+            assert time.monotonic() < deadline, (fleet, received, site.log()[-3000:])
+            time.sleep(0.5)
+        for service in services + agents:
+            assert service.poll() is None, service.args
+        log = site.log()
+        for user in ("registry", "monitor", "cam-1", "cam-2", "cam-3"):
+            assert f"as {user} (" in log, user  # each connection named after its own user
+    finally:
+        for process in agents + services:
+            process.terminate()
+        for process in agents + services:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
