@@ -19,6 +19,7 @@ import click
 
 from edge_agent.cli import _params
 from edge_agent.cli._rollout_view import show_rollouts
+from edge_agent.cli.provision_cmd import provision_cmd, revoke_cmd
 from edge_agent.cli.simulate_cmd import simulate
 from edge_agent.errors import ConfigError, UpdateError
 from edge_agent.fleet.rollout.controller import DEFAULT_WAVES, RolloutController
@@ -33,6 +34,10 @@ _GATES = GateThresholds()
 @click.group()
 def fleet() -> None:
     """Operate a fleet: staged, gated rollouts and a simulated fleet for tests."""
+
+
+fleet.add_command(provision_cmd)
+fleet.add_command(revoke_cmd)
 
 
 @fleet.group()

@@ -218,6 +218,64 @@ def test_a_device_cannot_pull_models_as_another_device(site: SecuredBroker, tmp_
             server.stop()
 
 
+def test_a_revoked_device_is_disconnected_and_refused(site: SecuredBroker, tmp_path: Path):
+    """`fleet provision` makes a device that logs in with nothing but its agent.yaml;
+    `fleet revoke` and a broker reload throw it out and keep it out."""
+    from edge_agent.config import load_agent_config
+
+    root = tmp_path / "root.json"
+    root.write_text("{}")
+    made = subprocess.run(
+        _edge_agent(
+            *("fleet", "provision", "cam-9", "--passwd", str(site.passwd), "--root", str(root)),
+            *("--device-broker", site.tls_url, "--ca-file", str(site.authority.cert)),
+            *(
+                "--model",
+                "digits",
+                "--out",
+                str(tmp_path),
+                "--install-dir",
+                str(tmp_path / "cam-9"),
+            ),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    site.reload()
+    broker = load_agent_config(tmp_path / "cam-9" / "agent.yaml").broker
+    assert broker is not None
+    device = MqttClient.from_settings(broker, "cam-9")
+    deadline = time.monotonic() + 10
+    while True:  # the reload is asynchronous: until it is done the user is unknown
+        try:
+            device.connect(timeout_s=5)
+            break
+        except TransportError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    lost: list[bool] = []
+    device.on_connection_change(lost.append)
+    revoked = subprocess.run(
+        _edge_agent("fleet", "revoke", "cam-9", "--passwd", str(site.passwd)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    site.reload()
+    deadline = time.monotonic() + 10
+    while device.connected or not lost:
+        assert time.monotonic() < deadline, "a revoked device stayed connected after the reload"
+        time.sleep(0.1)
+    device.close()
+    again = MqttClient.from_settings(broker, "cam-9")
+    with pytest.raises(TransportError, match="refused"):
+        again.connect(timeout_s=10)
+    again.close()
+
+
 # -- every component with its own user -------------------------------------------------------
 
 
