@@ -1,14 +1,22 @@
-"""The demo: broker, signed repository, registry, monitor, an agent on a video, a rollout.
+"""The demo: the whole system on this machine, from signed delivery to drift and power.
+
+Broker, signed repository, registry, monitor, an agent on a video, a rollout, a battery
+fleet going through the night, and a drift episode on the agent.
 
 Everything runs in this process except Mosquitto (when installed), on 127.0.0.1, in a work
 folder of fresh keys and state. Each step says what it did; the dashboard URL stays up until
-Ctrl-C (or ``duration_s``), then everything stops in reverse order.
+Ctrl-C (or ``duration_s``), then everything stops in reverse order. The simulated fleet runs
+on a clock 720 times faster than real time from 04:00, so its battery devices enter the
+power policy's saving mode in the night and leave it at dawn within the first minute; the
+drift episode (``episodes.py``) brightens the agent's video until the monitor has the alarm,
+the alert and samples captured on drift, then restores it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -21,6 +29,7 @@ from rich.console import Console
 from edge_agent.agent.process import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.convert.package import PackageRequest, build_package
+from edge_agent.demo import episodes
 from edge_agent.demo.broker import PrivateBroker, free_port, start_private_broker
 from edge_agent.demo.samples import DigitsVideo, make_digits_video, samples_dir
 from edge_agent.errors import EdgeAgentError
@@ -33,6 +42,9 @@ from edge_agent.wire.states import SwapState
 DEVICE = "demo-cam-1"
 MODEL = "digits32"
 GROUP = "demo"
+SIM_PREFIX = "sim"
+TIME_SCALE = 720.0
+"""Simulated seconds per real second in the simulated fleet (a day in two minutes)."""
 
 
 class _Stopped(Exception):
@@ -62,6 +74,10 @@ class DemoReport:
     api: str = ""
     steps: list[str] = field(default_factory=list)
     versions_served: list[str] = field(default_factory=list)
+    power_cycle: list[str] = field(default_factory=list)
+    """The simulated device that entered and left the saving mode, and both reasons."""
+    drift: dict[str, Any] = field(default_factory=dict)
+    """The agent's drift episode as the monitor saw it (alarm, alert, samples, cleared)."""
     frames: int = 0
     accuracy: float | None = None
 
@@ -93,9 +109,17 @@ class Demo:
         reverse order, the broker last.
         """
         with self._stack, contextlib.suppress(_Stopped):
+            self._quiet_reported_warnings()
             self._steps()
         self.console.print("[bold]stopped cleanly[/]")
         return self.report
+
+    def _quiet_reported_warnings(self) -> None:
+        """The drift alarm and its alert are demo steps: their log warnings would repeat them."""
+        for name in ("edge_agent.telemetry.drift", "edge_agent.fleet.monitor.alerts"):
+            logger = logging.getLogger(name)
+            self._stack.callback(logger.setLevel, logger.level)
+            logger.setLevel(logging.ERROR)
 
     def _steps(self) -> None:
         work = self._workdir()
@@ -124,6 +148,8 @@ class Demo:
         self._wait_for_version(agent, "2", 120, "release 2 to pass the shadow check")
         self._report_pipeline(agent, video, "v2")
         self._show_rollout_events(agent)
+        self._power_cycle(monitor)
+        self._drift_episode(monitor, video)
         self._summary(monitor)
         self._wait()
 
@@ -160,14 +186,24 @@ class Demo:
         self, repo: OperatorRepository, work: Path, model: Path, version: str, what: str
     ) -> int:
         package = work / "packages" / f"{MODEL}-{version}"
+        profile = episodes.reference_profile(
+            model, work / f"{MODEL}-{version}.profile.json", self.options.frames
+        )
         build_package(
-            PackageRequest(model=model, name=MODEL, version=version, output=package, force=True)
+            PackageRequest(
+                model=model,
+                name=MODEL,
+                version=version,
+                output=package,
+                profile=profile,
+                force=True,
+            )
         )
         release = add_model(repo, package)
         self.step(
             "publish",
             f"{MODEL} {version} ({what}, {model.stat().st_size // 1024} KiB) "
-            f"packaged and signed as release {release.release}",
+            f"packaged with its drift profile and signed as release {release.release}",
         )
         return release.release
 
@@ -215,10 +251,19 @@ class Demo:
                     "group": GROUP,
                     "check_interval_s": 10,
                 },
-                "telemetry": {"latency": {"report_interval_s": 2}},
+                "telemetry": {
+                    "latency": {"report_interval_s": 2},
+                    "drift": episodes.drift_settings(self.options.frames),
+                },
                 "serving": {
                     "status_interval_seconds": 2,
-                    "gates": {"shadow_seconds": 2, "min_samples": 10, "watch_seconds": 10},
+                    "gates": {
+                        "shadow_seconds": 2,
+                        "min_samples": 10,
+                        "watch_seconds": 10,
+                        # a shared, busy machine makes one version's p95 jumpy
+                        "max_latency_ratio": 3.0,
+                    },
                 },
                 "pipelines": [
                     {
@@ -240,7 +285,11 @@ class Demo:
                         ],
                     }
                 ],
-                "capture": {"enabled": True, "random_rate": 0.02},
+                "capture": {
+                    "enabled": True,
+                    "random_rate": 0.02,
+                    "on_drift": {"rate": 0.5, "max_samples": 40},
+                },
             }
         )
         agent = Agent(config)
@@ -260,25 +309,36 @@ class Demo:
         if self.options.simulated_devices <= 0:
             return []
         from edge_agent.fleet.simulator import FleetSimulator, SimulatorSettings
+        from edge_agent.fleet.simulator.drift import DriftEpisodes
+        from edge_agent.fleet.simulator.power import SupplySettings
 
         settings = SimulatorSettings(
             devices=self.options.simulated_devices,
             model=MODEL,
             group=GROUP,
-            prefix="sim",
+            prefix=SIM_PREFIX,
             report_interval_s=0.5,
             inferences_per_report=20,
             check_interval_s=3,
+            time_scale=TIME_SCALE,
+            start_hour=4.0,
+            supply=SupplySettings(battery_fraction=0.45, start_pct=(26.0, 30.0)),
+            # after the rollout (its gates hold a wave back while a device is in drift alarm)
+            drift=DriftEpisodes(
+                fraction=0.2, start_s=(8 * 3600.0, 9 * 3600.0), duration_s=3 * 3600.0
+            ),
         )
         simulator = FleetSimulator(
             broker.url, work / "repo" / "metadata" / "1.root.json", work / "simulator", settings
         ).start()
         self._stack.callback(simulator.stop)
         ids = [device.device_id for device in simulator.devices]
+        batteries = sum(1 for device in simulator.devices if device.supply.supply == "battery")
         self.step(
             "fleet",
             f"{len(ids)} simulated agents in group '{GROUP}' (real MQTT and TUF "
-            "verification, synthetic inference and telemetry)",
+            f"verification, synthetic inference and telemetry); {batteries} on solar-charged "
+            f"batteries, the rest on mains, on a clock {TIME_SCALE:.0f}x real time from 04:00",
         )
         return ids
 
@@ -371,9 +431,86 @@ class Demo:
                     f"(compared {evidence.get('compared', 0)} live inferences)",
                 )
 
+    def _until(self, what: str, timeout_s: float, check: Any) -> Any:
+        """Poll ``check`` until it returns something truthy; EdgeAgentError on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._go_on()
+            found = check()
+            if found:
+                return found
+            self._stop.wait(0.5)
+        self._go_on()
+        raise EdgeAgentError(f"demo: timed out waiting for {what}; see the log above")
+
+    def _power_cycle(self, monitor: Any) -> None:
+        """A battery device's night and dawn, as the monitor got them."""
+        if self.options.simulated_devices <= 0:
+            return
+        device, entered, left = self._until(
+            "a simulated battery device to enter and leave the saving mode",
+            90,
+            lambda: episodes.power_cycle(monitor.store, SIM_PREFIX),
+        )
+        self.report.power_cycle = [device, entered["reason"], left["reason"]]
+        self.step("power", f"{device} entered the saving mode at night: {entered['reason']}")
+        self.step("power", f"{device} left it at dawn: {left['reason']}")
+
+    def _drift_episode(self, monitor: Any, video: DigitsVideo) -> None:
+        """Brighten the agent's video until the alarm, alert and drift samples are in."""
+        store, since = monitor.store, time.time()
+        episode = episodes.DriftEpisode(video)
+        episode.start()
+        self._stack.callback(episode.end)  # a stop mid-episode still leaves the clean video
+        self.step(
+            "drift", f"the lighting changes: the video is {episode.brightness} levels brighter"
+        )
+        raised = self._until(
+            "the drift alarm",
+            60,
+            lambda: [
+                e
+                for e in episodes.events(store, DEVICE, "drift_alarm", since)
+                if e["state"] == "alarm"
+            ],
+        )
+        self.step("drift", f"{DEVICE} raised a drift alarm ({raised[0]['reason']})")
+        alert = self._until(
+            "the drift alert", 30, lambda: episodes.alert_fired(store, "drift_alarm", DEVICE, since)
+        )
+        self.step("alert", alert["message"])
+        captured = self._until(
+            "samples captured on drift",
+            30,
+            lambda: episodes.samples_by_strategy(store, DEVICE, "drift", since, at_least=10),
+        )
+        self.step("capture", f"{captured} samples captured on drift reached the monitor")
+        episode.end()
+        cleared_since = time.time()
+        self._until(
+            "the drift alarm to clear",
+            60,
+            lambda: [
+                e
+                for e in episodes.events(store, DEVICE, "drift_alarm", cleared_since)
+                if e["state"] == "ok"
+            ],
+        )
+        self.step("drift", "the lighting is back: the drift alarm cleared")
+        self.report.drift = {
+            "alarm": raised[0]["reason"],
+            "alert": alert["message"],
+            "samples": captured,
+            "cleared": True,
+        }
+
     def _summary(self, monitor: Any) -> None:
         self.console.print()
         self.console.print(f"[bold green]Dashboard:[/] {self.report.dashboard}")
+        base = self.report.dashboard.rstrip("/")
+        self.console.print(
+            f"[bold green]Power:[/] {base}/power   [bold green]Drift:[/] {base}/drift"
+        )
         self.console.print(
             f"[bold green]Inference API:[/] http://{self.report.api}/v2 (Open Inference Protocol)"
         )

@@ -42,15 +42,22 @@ class DigitsVideo:
     size: int
 
 
-def digit_frames(count: int, size: int = 96, start: int = 0) -> tuple[list[np.ndarray], list[int]]:
-    """``count`` BGR uint8 frames (size x size) of test digits, and their labels."""
+def digit_frames(
+    count: int, size: int = 96, start: int = 0, brightness: int = 0
+) -> tuple[list[np.ndarray], list[int]]:
+    """``count`` BGR uint8 frames (size x size) of test digits, and their labels.
+
+    ``brightness`` is added to every pixel (clipped): the same digits under other lighting,
+    which is how the demo makes a drift episode.
+    """
     import cv2
 
     with np.load(samples_dir() / "digits" / "test_set.npz") as data:
         x, y = data["x"], data["y"]
     frames, labels = [], []
     for i in range(start, start + count):
-        pixels = np.clip(np.rint(x[i % len(x), :, :, 0] * 255.0), 0, 255).astype(np.uint8)
+        pixels = np.clip(np.rint(x[i % len(x), :, :, 0] * 255.0) + brightness, 0, 255)
+        pixels = pixels.astype(np.uint8)
         up = cv2.resize(pixels, (32, 32), interpolation=cv2.INTER_LINEAR)
         big = cv2.resize(up, (size, size), interpolation=cv2.INTER_NEAREST)
         frames.append(cv2.cvtColor(big, cv2.COLOR_GRAY2BGR))
@@ -59,12 +66,17 @@ def digit_frames(count: int, size: int = 96, start: int = 0) -> tuple[list[np.nd
 
 
 def make_digits_video(
-    path: Path, count: int = 60, fps: float = 25.0, size: int = 96, start: int = 0
+    path: Path,
+    count: int = 60,
+    fps: float = 25.0,
+    size: int = 96,
+    start: int = 0,
+    brightness: int = 0,
 ) -> DigitsVideo:
     """Write ``count`` digit frames to ``path`` (.avi or .mkv, FFV1 lossless)."""
     import cv2
 
-    frames, labels = digit_frames(count, size, start)
+    frames, labels = digit_frames(count, size, start, brightness)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"FFV1"), fps, (size, size))
     if not writer.isOpened():
         raise ConfigError(f"OpenCV cannot write FFV1 video to {path}")

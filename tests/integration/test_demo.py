@@ -46,6 +46,15 @@ def test_demo_delivers_v1_rolls_out_v2_and_stops_cleanly(broker, tmp_path):
         "advance: wave 1 passed its gates",
         "complete: all 2 waves passed their gates",
         "v2 active: passed: agreement",
+        "packaged with its drift profile",
+        "on solar-charged batteries",
+        "entered the saving mode at night: battery 25% <= 25%",
+        "left it at dawn: battery charging",
+        "the lighting changes",
+        "demo-cam-1 raised a drift alarm (input: ok -> alarm)",
+        "drift alarm on demo-cam-1 for model digits32",
+        "samples captured on drift reached the monitor",
+        "the drift alarm cleared",
         "stopped cleanly",
     ):
         assert expected in out, out
