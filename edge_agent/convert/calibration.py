@@ -314,6 +314,12 @@ def _from_images(
             f"takes {len(specs)} inputs (give a .npz keyed by input name)"
         )
     _, height, width, channels = image_layout(specs[0])
+    if height <= 0 or width <= 0:
+        raise InputError(
+            f"{path}: model input '{specs[0].name}' {list(specs[0].shape)} has an open height or "
+            "width, so images cannot be resized to it: give --input-shape with the size the "
+            "device will feed (e.g. 1,3,48,192)"
+        )
     nhwc = TensorSpec(specs[0].name, (1, height, width, channels), np.dtype(np.float32))
     decoded = np.concatenate([read_image(image, nhwc) for image in images])
     classes = [

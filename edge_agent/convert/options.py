@@ -6,7 +6,7 @@ Kept apart from the converters (which import TensorFlow, onnx and the runtimes) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -43,6 +43,8 @@ class QuantizeOptions:
     """Quantize only these op types (empty: every op type onnxruntime can)."""
     preprocess: bool = True
     min_samples: int = 16
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Pin these inputs (name, or "" for the only one) to these shapes first; see prepare.py."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,12 @@ from edge_agent.convert.calibration import (
 )
 from edge_agent.convert.deps import require
 from edge_agent.convert.options import Mode, QuantizeOptions
+from edge_agent.convert.prepare import (
+    QDQ_MIN_OPSET,
+    default_opset,
+    fix_input_shapes,
+    upgrade_opset,
+)
 from edge_agent.convert.progress import steps
 from edge_agent.errors import InputError, ModelError
 from edge_agent.manifest import CalibrationInfo, QuantizationInfo
@@ -114,14 +120,13 @@ def quantize_onnx(
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edge-agent-quant-") as tmp:
         work = Path(tmp)
+        start, per_channel = _as_it_comes(onnx, model, source, work, options, notes)
         prepared = (
-            _preprocess(ort_quant, source, work / "pre.onnx", notes)
-            if options.preprocess
-            else source
+            _preprocess(ort_quant, start, work / "pre.onnx", notes) if options.preprocess else start
         )
         quantized = work / "quantized.onnx"
         kwargs: dict[str, Any] = {
-            "per_channel": options.per_channel,
+            "per_channel": per_channel,
             "weight_type": getattr(ort_quant.QuantType, _TYPES[options.weights]),
             "nodes_to_exclude": list(options.exclude_nodes) or None,
             "op_types_to_quantize": _op_types(model, options),
@@ -147,7 +152,7 @@ def quantize_onnx(
         scheme=options.mode,
         weights=options.weights,
         activations="dynamic" if options.mode == "dynamic" else options.activations,
-        per_channel=options.per_channel,
+        per_channel=per_channel,
         calibration=calibration,
         excluded=[*options.exclude_nodes, *options.exclude_op_types],
         tool=f"onnxruntime.quantization {require('onnxruntime', 'quantizing').__version__} "
@@ -203,6 +208,43 @@ def float_compute_ops(model: Any, mode: Mode) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- steps
+
+
+def _as_it_comes(
+    onnx: Any, model: Any, source: Path, work: Path, options: QuantizeOptions, notes: list[str]
+) -> tuple[Path, bool]:
+    """Fixed input shapes and opset >= 13 (prepare.py); returns (model to quantize, per_channel).
+
+    Below opset 13 the graph is converted up, because per-channel QDQ needs DequantizeLinear's
+    ``axis``; where onnx's converter cannot, static quantization falls back to per-tensor scales
+    and the notes say so (dynamic quantization does not need the axis).
+    """
+    changed = False
+    per_channel = options.per_channel
+    if options.input_shapes:
+        model, fixed = fix_input_shapes(model, options.input_shapes)
+        notes.extend(fixed)
+        changed = bool(fixed)
+    opset = default_opset(model)
+    if opset < QDQ_MIN_OPSET:
+        try:
+            model = upgrade_opset(model)
+            changed = True
+            notes.append(
+                f"opset {opset} -> {QDQ_MIN_OPSET} with onnx's version converter (QDQ with "
+                f"per-channel scales needs DequantizeLinear's axis, new in opset {QDQ_MIN_OPSET})"
+            )
+        except ModelError as exc:
+            if per_channel and options.mode == "static":
+                per_channel = False
+                notes.append(f"{exc}: quantizing with per-tensor scales instead")
+            else:
+                notes.append(f"{exc}: quantizing at opset {opset}")
+    if not changed:
+        return source, per_channel
+    target = work / "prepared_source.onnx"
+    onnx.save(model, str(target))
+    return target, per_channel
 
 
 def _static(
