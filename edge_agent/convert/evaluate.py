@@ -72,9 +72,7 @@ def evaluate_models(
             )
             cand_info, ref_info = _info(cand), _info(ref)
             pairs = metrics.pair_outputs(cand.outputs, ref.outputs)
-            class_output = next(
-                (pair for pair in pairs if metrics.is_class_scores(ref.outputs[pair[1]])), None
-            )
+            class_output = metrics.class_output(pairs, ref.outputs, ref_out)
             ref_specs, cand_specs = ref.outputs, cand.outputs
         finally:
             ref.close()

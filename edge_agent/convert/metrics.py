@@ -71,6 +71,31 @@ def is_class_scores(spec: TensorSpec) -> bool:
     return len(dims) == 1 and dims[0] > 1
 
 
+def looks_like_probabilities(values: np.ndarray) -> bool:
+    """Rows of non-negative numbers that sum to one (a softmax), as class scores should."""
+    rows = values.reshape(values.shape[0], -1).astype(np.float64)
+    return bool(rows.size) and bool(
+        np.all(rows >= -1e-6) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)
+    )
+
+
+def class_output(
+    pairs: Sequence[tuple[int, int]],
+    reference_specs: Sequence[TensorSpec],
+    reference_values: Sequence[np.ndarray],
+) -> tuple[int, int] | None:
+    """The (candidate, reference) output pair that holds class scores, if any.
+
+    Among outputs shaped like class scores, one whose values are probabilities wins: a face
+    detector's ``[N, 4]`` box regression is shaped like scores too, its ``[N, 2]`` softmax is
+    the one whose top-1 means something.
+    """
+    shaped = [pair for pair in pairs if is_class_scores(reference_specs[pair[1]])]
+    probable = [pair for pair in shaped if looks_like_probabilities(reference_values[pair[1]])]
+    chosen = probable or shaped
+    return chosen[0] if chosen else None
+
+
 def pair_outputs(
     candidate: Sequence[TensorSpec], reference: Sequence[TensorSpec]
 ) -> list[tuple[int, int]]:
@@ -88,7 +113,19 @@ def pair_outputs(
     ref_index = {spec.name: i for i, spec in enumerate(reference)}
     if all(spec.name in ref_index for spec in candidate):
         return [(i, ref_index[spec.name]) for i, spec in enumerate(candidate)]
+    sizes = [_per_sample_size(spec) for spec in reference]
+    by_size = [
+        [r for r, size in enumerate(sizes) if size == _per_sample_size(spec)] for spec in candidate
+    ]
+    if all(len(match) == 1 for match in by_size) and len({m[0] for m in by_size}) == len(by_size):
+        # onnx2tf may reorder outputs (PartitionedCall:1 first): unique sizes say which is which
+        return [(i, match[0]) for i, match in enumerate(by_size)]
     return [(i, i) for i in range(len(candidate))]
+
+
+def _per_sample_size(spec: TensorSpec) -> int | None:
+    dims = spec.shape[1:]
+    return None if any(d < 1 for d in dims) else int(np.prod(dims, dtype=np.int64))
 
 
 def align(candidate: np.ndarray, reference: np.ndarray, name: str) -> np.ndarray:

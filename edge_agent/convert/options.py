@@ -68,3 +68,5 @@ class Onnx2TFLiteOptions:
     int8: bool = False
     io_type: Literal["int8", "float32"] = "int8"
     min_samples: int = 16
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Pin these inputs to these shapes (TFLite wants static shapes); see prepare.py."""

@@ -85,3 +85,17 @@ def test_unmeasurable_gate_fails_instead_of_passing():
 def test_accuracy_gate_needs_labels():
     names = [g.name for g in check_gates(Gates(), _measured(has_labels=False))]
     assert names == ["top1_agreement"]
+
+
+def test_class_output_prefers_probabilities_over_box_regression():
+    """A face detector's [N, 4] boxes are shaped like scores; its [N, 2] softmax is the class."""
+    specs = [
+        TensorSpec("boxes", (-1, 4), np.dtype(np.float32)),
+        TensorSpec("prob", (-1, 2), np.dtype(np.float32)),
+    ]
+    boxes = np.array([[0.1, -0.2, 0.3, 0.05], [0.0, 0.1, -0.1, 0.2]], np.float32)
+    prob = np.array([[0.9, 0.1], [0.3, 0.7]], np.float32)
+    pairs = [(0, 0), (1, 1)]
+    assert metrics.class_output(pairs, specs, [boxes, prob]) == (1, 1)
+    assert metrics.class_output(pairs[:1], specs, [boxes, prob]) == (0, 0)
+    assert metrics.class_output([], specs, [boxes, prob]) is None
