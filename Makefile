@@ -12,10 +12,10 @@ STAMP  := $(VENV)/.installed
 CVENV  := .venv-convert
 CBIN   := $(CVENV)/bin
 CSTAMP := $(CVENV)/.installed
-CONVERT_TESTS := tests/unit/convert tests/integration/test_convert_onnx.py tests/integration/test_convert_tflite.py
+CONVERT_TESTS := tests/unit/convert tests/integration/test_convert_onnx.py tests/integration/test_convert_tflite.py tests/integration/test_convert_zoo.py
 # Tests that need TensorFlow run only there: the device run leaves them out rather than skipping
 # them, because in CI a skip is a failure (tests/fixtures/ci_skips.py).
-CONVERT_ONLY_TESTS := tests/integration/test_convert_tflite.py
+CONVERT_ONLY_TESTS := tests/integration/test_convert_tflite.py tests/integration/test_convert_zoo.py
 
 .PHONY: all venv venv-convert broker demo tour test test-device test-convert lint typecheck bench docs clean
 
@@ -34,6 +34,8 @@ $(CSTAMP): pyproject.toml
 	$(PYTHON) -m venv $(CVENV)
 	$(CBIN)/python -m pip install -q --upgrade pip
 	$(CBIN)/python -m pip install -q -e '.[convert]' pytest pytest-timeout
+	# test data only: scikit-image's bundled photographs calibrate the zoo (tests/fixtures/zoo.py)
+	$(CBIN)/python -m pip install -q scikit-image scikit-learn
 	$(CBIN)/python -m pip install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
 	touch $(CSTAMP)
 

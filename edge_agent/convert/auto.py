@@ -28,12 +28,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from edge_agent._fs import write_atomically
 from edge_agent.config import RuntimeSettings
 from edge_agent.convert import metrics
-from edge_agent.convert.calibration import DataSource, SampleSet
+from edge_agent.convert.calibration import DataSource, SampleSet, feeds_for, sample_batches
 from edge_agent.convert.deps import require
 from edge_agent.convert.evaluate import EvaluateOptions, evaluate_models
 from edge_agent.convert.gates import Gates
@@ -163,14 +164,17 @@ def auto_convert(
     calib = calibration.load(specs)
     held_out = data.load(specs)
     gates = options.gates
-    if not _has_class_output(reference):
+    if not _has_probabilities(reference, held_out):
         gates = Gates(
             min_agreement=None,
             max_accuracy_drop=gates.max_accuracy_drop,
             max_size_ratio=gates.max_size_ratio,
             min_cosine=gates.min_cosine,
         )
-        notes.append("no output holds class scores: judged by output cosine, not top-1 agreement")
+        notes.append(
+            "no output holds class probabilities (a softmax): judged by output cosine, not "
+            "top-1 agreement"
+        )
 
     built: dict[str, Path | str] = {}
     for recipe in tried:
@@ -368,10 +372,25 @@ def _inputs(path: Path) -> Any:
         backend.close()
 
 
-def _has_class_output(path: Path) -> bool:
+def _has_probabilities(path: Path, samples: SampleSet, count: int = 8) -> bool:
+    """Whether an output holds class probabilities on a few samples.
+
+    Top-1 agreement means something for a softmax; on an embedding or a box regression of the
+    same shape it fails models whose outputs match to a cosine of 1.0.
+    """
     backend = load_model(path, RuntimeSettings(warmup_runs=0))
     try:
-        return any(metrics.is_class_scores(spec) for spec in backend.outputs)
+        feeds = feeds_for(samples, backend.inputs)
+        rows: list[list[np.ndarray]] = [[] for _ in backend.outputs]
+        for batch in sample_batches(feeds, 0, count):
+            outputs = backend.run(batch)
+            for row, spec in zip(rows, backend.outputs, strict=True):
+                row.append(np.asarray(outputs[spec.name], dtype=np.float32))
+        values = [np.concatenate(row) for row in rows]
+        return any(
+            metrics.is_class_scores(spec) and metrics.looks_like_probabilities(value)
+            for spec, value in zip(backend.outputs, values, strict=True)
+        )
     finally:
         backend.close()
 
