@@ -77,3 +77,17 @@ def test_recipe_list_is_filtered_by_target_and_checked():
 def test_every_device_config_has_a_target(models_dir):
     configs = {p.stem for p in (models_dir.parent / "device_configs").glob("*.yaml")}
     assert configs == set(TARGETS)
+
+
+def test_cli_auto_refuses_unknown_target_and_package_without_name(models_dir):
+    from click.testing import CliRunner
+
+    from edge_agent.cli import cli
+
+    digits = models_dir / "digits"
+    base = ["convert", "auto", str(digits / "digits_fp32.onnx")]
+    data = ["--calibration", str(digits / "test_set.npz"), "--data", str(digits / "test_set.npz")]
+    result = CliRunner().invoke(cli, [*base, *data, "--target", "toaster"])
+    assert isinstance(result.exception, InputError) and "known: rpi4" in str(result.exception)
+    result = CliRunner().invoke(cli, [*base, *data, "--target", "rpi5", "-o", "/tmp/x"])
+    assert isinstance(result.exception, InputError) and "--name" in str(result.exception)
