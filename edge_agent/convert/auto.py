@@ -164,7 +164,8 @@ def auto_convert(
     calib = calibration.load(specs)
     held_out = data.load(specs)
     gates = options.gates
-    if not _has_probabilities(reference, held_out):
+    probabilities = _has_probabilities(reference, held_out)
+    if not probabilities:
         gates = Gates(
             min_agreement=None,
             max_accuracy_drop=gates.max_accuracy_drop,
@@ -213,7 +214,7 @@ def auto_convert(
         reference_latency_p50_ms=ref_latency,
         calibration_samples=calib.count,
         evaluation_samples=held_out.count,
-        rows=[_row(v, built[v.name], reports.get(v.name)) for v in verdicts],
+        rows=[_row(v, built[v.name], reports.get(v.name), probabilities) for v in verdicts],
         skipped={name: target(options.target).why for name in skipped},
         notes=notes,
     )
@@ -332,7 +333,10 @@ def _measured(recipe: str, report: EvaluationReport) -> Measured:
     )
 
 
-def _row(verdict: Verdict, outcome: Path | str, report: EvaluationReport | None) -> Row:
+def _row(
+    verdict: Verdict, outcome: Path | str, report: EvaluationReport | None, agreement: bool
+) -> Row:
+    """The report row; top-1 agreement only where it means something (a softmax output)."""
     path = outcome if isinstance(outcome, Path) else None
     return Row(
         recipe=verdict.name,
@@ -341,7 +345,7 @@ def _row(verdict: Verdict, outcome: Path | str, report: EvaluationReport | None)
         size_ratio=report.size_ratio if report else None,
         latency_p50_ms=report.latency["candidate"].p50_ms if report else None,
         latency_ratio=report.latency_ratio if report else None,
-        top1_agreement=report.top1_agreement if report else None,
+        top1_agreement=report.top1_agreement if report and agreement else None,
         accuracy_drop=report.accuracy_drop if report else None,
         cosine_min={o.reference_name: o.cosine_min for o in report.outputs} if report else {},
         passed=bool(report and report.passed),

@@ -52,6 +52,10 @@ def worst_qdq_layers(
                 )
             )
     matching = qdq_loss_debug.create_activation_matching(activations[0], activations[1])
+    for match in matching.values():
+        # a tensor the float model lacks (the candidate was made from a pre-processed or
+        # opset-converted copy): onnxruntime's error function wants the key all the same
+        match.setdefault("float", None)
     errors = qdq_loss_debug.compute_activation_error(matching)
     rows = [
         LayerError(tensor=name, sqnr_db=float(err["xmodel_err"]))

