@@ -128,7 +128,7 @@ def fix_input_shapes(model: Any, shapes: Shapes) -> tuple[Any, list[str]]:
                 f"--input-shape for '{value.name}' {list(wanted)}: the input has rank {len(dims)}"
             )
         _pin(onnx_model_utils, model.graph, value, wanted)
-        notes.append(f"input '{value.name}' fixed from {_show(current)} to {list(wanted)}")
+        notes.append(f"input '{value.name}' fixed from {_show(current)} to {_show(wanted)}")
     if any(shape_has_open_dims(value) for value in inputs):
         open_inputs = [
             f"{value.name} {_show(_dims(value))}" for value in inputs if shape_has_open_dims(value)
