@@ -40,6 +40,7 @@ OPERATOR = (
     "edge_agent.trust.operator",
     "edge_agent.demo",
     "edge_agent.cli.convert_cmd",
+    "edge_agent.cli.convert_auto_cmd",
     "edge_agent.cli.demo_cmd",
     "edge_agent.cli.fleet_cmd",
     "edge_agent.cli.monitor_cmd",
