@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import platform
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -60,15 +61,29 @@ _OPT_LEVELS = {
 }
 
 
+def onnxruntime_missing_message(machine: str) -> str:
+    """What to do when onnxruntime cannot be imported on a CPU of kind ``machine``.
+
+    32-bit ARM (armv7l) has no onnxruntime wheel, and the ``onnx`` extra installs nothing there
+    (pyproject.toml), so telling that user to install the extra would send them in a circle.
+    """
+    if machine == "armv7l":
+        return (
+            "onnxruntime has no wheel for 32-bit ARM (armv7l): run .tflite models here, or "
+            "install a 64-bit OS (aarch64) to run .onnx models"
+        )
+    return (
+        "onnxruntime is not installed to run .onnx models: pip install 'edge-agent[onnx]' "
+        "(or onnxruntime-gpu / onnxruntime-openvino for those providers)"
+    )
+
+
 def import_onnxruntime() -> Any:
-    """Import onnxruntime or say how to install it."""
+    """Import onnxruntime or say how to install it on this machine."""
     try:
         import onnxruntime
     except ImportError:
-        raise RuntimeNotInstalledError(
-            "onnxruntime is not installed to run .onnx models: pip install 'edge-agent[onnx]' "
-            "(or onnxruntime-gpu / onnxruntime-openvino for those providers)"
-        ) from None
+        raise RuntimeNotInstalledError(onnxruntime_missing_message(platform.machine())) from None
     return onnxruntime
 
 
