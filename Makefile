@@ -1,5 +1,7 @@
 # make demo  - the whole system on this machine, until Ctrl-C (no services needed)
 # make test  - the whole test suite, as CI runs it (.ci/run)
+# make test-arm64 - the device install and device tests on Debian bookworm arm64 (qemu, as root)
+# make test-py310 - the unit tests on Python 3.10, the oldest Python edge-agent supports
 # Both create .venv and install what they need; the Mosquitto broker is installed with apt when
 # missing and you are root (otherwise the target says what to install).
 
@@ -16,8 +18,15 @@ CONVERT_TESTS := tests/unit/convert tests/integration/test_convert_onnx.py tests
 # Tests that need TensorFlow run only there: the device run leaves them out rather than skipping
 # them, because in CI a skip is a failure (tests/fixtures/ci_skips.py).
 CONVERT_ONLY_TESTS := tests/integration/test_convert_tflite.py tests/integration/test_convert_zoo.py
+# requires-python says 3.10+: the unit tests (not the converter's) also run on a 3.10 venv.
+# PY310 is the first of these that runs and is 3.10: python3.10 from PATH, pyenv's newest 3.10
+# (a pyenv shim on PATH may exist and still not run, so each one is tried).
+PY310  ?= $(shell for c in python3.10 $$(ls -d $$HOME/.pyenv/versions/3.10.*/bin/python 2>/dev/null | sort -rV); do \
+	$$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && command -v $$c && break; done)
+V310   := .venv-py310
+V310_STAMP := $(V310)/.installed
 
-.PHONY: all venv venv-convert broker demo tour test test-device test-convert lint typecheck bench docs clean
+.PHONY: all venv venv-convert venv-py310 broker demo tour test test-device test-convert test-arm64 test-py310 lint typecheck bench docs clean
 
 all: test
 
@@ -40,6 +49,16 @@ $(CSTAMP): pyproject.toml
 	touch $(CSTAMP)
 
 venv-convert: $(CSTAMP)
+
+$(V310_STAMP): pyproject.toml
+	@test -n "$(PY310)" || { echo "test-py310 needs Python 3.10: apt-get install python3.10, or pyenv install 3.10, or make PY310=/path/to/python3.10" >&2; exit 1; }
+	@$(PY310) -c 'import sys; assert sys.version_info[:2] == (3, 10), f"PY310={sys.executable} is {sys.version.split()[0]}, not 3.10"'
+	$(PY310) -m venv $(V310)
+	$(V310)/bin/python -m pip install -q --upgrade pip
+	$(V310)/bin/python -m pip install -q -e '.[all,monitor]' pytest pytest-timeout scipy
+	touch $(V310_STAMP)
+
+venv-py310: $(V310_STAMP)
 
 broker:
 	@missing=""; \
@@ -80,6 +99,13 @@ test-device: venv broker
 test-convert: venv-convert
 	$(CBIN)/python -m pytest -p no:cacheprovider $(CONVERT_TESTS)
 
+# Debian bookworm arm64 under qemu-user-static: see tools/arm64/run.sh. Needs root.
+test-arm64:
+	tools/arm64/run.sh
+
+test-py310: venv-py310 broker
+	$(V310)/bin/python -m pytest -p no:cacheprovider tests/unit --ignore=tests/unit/convert
+
 lint: venv
 	$(BIN)/ruff check edge_agent tests benchmarks models
 	$(BIN)/ruff format --check edge_agent tests benchmarks models
@@ -99,4 +125,4 @@ docs: venv
 	$(BIN)/edge-agent config reference > docs/config-reference.md
 
 clean:
-	rm -rf $(VENV) $(CVENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CVENV) $(V310) .pytest_cache .mypy_cache .ruff_cache
