@@ -22,7 +22,7 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fixtures.mosquitto import Broker, free_port, start_broker
-from tests.fixtures.wait import wait_for
+from tests.fixtures.wait import patience, wait_for
 
 BIN = Path(sys.executable).parent / "edge-agent"
 
@@ -82,7 +82,7 @@ class NotifySocket:
         self.seen: list[str] = []
 
     def wait_for(self, field: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while time.monotonic() < deadline:
             if any(field in message for message in self.seen):
                 return True
@@ -158,7 +158,7 @@ def subscribe(broker: Broker, *channels: DeviceChannel) -> tuple[MqttClient, Inb
 
 
 def next_on(box: Inbox, channel: DeviceChannel, timeout: float, where=lambda d: True):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline:
         try:
             message = box.get(channel, timeout=0.2)
@@ -224,7 +224,7 @@ def test_agent_serves_reports_reloads_and_stops_cleanly(mosquitto, models_dir, t
         # SIGHUP with a new model file: shadow-checked, then active as version 2
         agent_config(tmp_path, models_dir, mosquitto.url, api_port, "digits_int8.onnx")
         process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         version = "1"
         while version != "2" and time.monotonic() < deadline:  # traffic for the shadow check
             version = infer(api_port, x[:1])["model_version"]
@@ -233,7 +233,7 @@ def test_agent_serves_reports_reloads_and_stops_cleanly(mosquitto, models_dir, t
         assert event["version"] == "2" and event["model"] == "digits"
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        assert process.wait(patience(30)) == 0
         assert notify.wait_for("STOPPING=1", 5)
         next_on(box, DeviceChannel.STATUS, 10, lambda d: d["state"] == "offline")
     finally:
@@ -264,7 +264,7 @@ def test_agent_starts_and_serves_without_a_broker_then_connects_when_one_appears
         finally:
             watcher.close()
         process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        assert process.wait(patience(30)) == 0
     finally:
         if process.poll() is None:
             process.kill()
@@ -280,7 +280,10 @@ def test_a_bad_config_fails_at_start_with_the_reason(tmp_path):
         "api: {listen: 'not an address'}\n"
     )
     result = subprocess.run(
-        [str(BIN), "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+        [str(BIN), "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=patience(60),
     )
     assert result.returncode == 2
     assert "api.listen" in result.stderr and "Traceback" not in result.stderr
@@ -322,11 +325,11 @@ def test_agent_runs_a_video_pipeline_with_capture_from_its_config(models_dir, tm
     agent.start()
     try:
         (pipeline,) = agent.pipelines
-        assert pipeline.wait_finished(60)
+        assert pipeline.wait_finished(patience(60))
         assert agent.healthy()  # a finished video is not a stuck pipeline
         status = agent.status()
         assert status.pipelines[0]["processed"] == 40
-        assert agent.capture is not None and agent.capture.flush(10)
+        assert agent.capture is not None and agent.capture.flush(patience(10))
     finally:
         agent.stop()
     records = [json.loads(line) for line in results.read_text().splitlines()]
@@ -381,13 +384,13 @@ def test_sighup_applies_pipelines_live_and_names_sections_that_need_a_restart(
 
         digit = np.load(models_dir / "digits" / "test_set.npz")["x"][0]
         cv2.imwrite(str(inbox / "one.png"), (digit * 255).astype(np.uint8))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         while not (results.exists() and results.read_text().strip()):
             assert time.monotonic() < deadline, "the pipeline added by the reload never ran"
             time.sleep(0.1)
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        assert process.wait(patience(30)) == 0
     finally:
         if process.poll() is None:
             process.kill()
