@@ -55,7 +55,7 @@ $(V310_STAMP): pyproject.toml
 	@$(PY310) -c 'import sys; assert sys.version_info[:2] == (3, 10), f"PY310={sys.executable} is {sys.version.split()[0]}, not 3.10"'
 	$(PY310) -m venv $(V310)
 	$(V310)/bin/python -m pip install -q --upgrade pip
-	$(V310)/bin/python -m pip install -q -e '.[all,monitor]' pytest pytest-timeout scipy
+	$(V310)/bin/python -m pip install -q -e '.[dev]'
 	touch $(V310_STAMP)
 
 venv-py310: $(V310_STAMP)
