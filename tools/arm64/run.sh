@@ -70,6 +70,14 @@ debian_mirror() {
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
+# Mounts a killed run left behind: never delete a root filesystem with /proc mounted in it.
+unmount_leftovers() {
+    local m
+    for m in dev/pts dev/shm proc; do
+        if mountpoint -q "$ROOTFS/$m" 2>/dev/null; then umount "$ROOTFS/$m" || umount -l "$ROOTFS/$m"; fi
+    done
+}
+
 build_rootfs() {
     local mirror tmp
     mirror=$(debian_mirror)
@@ -85,6 +93,7 @@ build_rootfs() {
     fi
     rm -rf "$tmp"/var/cache/apt/archives/*.deb
     echo "$ROOTFS_KEY" >"$tmp/.edge-agent-rootfs"
+    unmount_leftovers
     rm -rf "$ROOTFS"
     mv "$tmp" "$ROOTFS"
     ROOTFS_NOTE="built in $((SECONDS - t0)) s"
