@@ -10,6 +10,7 @@ back so the bad release is not offered again.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from edge_agent.telemetry.profile import Profile
 
 log = logging.getLogger(__name__)
+
+MAX_EVENTS = 1000
+"""Swap events kept in memory; older ones are in the log and on the broker."""
 
 SwapEvent = dict[str, Any]
 """What a swap controller reports (``model``, ``state``, ``reason``, versions)."""
@@ -58,7 +62,8 @@ class ModelHost:
         self.metrics = ServingMetrics()
         self.controllers: dict[str, SwapController] = {}
         self.entries: dict[str, ModelEntry] = {}
-        self.events: list[SwapEvent] = []
+        self.events: deque[SwapEvent] = deque(maxlen=MAX_EVENTS)
+        """The latest swap events (bounded: an agent runs for months)."""
         self.telemetry: AgentTelemetry | None = None
         self.updates: AgentUpdates | None = None
         self.delivered: Collection[str] = ()

@@ -131,8 +131,8 @@ class Agent:
 
     @property
     def _events(self) -> list[SwapEvent]:
-        """Every swap event so far (the demo tells the story from them)."""
-        return self.host.events
+        """The latest swap events (the demo tells the story from them)."""
+        return list(self.host.events)
 
     @property
     def pipelines(self) -> list[Pipeline]:

@@ -17,15 +17,16 @@ from collections.abc import Callable
 from edge_agent.config import ModelDeliverySettings
 from edge_agent.delivery.following import RolloutSource
 from edge_agent.delivery.layout import StoreLayout
-from edge_agent.delivery.store import InstalledModel, ModelStore
+from edge_agent.delivery.store import InstalledModel, ModelStore, installed_blobs
 from edge_agent.delivery.update import ModelSource, ShadowVerdict, UpdateManager
 from edge_agent.errors import WireError
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
-from edge_agent.trust.device.client import DeviceUpdater, provision
+from edge_agent.trust.device.client import DeviceUpdater, clean_downloads, provision
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.device.variants import Platform
 from edge_agent.wire.notices import RegistryNotice
+from edge_agent.wire.states import UpdateState
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,12 @@ class AgentUpdates:
                 return
             if not self.client.wait_connected(5):
                 continue
+            up_to_date = True
             for name in self.settings.models:
                 if self._stop.is_set():
                     return
                 transition = self.manager.update(name)
                 log.info("%s: %s (%s)", name, transition.state.value, transition.reason)
+                up_to_date = up_to_date and transition.state is UpdateState.ACTIVE
             self.store.gc(keep=self.settings.keep_versions)
+            clean_downloads(self._download_dir, installed_blobs(self.store), partials=up_to_date)

@@ -17,11 +17,11 @@ from edge_agent.cli._broker import broker_options
 from edge_agent.cli._settings import field_range
 from edge_agent.config import BrokerSettings, FetchSettings, resolve_device_config
 from edge_agent.delivery.layout import StoreLayout
-from edge_agent.delivery.store import InstalledModel, ModelStore
+from edge_agent.delivery.store import InstalledModel, ModelStore, installed_blobs
 from edge_agent.delivery.update import Transition, UpdateLimits, UpdateManager, UpdateState
 from edge_agent.errors import ConfigError
 from edge_agent.transport.client import MqttClient
-from edge_agent.trust.device.client import DeviceUpdater, provision
+from edge_agent.trust.device.client import DeviceUpdater, clean_downloads, provision
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.device.variants import platform_of
 
@@ -228,6 +228,11 @@ def pull(
 
                 results.append(manager.update(name, show))
         link.close()
+        clean_downloads(
+            download_dir,
+            installed_blobs(store),
+            partials=all(r.state is UpdateState.ACTIVE for r in results),
+        )
     failed = [r for r in results if r.state is not UpdateState.ACTIVE]
     if as_json:
         click.echo(json.dumps([r.as_object() for r in results], indent=2))

@@ -61,6 +61,15 @@ class InstalledModel:
         return self.parts.get("profile")
 
 
+def installed_blobs(store: ModelStore) -> set[str]:
+    """The sha256 of every file the store holds for an installed version (model and parts)."""
+    return {
+        ref
+        for model in store.list()
+        for ref in (model.sha256, *(part.name.split(".", 1)[0] for part in model.parts.values()))
+    }
+
+
 def is_model_store(path: Path) -> bool:
     """Whether ``path`` is the root of a model store (it has ``blobs/`` or ``state.json``)."""
     return (path / BLOBS_DIR).is_dir() or (path / STATE_FILE).is_file()

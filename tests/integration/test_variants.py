@@ -132,6 +132,7 @@ def test_each_device_class_gets_its_own_variant_and_none_gets_another_s(tmp_path
             assert active is not None
             assert active.manifest["model"]["path"] == "digits_int8_edgetpu.tflite"
             assert active.manifest["target_delegates"] == ["edgetpu"]
+        assert list(StoreLayout(store_dir).trust_downloads.iterdir()) == []  # the store has it
 
 
 def test_a_release_of_several_variants_needs_a_platform_to_choose(tmp_path, mosquitto):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import IO
@@ -305,10 +304,24 @@ class DeviceUpdater:
         return release
 
 
-def clean_downloads(download_dir: Path, keep: set[Path]) -> None:
-    """Remove finished downloads not in ``keep`` (partials stay: they are resumable)."""
+def clean_downloads(download_dir: Path, installed: set[str], *, partials: bool = False) -> int:
+    """Delete downloads that are of no more use; returns how many files went.
+
+    A finished download (``H.F``) goes once a blob with sha256 ``H`` is in the store (the store
+    keeps its own copy); partial downloads (``H.F.part`` and its journal) go only when
+    ``partials`` says every followed model is up to date, so nothing left could resume them.
+    Without this the download directory kept every model ever delivered and the partials of
+    superseded releases until the disk filled.
+    """
     if not download_dir.is_dir():
-        return
+        return 0
+    removed = 0
     for path in download_dir.iterdir():
-        if path.is_file() and not path.name.endswith((".part", ".part.json")) and path not in keep:
-            os.unlink(path)
+        if not path.is_file():
+            continue
+        partial = path.name.endswith((".part", ".part.json"))
+        sha256 = path.name.split(".", 1)[0]
+        if (partial and partials) or (not partial and sha256 in installed):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
