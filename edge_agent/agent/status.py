@@ -20,11 +20,13 @@ from edge_agent.wire.status import ModelStatus, Status
 def model_status(served: ServedModel) -> ModelStatus:
     """One served model's entry: its active version, delegate, and whether it degraded."""
     backend = served.active.backend
+    model_file = (served.active.manifest or {}).get("model", {}).get("path")
     return ModelStatus(
         name=served.name,
         version=served.active.version,
         delegate=backend.delegate.name,
         degraded=bool(getattr(backend, "degraded", False)),
+        variant=str(model_file).rsplit("/", 1)[-1] if model_file else None,
     )
 
 

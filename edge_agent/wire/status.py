@@ -30,6 +30,8 @@ class ModelStatus(Part):
     version: Name = None
     delegate: Short = None
     degraded: Flag = False
+    variant: Name = None
+    """The model file of the release's variant this device runs (``digits_int8.tflite``)."""
 
 
 def models_list(value: Any) -> list[Any]:

@@ -99,6 +99,8 @@ def test_a_delivered_release_brings_its_profile_and_raises_drift_alarms_on_mqtt(
             served = agent.models.get("digits")
             assert served is not None
             assert agent.telemetry is not None and "digits" in agent.telemetry.drift
+            (entry,) = agent.status().models
+            assert entry.variant == "digits_fp32.onnx"  # the status says which file it runs
             for row in x[:200]:  # in distribution: reports, no alarm
                 served.run({"input": row[None]})
             wait_for(lambda: len(reports) >= 1, 30, "a drift report on MQTT")
