@@ -90,6 +90,17 @@ def test_postgres_migrations_are_applied_once(postgres: Postgres) -> None:
         second.close()
 
 
+def test_postgres_answers_the_fleet_power_and_drift_views(postgres: Postgres) -> None:
+    """The bucketed SQL of the Power and Drift pages means the same as on SQLite."""
+    from tests.unit.fleet.test_fleet_views import check_views
+
+    store = open_store(postgres.create_database("views"))
+    try:
+        check_views(store)
+    finally:
+        store.close()
+
+
 def test_unreachable_postgres_is_a_clear_error() -> None:
     from edge_agent.fleet.monitor import StoreError
 
