@@ -30,21 +30,16 @@ from edge_agent.agent.process import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.convert.package import PackageRequest, build_package
 from edge_agent.demo import episodes
-from edge_agent.demo.broker import PrivateBroker, free_port, start_private_broker
+from edge_agent.demo import settings as demo_settings
+from edge_agent.demo.broker import PrivateBroker, start_private_broker
 from edge_agent.demo.samples import DigitsVideo, make_digits_video, samples_dir
+from edge_agent.demo.settings import DEVICE, GROUP, MODEL, SIM_PREFIX, TIME_SCALE
 from edge_agent.errors import EdgeAgentError
 from edge_agent.fleet.registry import RegistryServer, RegistrySettings
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.operator.publish import add_model
 from edge_agent.trust.operator.repository import OperatorRepository
 from edge_agent.wire.states import SwapState
-
-DEVICE = "demo-cam-1"
-MODEL = "digits32"
-GROUP = "demo"
-SIM_PREFIX = "sim"
-TIME_SCALE = 720.0
-"""Simulated seconds per real second in the simulated fleet (a day in two minutes)."""
 
 
 class _Stopped(Exception):
@@ -234,63 +229,7 @@ class Demo:
     ) -> Agent:
         root = work / "repo" / "metadata" / "1.root.json"
         config = AgentConfig.model_validate(
-            {
-                "device_id": DEVICE,
-                "device": "auto",
-                "store_dir": str(work / "agent"),
-                "api": {"listen": f"127.0.0.1:{free_port()}"},
-                "broker": {
-                    "url": broker.url,
-                    "keepalive_s": 10,
-                    # the embedded broker (amqtt) speaks MQTT 3.1.1 only
-                    "protocol": "5" if broker.kind == "mosquitto" else "3.1.1",
-                },
-                "registry": {
-                    "root": str(root),
-                    "models": [MODEL],
-                    "group": GROUP,
-                    "check_interval_s": 10,
-                },
-                "telemetry": {
-                    "latency": {"report_interval_s": 2},
-                    "drift": episodes.drift_settings(self.options.frames),
-                },
-                "serving": {
-                    "status_interval_seconds": 2,
-                    "gates": {
-                        "shadow_seconds": 2,
-                        "min_samples": 10,
-                        "watch_seconds": 10,
-                        # a shared, busy machine makes one version's p95 jumpy
-                        "max_latency_ratio": 3.0,
-                    },
-                },
-                "pipelines": [
-                    {
-                        "name": "door-cam",
-                        "model": MODEL,
-                        "source": {
-                            "type": "video",
-                            "path": str(video.path),
-                            "loop": True,
-                            "realtime": True,
-                        },
-                        "postprocess": {
-                            "type": "classification",
-                            "labels_file": str(samples_dir() / MODEL / "labels.txt"),
-                        },
-                        "sinks": [
-                            {"type": "jsonl", "path": str(work / "results.jsonl")},
-                            {"type": "mqtt"},
-                        ],
-                    }
-                ],
-                "capture": {
-                    "enabled": True,
-                    "random_rate": 0.02,
-                    "on_drift": {"rate": 0.5, "max_samples": 40},
-                },
-            }
+            demo_settings.agent_config(work, broker.url, broker.kind, video, root)
         )
         agent = Agent(config)
         agent.start()
@@ -308,26 +247,9 @@ class Demo:
         """Simulated agents (real MQTT, real TUF) in the same rollout group."""
         if self.options.simulated_devices <= 0:
             return []
-        from edge_agent.fleet.simulator import FleetSimulator, SimulatorSettings
-        from edge_agent.fleet.simulator.drift import DriftEpisodes
-        from edge_agent.fleet.simulator.power import SupplySettings
+        from edge_agent.fleet.simulator import FleetSimulator
 
-        settings = SimulatorSettings(
-            devices=self.options.simulated_devices,
-            model=MODEL,
-            group=GROUP,
-            prefix=SIM_PREFIX,
-            report_interval_s=0.5,
-            inferences_per_report=20,
-            check_interval_s=3,
-            time_scale=TIME_SCALE,
-            start_hour=4.0,
-            supply=SupplySettings(battery_fraction=0.45, start_pct=(26.0, 30.0)),
-            # after the rollout (its gates hold a wave back while a device is in drift alarm)
-            drift=DriftEpisodes(
-                fraction=0.2, start_s=(8 * 3600.0, 9 * 3600.0), duration_s=3 * 3600.0
-            ),
-        )
+        settings = demo_settings.fleet_settings(self.options.simulated_devices)
         simulator = FleetSimulator(
             broker.url, work / "repo" / "metadata" / "1.root.json", work / "simulator", settings
         ).start()
