@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from edge_agent.config import HwmonRail, SensorSettings
 
 
@@ -119,3 +121,10 @@ class FakeSysfs:
             power_rails=list(self.rails),
             rpi_throttled=str(self.throttled_path) if self.throttled_path else None,
         )
+
+    def device_config(self, path: Path, device_class: str = "test-board") -> Path:
+        """A device config YAML at ``path`` whose sensors are this tree (for an agent's
+        ``device:``), so an agent reads the battery and zones a test made."""
+        config = {"device_class": device_class, "sensors": self.settings().model_dump(mode="json")}
+        path.write_text(yaml.safe_dump(config))
+        return path

@@ -9,7 +9,6 @@ import time
 import urllib.request
 
 import numpy as np
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.agent.metrics import _update_state
@@ -48,18 +47,7 @@ def test_metrics_cover_requests_pipelines_drift_power_outbox_and_capture(models_
     sysfs = FakeSysfs(tmp_path / "sysfs")
     sysfs.add_battery(capacity=10, status="Discharging", voltage_uv=5_000_000, current_ua=1_000_000)
     sysfs.add_thermal_zone(0, "cpu-thermal", 61_500)
-    device = tmp_path / "board.yaml"
-    device.write_text(
-        yaml.safe_dump(
-            {
-                "device_class": "test-board",
-                "sensors": {
-                    "thermal_zones": [str(sysfs.root / "sys/class/thermal/thermal_zone*")],
-                    "power_supplies": [str(sysfs.root / "sys/class/power_supply/*")],
-                },
-            }
-        )
-    )
+    device = sysfs.device_config(tmp_path / "board.yaml")
     # A reference profile of noise: the digits video is far from it, so drift is raised.
     rng = np.random.default_rng(0)
     reference = rng.random((200, 32, 32, 3)).astype(np.float32)

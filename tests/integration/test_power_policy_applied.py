@@ -7,8 +7,6 @@ import json
 import threading
 import time
 
-import yaml
-
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
@@ -41,15 +39,7 @@ def test_low_battery_paces_pipelines_and_swaps_in_the_light_variant_then_back(
 
     sysfs = FakeSysfs(tmp_path / "sysfs")
     battery = sysfs.add_battery(capacity=80, status="Discharging")
-    device = tmp_path / "board.yaml"
-    device.write_text(
-        yaml.safe_dump(
-            {
-                "device_class": "test-board",
-                "sensors": {"power_supplies": [str(sysfs.root / "sys/class/power_supply/*")]},
-            }
-        )
-    )
+    device = sysfs.device_config(tmp_path / "board.yaml")
     video = make_digits_video(tmp_path / "digits.avi", count=30)
     results = tmp_path / "results.jsonl"
     digits = models_dir / "digits32"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import time
 
-import yaml
-
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
@@ -35,15 +33,7 @@ def test_only_on_mains_waits_on_the_configured_battery_then_uploads_on_mains(
     sysfs = FakeSysfs(tmp_path / "sysfs")
     sysfs.add_battery(capacity=60, status="Discharging")
     mains = sysfs.add_power_supply("AC", type="Mains", online=0)
-    device = tmp_path / "board.yaml"
-    device.write_text(
-        yaml.safe_dump(
-            {
-                "device_class": "test-board",
-                "sensors": {"power_supplies": [str(sysfs.root / "sys/class/power_supply/*")]},
-            }
-        )
-    )
+    device = sysfs.device_config(tmp_path / "board.yaml")
     video = make_digits_video(tmp_path / "digits.avi", count=12)
     config = AgentConfig.model_validate(
         {
