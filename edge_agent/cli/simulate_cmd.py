@@ -93,6 +93,32 @@ from edge_agent.config import BrokerSettings
     type=click.Path(file_okay=False, path_type=Path),
     help="Where trust states live [default: a temporary directory].",
 )
+@click.option(
+    "--battery-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of devices on a solar-charged battery (the rest on mains).",
+)
+@click.option(
+    "--drift-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of devices with a drift episode (their camera gets brighter for a while).",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0.001),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per real second (charge, sun, drift episodes).",
+)
+@click.option(
+    "--start-hour",
+    type=click.FloatRange(0, 24, max_open=True),
+    help="Hour of the simulated day at start [default: the real UTC time of day].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
 def simulate(
@@ -114,6 +140,10 @@ def simulate(
     report_interval: float,
     duration: float,
     workdir: Path | None,
+    battery_fraction: float,
+    drift_fraction: float,
+    time_scale: float,
+    start_hour: float | None,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -121,8 +151,12 @@ def simulate(
 
     Each device publishes status (retained, with a last will when it has its own
     connection), telemetry and rollout transitions, and follows `rollouts/<group>.json`.
+    Battery devices and drift episodes are judged by the agent's own power policy and drift
+    detector (see docs/rollouts.md).
     """
     from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
+    from edge_agent.fleet.simulator.drift import DriftEpisodes
+    from edge_agent.fleet.simulator.power import SupplySettings
 
     faults = FaultSettings(
         error_rate=error_rate,
@@ -143,6 +177,10 @@ def simulate(
         report_interval_s=report_interval,
         faults=faults,
         seed=seed,
+        supply=SupplySettings(battery_fraction=battery_fraction),
+        drift=DriftEpisodes(fraction=drift_fraction),
+        time_scale=time_scale,
+        start_hour=start_hour,
     )
     stop = threading.Event()
 

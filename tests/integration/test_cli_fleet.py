@@ -42,6 +42,12 @@ def test_fleet_simulate_runs_devices_and_prints_their_statistics(
                 "1.5",
                 "--workdir",
                 str(tmp_path / "sim"),
+                "--battery-fraction",
+                "0.34",
+                "--time-scale",
+                "600",
+                "--start-hour",
+                "12",
                 "--json",
             ],
         )
@@ -50,4 +56,6 @@ def test_fleet_simulate_runs_devices_and_prints_their_statistics(
     assert stats["devices"] == 3
     assert stats["active"] == {"1": 3}
     assert stats["messages_total"] >= 3  # at least every device's retained status
+    assert stats["battery_devices"] == 1  # 0.34 of 3, spread: one device on a battery
+    assert stats["saving"] == []  # noon: the sun charges it
     assert {s: signal.getsignal(s) for s in before} == before
