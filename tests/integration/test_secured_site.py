@@ -31,7 +31,7 @@ from tests.fixtures.secured_broker import SecuredBroker, remove, start_secured_b
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits"
-USERS = ("registry", "monitor", "operator", "cam-1", "cam-2", "cam-3", "cam-4")
+USERS = ("registry", "monitor", "operator", "cam-1", "cam-2", "cam-3", "cam-4", "sim-0000")
 REPORTS = (
     DeviceChannel.STATUS,
     DeviceChannel.TELEMETRY,
@@ -289,8 +289,8 @@ def _get(url: str) -> dict:
 
 
 def test_every_component_works_with_its_own_user(site: SecuredBroker, tmp_path: Path):
-    """Registry, monitor, `models pull` and two agents, each logged in as itself over TLS,
-    with nothing but the command-line options (the password only in a file)."""
+    """Registry, monitor, `models pull`, two agents and a simulated device, each logged in as
+    itself over TLS, with nothing but the command-line options (the password only in a file)."""
     from edge_agent.trust.operator.publish import add_model
     from edge_agent.trust.operator.repository import OperatorRepository
 
@@ -330,6 +330,15 @@ def test_every_component_works_with_its_own_user(site: SecuredBroker, tmp_path: 
                     stderr=subprocess.DEVNULL,
                 )
             )
+        simulated = subprocess.Popen(
+            _edge_agent(
+                *("fleet", "simulate", "--root", str(root_json), "--devices", "1"),
+                *("--duration", "60", "--json", *site.options("sim-0000")),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        agents.append(simulated)
         pulled = subprocess.run(
             _edge_agent(
                 *("models", "pull", "--root", str(root_json), "--device-id", "cam-3"),
@@ -352,14 +361,14 @@ def test_every_component_works_with_its_own_user(site: SecuredBroker, tmp_path: 
                 fleet, received = [], {}
             online = {d["device_id"] for d in fleet if d["online"]}
             # the agents' statuses, and the pull's rollout transitions (cam-3 reports as itself)
-            if {"cam-1", "cam-2"} <= online and received.get("rollout", 0) >= 1:
+            if {"cam-1", "cam-2", "sim-0000"} <= online and received.get("rollout", 0) >= 1:
                 break
             assert time.monotonic() < deadline, (fleet, received, site.log()[-3000:])
             time.sleep(0.5)
         for service in services + agents:
             assert service.poll() is None, service.args
         log = site.log()
-        for user in ("registry", "monitor", "cam-1", "cam-2", "cam-3"):
+        for user in ("registry", "monitor", "cam-1", "cam-2", "cam-3", "sim-0000"):
             assert f"as {user} (" in log, user  # each connection named after its own user
     finally:
         for process in agents + services:
