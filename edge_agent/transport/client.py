@@ -90,6 +90,23 @@ class TlsFiles:
     key_file: Path | None = None
 
 
+class _RecordingSocket(ssl.SSLSocket):
+    """An SSLSocket that leaves a failed handshake's error on its context.
+
+    paho turns a failed handshake on its network thread into a bare "connect failed" callback;
+    the error kept here lets the client say why (a wrong CA, an expired certificate).
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except ssl.SSLError as exc:
+            context = self.context
+            if isinstance(context, _ClosingContext):
+                context.last_failure = exc
+            raise
+
+
 class _ClosingContext(ssl.SSLContext):
     """An SSLContext that remembers the sockets it wrapped.
 
@@ -98,6 +115,8 @@ class _ClosingContext(ssl.SSLContext):
     """
 
     wrapped: list[ssl.SSLSocket]
+    last_failure: ssl.SSLError | None = None
+    sslsocket_class = _RecordingSocket
 
     def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         sock = super().wrap_socket(*args, **kwargs)
@@ -257,6 +276,8 @@ class MqttClient:
         if will is not None:
             self._paho.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._paho.on_connect = self._on_connect
+        self._paho.on_connect_fail = self._on_connect_fail
+        self._reported_failure = ""
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_message = self._on_message
         self._paho.on_subscribe = self._on_subscribe
@@ -472,7 +493,7 @@ class MqttClient:
                 self._refused.set()
             log.warning("broker %s refused the connection: %s", self._where(), reason)
             return
-        self._last_error = ""
+        self._last_error = self._reported_failure = ""
         self._refused.clear()
         with self._lock:
             restore = {f: qos for f, (qos, _handler) in self._subscriptions.items()}
@@ -485,6 +506,17 @@ class MqttClient:
                     self._restoring = (mid, frozenset(restore))
                     return
         self._go_online(frozenset(restore))
+
+    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
+        """A (re)connection attempt failed on the network thread: say why if TLS knows."""
+        if not isinstance(self._tls, _ClosingContext) or self._tls.last_failure is None:
+            return
+        failure, self._tls.last_failure = self._tls.last_failure, None
+        self._tls.close_failed()
+        self._last_error = describe_tls_failure(self._where(), self._ca_file, failure)
+        if self._last_error != self._reported_failure:  # once, not at every retry
+            self._reported_failure = self._last_error
+            log.error("%s", self._last_error)
 
     def _go_online(self, restored: frozenset[str]) -> None:
         """Mark the connection up once ``restored`` filters are back; send any added meanwhile."""

@@ -11,6 +11,7 @@ forgery is not coming. docs/security.md maps each attack here to its test.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import subprocess
 import time
@@ -99,7 +100,9 @@ def test_refuses_an_anonymous_client(site: SecuredBroker):
         client.close()
 
 
-def test_refuses_a_client_that_trusts_the_wrong_ca(site: SecuredBroker, tmp_path: Path):
+def test_refuses_a_client_that_trusts_the_wrong_ca(
+    site: SecuredBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     """The broker's certificate is checked: a man in the middle with another CA is not trusted
     (and so a client pinned to the wrong CA cannot connect, with an error that says why)."""
     wrong = make_authority(tmp_path, "not-the-fleet-ca")
@@ -107,6 +110,17 @@ def test_refuses_a_client_that_trusts_the_wrong_ca(site: SecuredBroker, tmp_path
     with pytest.raises(TransportError, match=r"does not verify against the CA in .*not-the-fleet"):
         client.connect(timeout_s=10)
     client.close()
+    # the agent connects in the background (it must start while the broker is down): the
+    # reason is logged once, not swallowed by paho's retry loop
+    background = MqttClient.from_settings(site.settings("cam-1", ca=wrong.cert), "cam-1")
+    with caplog.at_level(logging.ERROR, logger="edge_agent.transport.client"):
+        background.start_in_background()
+        deadline = time.monotonic() + 10
+        while not any("does not verify" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
+    assert not background.connected
+    background.close()
 
 
 def test_refuses_a_wrong_password(site: SecuredBroker, tmp_path: Path):
