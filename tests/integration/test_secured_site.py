@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.config import BrokerSettings
 from edge_agent.errors import TransportError
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
@@ -288,6 +290,54 @@ def test_a_revoked_device_is_disconnected_and_refused(site: SecuredBroker, tmp_p
     with pytest.raises(TransportError, match="refused"):
         again.connect(timeout_s=10)
     again.close()
+
+
+def test_a_client_certificate_is_the_identity_when_the_broker_asks_for_one():
+    """The other binding the deployment guide offers: `require_certificate` with
+    `use_identity_as_username`; --broker-cert-file/--broker-key-file present the device's
+    certificate, and its common name is the user (and so the client id and the ACL's %u)."""
+    import tempfile
+
+    from tests.fixtures.mosquitto import start_broker
+
+    root = Path(tempfile.mkdtemp(prefix="ea-mtls-"))
+    root.chmod(0o755)
+    try:
+        authority = make_authority(root, "fleet-ca")
+        server_cert, server_key = authority.issue(root, "broker", ["127.0.0.1"])
+        device_cert, device_key = authority.issue(root, "cam-5", ["cam-5"])
+        for path in root.iterdir():
+            path.chmod(0o644)
+        port = free_port()
+        broker = start_broker(
+            root / "broker",
+            extra_config=(
+                f"listener {port} 127.0.0.1\ncafile {authority.cert}\n"
+                f"certfile {server_cert}\nkeyfile {server_key}\nrequire_certificate true\n"
+                "use_identity_as_username true\nuse_username_as_clientid true\n"
+            ),
+        )
+        try:
+            settings = BrokerSettings(
+                url=f"mqtts://127.0.0.1:{port}",
+                ca_file=authority.cert,
+                cert_file=device_cert,
+                key_file=device_key,
+            )
+            with MqttClient.from_settings(settings, "anything") as client:
+                client.connect(timeout_s=10)
+                assert client.connected
+            assert "as cam-5 (" in broker.log()
+            without = MqttClient.from_settings(
+                settings.model_copy(update={"cert_file": None, "key_file": None}), "cam-5"
+            )
+            with pytest.raises(TransportError):
+                without.connect(timeout_s=5)
+            without.close()
+        finally:
+            broker.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- every component with its own user -------------------------------------------------------
