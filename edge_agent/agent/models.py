@@ -72,6 +72,8 @@ class ModelHost:
         self._on_event = on_event
         self._references: dict[str, dict[str, Profile | None]] = {}
         """Each loaded version's drift reference profile, by model and version."""
+        self._withdrawn: set[str] = set()
+        """Models being rolled back by a signed rollout (their release is not rejected)."""
 
     def _load(
         self, name: str, version: str, path: Path, manifest: Mapping[str, Any] | None
@@ -187,17 +189,25 @@ class ModelHost:
         return ShadowVerdict(ok, verdict.reason, conclusive=verdict.conclusive)
 
     def rollout_rollback(self, name: str, reason: str) -> None:
-        """The group's signed rollout was rolled back: return to the previous release."""
+        """The group's signed rollout was rolled back: return to the previous release.
+
+        The release left is not rejected: the fleet's gates failed, not this device, so a later
+        rollout of the same release can bring it back (a watch-window rollback still rejects).
+        """
         controller = self.controllers.get(name)
         if controller is not None and controller.previous is not None:
-            controller.rollback(reason)  # its event rolls the store back and rejects the bad one
+            self._withdrawn.add(name)  # its event rolls the store back, keeping the release
+            try:
+                controller.rollback(reason)
+            finally:
+                self._withdrawn.discard(name)
             return
         assert self.updates is not None
         previous = self.updates.store.previous(name)
         if previous is None:
             log.error("%s: the rollout was rolled back but no previous version is installed", name)
             return
-        self.updates.roll_back(name, reason)
+        self.updates.roll_back(name, reason, reject=False)
         if controller is not None:  # not loaded any more (e.g. after a restart): load it
             restored = self._load(name, str(previous.version), previous.path, previous.manifest)
             reference = _load_reference(previous.profile)
@@ -228,7 +238,8 @@ class ModelHost:
         self.events.append(event)
         rolled_back = event["state"] == SwapState.ROLLED_BACK
         if rolled_back and self.updates is not None and event["model"] in self.delivered:
-            self.updates.roll_back(event["model"], event["reason"])
+            own_failure = event["model"] not in self._withdrawn
+            self.updates.roll_back(event["model"], event["reason"], reject=own_failure)
         if rolled_back:
             self.metrics.swaps.labels(event["model"], "rollback").inc()
             served = self.models.get(event["model"])

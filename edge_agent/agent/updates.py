@@ -53,7 +53,7 @@ class AgentUpdates:
         provision(self._metadata_dir, settings.root)
         self._link = RegistryLink(client, device_id)
 
-        roll_back = on_rollout_rollback or self.roll_back
+        roll_back = on_rollout_rollback or self.rollout_roll_back
 
         def source(cancel: threading.Event) -> ModelSource:
             updater = DeviceUpdater(
@@ -102,12 +102,23 @@ class AgentUpdates:
         self._thread = threading.Thread(target=self._run, name="model-updates", daemon=True)
         self._thread.start()
 
-    def roll_back(self, name: str, reason: str) -> None:
-        """The served version proved bad after activation: back in the store, and rejected."""
+    def roll_back(self, name: str, reason: str, *, reject: bool = True) -> None:
+        """The served version proved bad after activation: back in the store, and rejected.
+
+        ``reject=False``: a rollout rollback (see :meth:`rollout_roll_back`).
+        """
         if self.store.previous(name) is None:
             log.error("%s: rolled back in service but the store has no previous version", name)
             return
-        self.manager.roll_back(name, reason)
+        self.manager.roll_back(name, reason, reject=reject)
+
+    def rollout_roll_back(self, name: str, reason: str) -> None:
+        """The group's signed rollout was rolled back: back in the store, *not* rejected.
+
+        Only a failure on this device bans a release here; a rollout rollback may come from
+        other devices' health (and a later rollout may retry the same release).
+        """
+        self.roll_back(name, reason, reject=False)
 
     def stop(self) -> None:
         """Cancel a running update and stop the worker; the store keeps its state."""

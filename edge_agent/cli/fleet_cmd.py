@@ -161,6 +161,12 @@ def _waves(text: str) -> list[float]:
 )
 @click.option("--salt", help="Wave hash salt [default: the group name: same canaries each time].")
 @click.option(
+    "--retry",
+    is_flag=True,
+    help="Roll out a release that was rolled back in this group before (devices did not "
+    "reject it; a release that failed on a device stays refused there).",
+)
+@click.option(
     "--max-error-rate",
     type=click.FloatRange(0, 1),
     default=_GATES.max_error_rate,
@@ -228,6 +234,7 @@ def create(
     devices_file: Path | None,
     device: tuple[str, ...],
     salt: str | None,
+    retry: bool,
     max_error_rate: float,
     max_latency_ratio: float,
     max_latency_p95_ms: float | None,
@@ -268,6 +275,7 @@ def create(
             previous=previous,
             thresholds=thresholds,
             salt=salt,
+            retry=retry,
         )
         if follow:
             record = _follow(controller, group, poll, as_json)
@@ -370,7 +378,7 @@ def _simple(command: str, verb: str) -> click.Command:
         "pause": "Hold the rollout at its current wave (a failing gate still rolls it back).",
         "resume": "Let a paused rollout advance again.",
         "abort": "Stop the rollout and send every device of the group back to the previous "
-        "release (the release is withdrawn in this group).",
+        "release (the release is withdrawn in this group until `create --retry`).",
     }[command]
     return run
 

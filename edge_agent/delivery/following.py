@@ -55,10 +55,12 @@ class DevicePlan:
     """What a device should do about one rollout."""
 
     action: str
-    """``stay``, ``install`` (``release``) or ``roll_back`` (to ``release``; reject ``reject``)."""
+    """``stay``, ``install`` (``release``) or ``roll_back`` (to ``release``, from ``leaving``)."""
     release: int | None
     reason: str
-    reject: int | None = None
+    leaving: int | None = None
+    """For ``roll_back``: the release the rollout withdrew. The device leaves it but does not
+    reject it: a signed rollback says the *fleet* gates failed, not that it failed here."""
 
 
 def plan_for_device(
@@ -68,7 +70,12 @@ def plan_for_device(
     active: int | None,
     rejected: Collection[int] = (),
 ) -> DevicePlan:
-    """Turn the assignment into an action, given what the device runs and has refused."""
+    """Turn the assignment into an action, given what the device runs and has refused.
+
+    ``rejected`` holds only the releases that failed on this device (its shadow check, its
+    watch window, a failed install); a rolled-back document never adds to it, so a later
+    rollout of the same release can bring the device back to it.
+    """
     target = release_for_device(doc, device_id, now)
     tag = f"rollout {doc.id} ({doc.state})"
     if target is None:
@@ -84,7 +91,7 @@ def plan_for_device(
             "roll_back",
             target,
             f"{tag}: release {doc.release} withdrawn ({doc.reason or 'rolled back'})",
-            reject=doc.release,
+            leaving=doc.release,
         )
     if active is not None and target < active:
         return DevicePlan(
@@ -122,8 +129,9 @@ class RolloutSource:
     Without a rollout document for the model, a device with nothing active takes the newest
     signed release (first install) and a device with an active release keeps it: in a group,
     only a signed rollout moves devices. When the rollout was rolled back, ``roll_back`` is
-    called (the agent returns to its previous release and rejects the withdrawn one) and the
-    restored release is returned, so the update manager finds it "up to date".
+    called (the agent returns to its previous release, keeping the withdrawn one installable
+    for a later rollout) and the restored release is returned, so the update manager finds it
+    "up to date".
     """
 
     def __init__(

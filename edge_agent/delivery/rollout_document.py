@@ -15,7 +15,8 @@ version of the same target path (a new hash, a new ``rollouts`` metadata version
 
 States devices act on: ``rolling`` / ``paused`` (devices in opened waves run ``release``, the
 rest ``previous``), ``completed`` (everyone runs ``release``), ``rolled_back`` (everyone runs
-``previous``; devices that ran ``release`` roll back and reject it forever).
+``previous``; devices that ran ``release`` roll back to ``previous`` without rejecting it: only
+a failure on the device itself bans a release there, so a later rollout can retry it).
 """
 
 from __future__ import annotations

@@ -175,11 +175,15 @@ class UpdateManager:
             self.state = UpdateState.IDLE
             self._run_lock.release()
 
-    def roll_back(self, name: str, reason: str) -> Transition:
-        """Return to the previous version after the active one proved bad; reject the bad one."""
+    def roll_back(self, name: str, reason: str, *, reject: bool = True) -> Transition:
+        """Return to the previous version; reject the one left when it proved bad *here*.
+
+        ``reject=False`` is for a signed rollout rollback: the fleet's gates failed, not this
+        device, so the release stays installable and a later rollout of it can proceed.
+        """
         bad = self.store.active(name)
         restored = self.store.rollback(name)
-        if bad is not None:
+        if bad is not None and reject:
             self.store.reject(name, bad.version, reason)
         version = bad.version if bad is not None else restored.version
         return self._emit(

@@ -190,13 +190,15 @@ def test_agent_installs_swaps_rejects_and_restarts_on_signed_releases(
 def test_agent_in_a_rollout_group_moves_only_with_the_signed_rollout_and_follows_its_rollback(
     mosquitto, models_dir, tmp_path
 ):
+    """Also a regression: a signed rollback made the agent reject the release for good, so a
+    retried rollout of it could never reach the device."""
     from edge_agent.fleet.rollout import GateThresholds, RolloutController
     from edge_agent.fleet.rollout.gates import WaveReading
 
     class AlwaysHealthy:
         """Gate data for the controller: this test is about the device following the plan."""
 
-        def reading(self, model, release, previous, cohort, window_s):
+        def reading(self, model, release, previous, cohort, window_s, group=()):
             return WaveReading(
                 cohort=len(cohort),
                 on_release=len(cohort),
@@ -232,16 +234,31 @@ def test_agent_in_a_rollout_group_moves_only_with_the_signed_rollout_and_follows
                 waves=(100,),
                 thresholds=GateThresholds(soak_s=0.1, min_inferences=1),
             )
+            updates = agent.updates
+            assert updates is not None
             with Traffic(agent, x) as traffic:
                 wait_for(lambda: served_version(agent) == "2", 60, "the rollout to arrive")
                 controller.abort("lab", "operator aborted")  # signed: back to release 1
                 wait_for(lambda: served_version(agent) == "1", 60, "the rollback to arrive")
+                wait_for(
+                    lambda: getattr(updates.store.active("digits"), "version", None) == 1,
+                    10,
+                    "the store back on release 1",
+                )
+                # the rollback was the fleet's, not this device's: release 2 is not banned
+                assert 2 not in updates.store.rejected("digits")
+                controller.create(
+                    "lab",
+                    "digits",
+                    2,
+                    ["dev-9"],
+                    waves=(100,),
+                    thresholds=GateThresholds(soak_s=0.1, min_inferences=1),
+                    retry=True,
+                )
+                wait_for(lambda: served_version(agent) == "2", 60, "the retried rollout")
             assert traffic.failures == 0
-            updates = agent.updates
-            assert updates is not None
-            wait_for(lambda: 2 in updates.store.rejected("digits"), 10, "release 2 rejected")
-            active = updates.store.active("digits")
-            assert active is not None and active.version == 1
+            assert updates.store.rejected("digits") == {}
         finally:
             agent.stop()
 

@@ -53,12 +53,14 @@ def fleet(
     devices: int,
     faults: FaultSettings | None = None,
     group: str = "lab",
+    initial_release: int = 1,
+    state: str = "sim",
 ) -> Iterator[FleetSimulator]:
     settings = SimulatorSettings(
         devices=devices,
         group=group,
         prefix=f"s{uuid.uuid4().hex[:5]}",
-        initial_release=1,
+        initial_release=initial_release,
         independent=8,
         trust_group_size=16,
         report_interval_s=0.25,
@@ -67,7 +69,7 @@ def fleet(
         fetch=FETCH,
         faults=faults or FaultSettings(),
     )
-    with FleetSimulator(broker.url, env.root_json, env.tmp / "sim", settings) as simulator:
+    with FleetSimulator(broker.url, env.root_json, env.tmp / state, settings) as simulator:
         yield simulator
 
 
@@ -117,12 +119,48 @@ def test_good_release_rolls_out_in_three_waves_and_bad_one_rolls_back(
             wait_for(lambda: sim.active_counts() == {2: 40}, 30, "every device back on 2")
             canaries = set(waves[0])
             for device in sim.devices:
-                if device.device_id in canaries:
-                    assert 3 in device.rejected, device.device_id
-                else:
+                # the fleet's gates failed, not the device: release 3 is left, not banned
+                assert 3 not in device.rejected, device.device_id
+                if device.device_id not in canaries:
                     assert device.installs == 1, "devices outside wave 1 never got release 3"
             with pytest.raises(UpdateError, match="rolled back in group"):
                 controller.create("lab", "digits", 3, ids, thresholds=FAST_GATES)
+
+
+def test_device_outside_the_cohort_reporting_errors_does_not_fail_the_wave(
+    tmp_path: Path, mosquitto: Broker, models_dir: Path
+) -> None:
+    """Regression: the gates read every device that reports the model and version, so devices
+    of another group already running release 2 with a 60 % error rate rolled back a healthy
+    rollout of release 2 in ``lab`` (and its canaries then rejected release 2 for good)."""
+    with delivery_env(tmp_path, mosquitto.url) as env, monitor_for(tmp_path, mosquitto) as mon:
+        publish_releases(env, models_dir, 2)
+        outside = FaultSettings(bad_releases=frozenset({2}), bad_error_rate=0.6)
+        with (
+            fleet(env, mosquitto, 6, outside, "other", initial_release=2, state="other") as other,
+            fleet(env, mosquitto, 10) as sim,
+        ):
+            outsiders = {d.device_id for d in other.devices}
+            wait_for(
+                lambda: (mon.version_health("digits", "2", window_s=30).errors or 0) > 40,
+                30,
+                "the outside devices' errors in the monitor",
+            )
+            ids = [d.device_id for d in sim.devices]
+            controller = RolloutController(env.repo, tmp_path / "rollouts.json", MonitorHealth(mon))
+            controller.create("lab", "digits", 2, ids, waves=(50, 100), thresholds=FAST_GATES)
+            sim.wake()
+            done = controller.follow("lab", poll_s=0.3)
+            assert done.status == "completed", done.history[-1]
+            assert sim.active_counts() == {2: 10}
+            assert other.active_counts() == {2: 6}
+            for event in done.history[1:]:
+                error_rate = next(c for c in event["gates"]["checks"] if c["name"] == "error_rate")
+                assert error_rate["value"] is not None and error_rate["value"] < 0.1, event
+            # the fleet-wide view still sees the outsiders' errors: only the gates are scoped
+            fleet_wide = mon.version_health("digits", "2", window_s=30)
+            assert fleet_wide.error_rate is not None and fleet_wide.error_rate > 0.1
+            assert outsiders.isdisjoint(ids)
 
 
 def test_paused_rollout_does_not_advance_until_resumed(

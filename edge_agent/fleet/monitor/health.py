@@ -10,7 +10,7 @@ takes the store and ``now`` explicitly, so tests can pin the clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -147,32 +147,60 @@ def device_health(
 
 
 def version_health(
-    store: Store, model: str, version: str, now: float, window_s: float = 300.0
+    store: Store,
+    model: str,
+    version: str,
+    now: float,
+    window_s: float = 300.0,
+    devices: Collection[str] | None = None,
 ) -> Health:
-    """Gate values of every device running ``model`` at ``version``, over ``window_s``."""
+    """Gate values of the devices running ``model`` at ``version``, over ``window_s``.
+
+    ``devices`` limits every value to those devices (a rollout's cohort): without it a device
+    outside the rollout that reports the same model and version would count in the gates, and
+    its errors could fail a wave it is not part of. Rows are filtered here rather than with an
+    ``IN`` list so a cohort of any size works on SQLite and PostgreSQL alike.
+    """
     since = now - window_s
-    loads = store.rows(
-        "SELECT count, errors, p95, sketch FROM model_load WHERE model = ? AND version = ? "
-        "AND time >= ?",
-        [model, version, since],
-    )
-    devices = store.rows(
-        "SELECT d.device_id, d.state, d.last_seen FROM devices d JOIN device_models m "
-        "ON d.device_id = m.device_id WHERE m.model = ? AND m.version = ?",
-        [model, version],
-    )
-    events = store.rows(
-        "SELECT detail FROM events WHERE kind = 'rollout' AND model = ? AND version = ? "
-        "AND time >= ? AND detail IS NOT NULL",
-        [model, version, since],
-    )
-    running = {d["device_id"] for d in devices}
+    members = None if devices is None else set(devices)
+
+    def keep(device_id: str) -> bool:
+        return members is None or device_id in members
+
+    loads = [
+        r
+        for r in store.rows(
+            "SELECT device_id, count, errors, p95, sketch FROM model_load WHERE model = ? "
+            "AND version = ? AND time >= ?",
+            [model, version, since],
+        )
+        if keep(r["device_id"])
+    ]
+    running = [
+        d
+        for d in store.rows(
+            "SELECT d.device_id, d.state, d.last_seen FROM devices d JOIN device_models m "
+            "ON d.device_id = m.device_id WHERE m.model = ? AND m.version = ?",
+            [model, version],
+        )
+        if keep(d["device_id"])
+    ]
+    events = [
+        e
+        for e in store.rows(
+            "SELECT device_id, detail FROM events WHERE kind = 'rollout' AND model = ? "
+            "AND version = ? AND time >= ? AND detail IS NOT NULL",
+            [model, version, since],
+        )
+        if keep(e["device_id"])
+    ]
+    ids = {d["device_id"] for d in running}
     drift = [
         r
         for r in latest_drift(store, "model = ? AND time >= ?", [model, since])
-        if r["device_id"] in running
+        if r["device_id"] in ids
     ]
-    return _health("version", f"{model}@{version}", window_s, now, loads, devices, events, drift)
+    return _health("version", f"{model}@{version}", window_s, now, loads, running, events, drift)
 
 
 def _health(

@@ -11,8 +11,10 @@ Each change is saved to the state file first, then published as the signed docum
 ``rollouts/<group>.json`` (``document.py``); devices act only on what TUF verifies. Every
 :meth:`RolloutController.step` re-publishes the document if the repository does not sign what
 the state says (a controller killed between the two resumes cleanly). A rolled-back release is
-remembered per group and model and refused by later ``create`` calls; devices that ran it
-reject it forever (``store.reject``).
+remembered per group and model and refused by later ``create`` calls unless the operator
+passes ``retry``. Devices that ran it return to the previous release without rejecting it: a
+device refuses a release for good only when it failed on that device (its own shadow check or
+watch window), so a retried rollout of the same release can proceed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tuf.api.metadata import Targets
@@ -94,12 +97,14 @@ class RolloutController:
         previous: int | None = None,
         thresholds: GateThresholds | None = None,
         salt: str | None = None,
+        retry: bool = False,
     ) -> RolloutRecord:
         """Start rolling ``model`` release ``release`` out to ``members`` of ``group``.
 
         Opens the first wave at once. Raises UpdateError when the group already has a running
         rollout, the release is not signed or was withdrawn in this group, the group is empty or
-        a member's id breaks the device-id rule.
+        a member's id breaks the device-id rule. ``retry`` rolls out a release that was rolled
+        back in this group before (once the cause is understood, e.g. a gate that misread).
         """
         check_group(group)
         wave_list = check_waves(waves)
@@ -123,10 +128,12 @@ class RolloutController:
                     f"release {current.release} ({current.status}); abort it or wait"
                 )
             if state.is_withdrawn(group, model, release):
-                raise UpdateError(
-                    f"{model} release {release} was rolled back in group {group!r} before; "
-                    "devices reject it forever: publish a fixed release"
-                )
+                if not retry:
+                    raise UpdateError(
+                        f"{model} release {release} was rolled back in group {group!r} before; "
+                        "publish a fixed release, or pass --retry to roll it out again"
+                    )
+                state.reinstate(group, model, release)
             if previous is None:
                 previous = self._previous(state, group, model, release, signed)
             now = self.clock()
@@ -167,8 +174,14 @@ class RolloutController:
             cohort = devices_through(record.members, record.waves, record.salt, len(record.opened))
             window = max(1.0, min(limits.window_s, now - record.opened[-1]))
             reading = self.health.reading(
-                record.model, record.release, record.previous, cohort, window
+                record.model, record.release, record.previous, cohort, window, record.members
             )
+            if reading.baseline_p95_ms is None:
+                # the whole group has left the previous release (the last wave): judge the
+                # latency against the baseline the earlier waves measured on the group
+                known = record.last_gates.get("reading", {}).get("baseline_p95_ms")
+                if isinstance(known, (int, float)):
+                    reading = replace(reading, baseline_p95_ms=float(known))
             verdict = evaluate_gates(reading, limits)
             decision = decide_step(
                 record.status,

@@ -38,7 +38,11 @@ class GateThresholds:
     """Shadow agreement with the previous release, from the devices' swap evidence."""
     require_agreement: bool = False
     """Wait for shadow evidence (True) or pass the check when no device reported any."""
-    max_drift_alarm_devices: int = 0
+    max_drift_alarm_devices: int = 1
+    """Devices of the cohort that may be in drift alarm whatever the cohort's size."""
+    max_drift_alarm_fraction: float = 0.1
+    """Share of the cohort that may be in drift alarm: the wave fails above
+    ``max(max_drift_alarm_devices, floor(fraction * cohort))`` (see docs/decisions.md)."""
     max_failed_fraction: float = 0.05
     """Devices that reported a failed / rejected install of the release, over the cohort."""
     min_coverage: float = 0.95
@@ -60,6 +64,8 @@ class GateThresholds:
                 "max_latency_ratio": self.max_latency_ratio > 0,
                 "min_agreement": 0 <= self.min_agreement <= 1,
                 "max_failed_fraction": 0 <= self.max_failed_fraction <= 1,
+                "max_drift_alarm_devices": self.max_drift_alarm_devices >= 0,
+                "max_drift_alarm_fraction": 0 <= self.max_drift_alarm_fraction <= 1,
                 "min_coverage": 0 < self.min_coverage <= 1,
                 "min_inferences": self.min_inferences >= 0,
                 "soak_s": self.soak_s >= 0,
@@ -125,8 +131,14 @@ class HealthSource(Protocol):
         previous: int | None,
         cohort: Sequence[str],
         window_s: float,
+        group: Sequence[str] = (),
     ) -> WaveReading:
-        """Read the cohort's health over the last ``window_s`` seconds."""
+        """Read the cohort's health over the last ``window_s`` seconds.
+
+        Every value comes from the ``cohort`` alone (a device outside it that runs the same
+        model and version must not fail the wave); the previous release's latency baseline
+        comes from the devices of ``group`` (the rollout's members; the cohort when empty).
+        """
         ...
 
 
@@ -225,12 +237,13 @@ def evaluate_gates(reading: WaveReading, limits: GateThresholds) -> GateVerdict:
         )
 
     alarms = len(reading.drift_alarm_devices)
+    allowed = drift_alarms_allowed(reading.cohort, limits)
     checks.append(
         GateCheck(
             "drift",
-            FAIL if alarms > limits.max_drift_alarm_devices else PASS,
+            FAIL if alarms > allowed else PASS,
             alarms,
-            limits.max_drift_alarm_devices,
+            allowed,
             f"{alarms} device(s) in drift alarm"
             + (f": {', '.join(reading.drift_alarm_devices[:5])}" if alarms else ""),
         )
@@ -250,6 +263,18 @@ def evaluate_gates(reading: WaveReading, limits: GateThresholds) -> GateVerdict:
     statuses = {c.status for c in checks}
     outcome = FAIL if FAIL in statuses else WAIT if WAIT in statuses else PASS
     return GateVerdict(outcome, tuple(checks))
+
+
+def drift_alarms_allowed(cohort: int, limits: GateThresholds) -> int:
+    """Devices of a cohort of ``cohort`` that may be in drift alarm without failing the wave.
+
+    A drift alarm is mostly the scene (a camera moved, the light changed), which a release does
+    not cause; a bad release shows in the error rate, the shadow agreement and in many devices'
+    drift at once. So a bounded share is tolerated, and at least ``max_drift_alarm_devices``,
+    so that one canary of a small wave does not decide alone. Pure.
+    """
+    share = int(limits.max_drift_alarm_fraction * cohort + 1e-9)
+    return max(limits.max_drift_alarm_devices, share)
 
 
 def _latency_check(reading: WaveReading, limits: GateThresholds) -> GateCheck:

@@ -6,6 +6,9 @@
 (``queries.fleet_overview`` for who runs which release and who is online,
 ``health.version_health`` for error rate, merged-sketch p95, shadow agreement and drift of
 the new and the previous release, ``queries.rollouts`` for the devices' latest install state).
+Every value is limited to the rollout's devices: the new release's to the cohort (the opened
+waves), the previous release's latency baseline to the group; a device outside the rollout
+that reports the same model and version never counts.
 Tests and the benchmark pass the same monitor the dashboard uses.
 """
 
@@ -50,8 +53,9 @@ class MonitorHealth(HealthSource):
         previous: int | None,
         cohort: Sequence[str],
         window_s: float,
+        group: Sequence[str] = (),
     ) -> WaveReading:
-        """See :class:`HealthSource`."""
+        """See :class:`HealthSource`: every value is read for the cohort's devices only."""
         members = set(cohort)
         version = str(release)
         on_release = online = 0
@@ -69,11 +73,14 @@ class MonitorHealth(HealthSource):
                 row["device_id"] in members
                 and row["version"] == version
                 and row["state"] in FAILED_STATES
+                and float(row["time"]) >= now - window_s  # not an earlier rollout's rollback
             ):
                 failed += 1
-        health = version_health(store, model, version, now, window_s)
+        health = version_health(store, model, version, now, window_s, devices=members)
         baseline = (
-            version_health(store, model, str(previous), now, window_s).latency_p95_ms
+            version_health(
+                store, model, str(previous), now, window_s, devices=set(group) or members
+            ).latency_p95_ms
             if previous is not None
             else None
         )
@@ -89,5 +96,5 @@ class MonitorHealth(HealthSource):
             baseline_p95_ms=baseline,
             shadow_agreement=health.shadow_agreement,
             shadow_compared=health.shadow_compared,
-            drift_alarm_devices=tuple(d for d in health.drift_alarm_devices if d in members),
+            drift_alarm_devices=tuple(health.drift_alarm_devices),
         )

@@ -94,10 +94,16 @@ class ControllerState:
     withdrawn: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def withdraw(self, group: str, model: str, release: int) -> None:
-        """Remember that ``release`` was rolled back in ``group`` (never rolled out again)."""
+        """Remember that ``release`` was rolled back in ``group`` (refused unless retried)."""
         releases = self.withdrawn.setdefault(group, {}).setdefault(model, [])
         if release not in releases:
             releases.append(release)
+
+    def reinstate(self, group: str, model: str, release: int) -> None:
+        """Forget a withdrawal: the operator rolls ``release`` out again (``create --retry``)."""
+        releases = self.withdrawn.get(group, {}).get(model, [])
+        if release in releases:
+            releases.remove(release)
 
     def is_withdrawn(self, group: str, model: str, release: int) -> bool:
         """Whether ``release`` of ``model`` was rolled back in ``group`` before."""

@@ -101,12 +101,15 @@ class SimDevice:
                 self.active = release
             self.installs += 1
 
-    def roll_back(self, to_release: int, bad: int, reason: str) -> None:
-        """Return to ``to_release`` and reject ``bad`` forever (like ``store.reject``)."""
+    def roll_back(self, to_release: int) -> None:
+        """A signed rollout rollback: return to ``to_release``, rejecting nothing.
+
+        Like the agent: the release left stays installable for a later rollout, since the
+        fleet's gates failed, not this device.
+        """
         with self.lock:
             self.active = to_release
             self.previous = None
-            self.rejected[bad] = reason
 
     def reject(self, release: int, reason: str) -> None:
         """A failed install: never tried again."""

@@ -368,12 +368,12 @@ class FleetSimulator:
             if plan.action == "install" and plan.release is not None:
                 self._install(group, device, plan)
             elif plan.action == "roll_back" and plan.release is not None:
-                assert plan.reject is not None
-                device.roll_back(plan.release, plan.reject, plan.reason)
+                assert plan.leaving is not None
+                device.roll_back(plan.release)
                 self._publish(
                     device_id,
                     DeviceChannel.ROLLOUT,
-                    device.transition(plan.reject, UpdateState.ROLLED_BACK, plan.reason),
+                    device.transition(plan.leaving, UpdateState.ROLLED_BACK, plan.reason),
                 )
                 self._publish(device_id, DeviceChannel.STATUS, device.status(), retain=True)
 

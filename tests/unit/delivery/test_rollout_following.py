@@ -62,9 +62,34 @@ def test_plans() -> None:
     rejected = plan_for_device(doc(), canary, NOW, active=2, rejected={3})
     assert rejected.action == "stay" and "rejected" in rejected.reason
     back = plan_for_device(doc(state="rolled_back", reason="error rate"), canary, NOW, active=3)
-    assert (back.action, back.release, back.reject) == ("roll_back", 2, 3)
+    assert (back.action, back.release, back.leaving) == ("roll_back", 2, 3)
     ahead = plan_for_device(doc(), IDS[-1], NOW, active=5)
     assert ahead.action == "stay"
+
+
+def test_rolled_back_document_does_not_ban_a_release_that_passed_on_the_device() -> None:
+    """Regression: a signed ``rolled_back`` document made the device reject the release for good.
+
+    The rollback sends the canary back to the previous release, but the release is not added
+    to what the device refused, so a later rollout of the same release installs it again.
+    """
+    canary = partition(IDS, [10, 50, 100], "lab")[0][0]
+    withdrawn = doc(state="rolled_back", reason="error_rate: 0.3 > 0.02")
+    back = plan_for_device(withdrawn, canary, NOW, active=3)
+    assert back.action == "roll_back" and back.release == 2 and back.leaving == 3
+    rejected: set[int] = set()  # what the agent refuses: only its own failures
+    assert plan_for_device(withdrawn, canary, NOW, active=2, rejected=rejected).action == "stay"
+    retried = doc(id="r2", opened=(NOW - 5,))
+    again = plan_for_device(retried, canary, NOW, active=2, rejected=rejected)
+    assert (again.action, again.release) == ("install", 3)
+
+
+def test_a_release_that_failed_on_the_device_stays_refused_in_a_retried_rollout() -> None:
+    """Only the device's own failure (shadow check, watch window) bans a release there."""
+    canary = partition(IDS, [10, 50, 100], "lab")[0][0]
+    retried = doc(id="r2", opened=(NOW - 5,))
+    plan = plan_for_device(retried, canary, NOW, active=2, rejected={3})
+    assert (plan.action, plan.release) == ("stay", 2)
 
 
 def test_document_round_trips_canonically() -> None:

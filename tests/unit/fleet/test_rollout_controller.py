@@ -29,6 +29,8 @@ class ScriptedHealth:
     def __init__(self) -> None:
         self.error_rate: float | None = 0.0
         self.cohorts: list[int] = []
+        self.groups: list[int] = []
+        self.baseline: float | None = None
 
     def reading(
         self,
@@ -37,8 +39,10 @@ class ScriptedHealth:
         previous: int | None,
         cohort: Sequence[str],
         window_s: float,
+        group: Sequence[str] = (),
     ) -> WaveReading:
         self.cohorts.append(len(cohort))
+        self.groups.append(len(group))
         if self.error_rate is None:
             return WaveReading(cohort=len(cohort))
         return WaveReading(
@@ -49,6 +53,7 @@ class ScriptedHealth:
             errors=int(100 * self.error_rate),
             error_rate=self.error_rate,
             latency_p95_ms=5.0,
+            baseline_p95_ms=self.baseline,
         )
 
 
@@ -111,6 +116,42 @@ def test_failing_gate_rolls_back_and_withdraws_the_release(setup: tuple) -> None
     assert doc is not None and doc.state == "rolled_back" and doc.previous == 2
     with pytest.raises(UpdateError, match="rolled back in group"):
         controller.create("lab", "digits", 3, IDS, thresholds=LIMITS)
+
+
+def test_a_rolled_back_release_can_be_retried_on_purpose(setup: tuple) -> None:  # type: ignore[type-arg]
+    """Devices no longer reject a release for a fleet rollback, so the operator can roll it
+    out again once the cause is understood; without ``retry`` it stays refused."""
+    repo, health, clock, state = setup
+    controller = RolloutController(repo, state, health, clock=clock)
+    controller.create("lab", "digits", 3, IDS, previous=2, thresholds=LIMITS)
+    health.error_rate = 0.5
+    clock.now += 1
+    assert controller.step("lab").action == "roll_back"
+    with pytest.raises(UpdateError, match="--retry"):
+        controller.create("lab", "digits", 3, IDS, thresholds=LIMITS)
+    health.error_rate = 0.0
+    clock.now += 1
+    retried = controller.create("lab", "digits", 3, IDS, thresholds=LIMITS, retry=True)
+    assert retried.previous == 2 and retried.status == "rolling"
+    doc = published_rollout(repo, "lab")
+    assert doc is not None and doc.state == "rolling" and doc.id == retried.id
+
+
+def test_gates_read_the_cohort_and_the_group_and_keep_the_group_baseline(setup: tuple) -> None:  # type: ignore[type-arg]
+    """The source gets the group for the previous release's baseline; when the last wave has
+    moved the whole group off it (no baseline any more), the one measured earlier is kept."""
+    repo, health, clock, state = setup
+    controller = RolloutController(repo, state, health, clock=clock)
+    controller.create("lab", "digits", 2, IDS, waves=(50, 100), thresholds=LIMITS)
+    health.baseline = 4.0
+    clock.now += 11
+    assert controller.step("lab").action == "advance"
+    assert health.groups == [100]
+    health.baseline = None
+    clock.now += 1
+    controller.step("lab")
+    reading = controller.get("lab").last_gates["reading"]  # type: ignore[union-attr]
+    assert reading["baseline_p95_ms"] == 4.0
 
 
 def test_timeout_ends_a_rollout_without_data(setup: tuple) -> None:  # type: ignore[type-arg]

@@ -74,10 +74,50 @@ def test_shadow_agreement() -> None:
 
 
 def test_drift_alarm_and_failed_installs_fail() -> None:
-    drifting = WaveReading(**{**HEALTHY.as_dict(), "drift_alarm_devices": ("d1",)})
+    drifting = WaveReading(**{**HEALTHY.as_dict(), "drift_alarm_devices": ("d1", "d2")})
     assert evaluate_gates(drifting, LIMITS).outcome == FAIL
+    strict = GateThresholds(max_drift_alarm_devices=0, max_drift_alarm_fraction=0)
+    one = WaveReading(**{**HEALTHY.as_dict(), "drift_alarm_devices": ("d1",)})
+    assert status_of(one, "drift", strict) == FAIL
     failing = WaveReading(**{**HEALTHY.as_dict(), "failed": 3})
     assert status_of(failing, "failed_installs") == FAIL
+
+
+def test_one_device_in_drift_alarm_does_not_fail_a_wave_by_default() -> None:
+    """Regression: the default allowed zero drift-alarm devices, so one camera whose scene
+    changed failed the wave (and rolled the release back for everyone)."""
+    one = WaveReading(**{**HEALTHY.as_dict(), "drift_alarm_devices": ("d1",)})
+    assert evaluate_gates(one, GateThresholds()).outcome == PASS
+    canary = WaveReading(
+        **{**HEALTHY.as_dict(), "cohort": 1, "on_release": 1, "drift_alarm_devices": ("d1",)}
+    )
+    assert status_of(canary, "drift", GateThresholds()) == PASS
+
+
+@pytest.mark.parametrize(
+    ("cohort", "alarms", "status"),
+    [(10, 1, PASS), (10, 2, FAIL), (100, 10, PASS), (100, 11, FAIL), (1000, 100, PASS)],
+)
+def test_drift_tolerates_a_bounded_share_of_the_cohort(
+    cohort: int, alarms: int, status: str
+) -> None:
+    """Default: at most max(1 device, 10 % of the cohort) in drift alarm."""
+    reading = WaveReading(
+        **{
+            **HEALTHY.as_dict(),
+            "cohort": cohort,
+            "on_release": cohort,
+            "drift_alarm_devices": tuple(f"d{i}" for i in range(alarms)),
+        }
+    )
+    assert status_of(reading, "drift", GateThresholds()) == status
+
+
+def test_drift_thresholds_validate() -> None:
+    with pytest.raises(ConfigError, match="max_drift_alarm_fraction"):
+        GateThresholds(max_drift_alarm_fraction=1.5)
+    with pytest.raises(ConfigError, match="max_drift_alarm_devices"):
+        GateThresholds(max_drift_alarm_devices=-1)
 
 
 def test_coverage_waits_until_the_wave_runs_the_release() -> None:

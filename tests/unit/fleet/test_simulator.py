@@ -81,11 +81,16 @@ def test_messages_parse_in_the_monitor() -> None:
     assert isinstance(active, EventRow) and json.loads(active.detail or "{}")["compared"] == 32
 
 
-def test_slots_roll_back_and_reject() -> None:
+def test_slots_roll_back_without_banning_the_release() -> None:
+    """A signed rollout rollback returns the device to the previous release, like the agent,
+    without rejecting the release it left (a later rollout may retry it); a failed install
+    still rejects."""
     device = SimDevice("sim-2", "digits", FaultSettings(), seed=0, active=1)
     device.activate(2)
     assert (device.active, device.previous) == (2, 1)
-    device.roll_back(1, 2, "error rate")
-    assert device.active == 1 and 2 in device.rejected
+    device.roll_back(1)
+    assert device.active == 1 and 2 not in device.rejected
+    device.reject(3, "simulated install failure")
+    assert 3 in device.rejected
     offline = json.loads(device.offline())
     assert offline == {"device_id": "sim-2", "state": "offline"}
