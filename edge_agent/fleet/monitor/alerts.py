@@ -40,6 +40,8 @@ class AlertRules:
     """Offline (last will, or silent for ``STALE_S``) for longer than this."""
     rollout_failure_hold_s: float = 3600.0
     """A rollout failure stays firing this long unless a later version becomes active."""
+    max_alerts_per_device: int = 16
+    """Firing alerts one device may hold; more conditions than this are counted, not opened."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,33 @@ def rollout_conditions(
     return out
 
 
+_SEVERITY_ORDER = {"critical": 0, "warning": 1}
+
+
+def cap_conditions(
+    conditions: Sequence[Condition], firing: set[str], cap: int
+) -> tuple[list[Condition], int]:
+    """(conditions kept, how many were left out): at most ``cap`` per device. Pure.
+
+    Per device, conditions already firing are kept first (so the cap never resolves an alert
+    that still holds), then critical before warning, then by key. Fleet-wide conditions (no
+    device) are not capped.
+    """
+    per_device: dict[str, list[Condition]] = {}
+    kept: list[Condition] = []
+    for condition in conditions:
+        if condition.device_id is None:
+            kept.append(condition)
+        else:
+            per_device.setdefault(condition.device_id, []).append(condition)
+    left_out = 0
+    for items in per_device.values():
+        items.sort(key=lambda c: (c.key not in firing, _SEVERITY_ORDER.get(c.severity, 2), c.key))
+        kept.extend(items[:cap])
+        left_out += max(len(items) - cap, 0)
+    return kept, left_out
+
+
 def plan(firing: set[str], conditions: Sequence[Condition]) -> tuple[list[Condition], list[str]]:
     """(conditions to open, keys to resolve). Pure."""
     wanted = {c.key for c in conditions}
@@ -233,12 +262,19 @@ class AlertEvaluator:
         self.rules = rules
         self.notify = list(notify)
         self.evaluations = 0
+        self.capped = 0
+        """Conditions left out by the per-device cap in the last evaluation."""
 
     def evaluate(self, now: float | None = None) -> list[dict[str, Any]]:
         """One pass; returns the changes it made (as delivered)."""
         now = time.time() if now is None else now
         conditions = collect_conditions(self.store, self.rules, now)
         firing = {a["akey"]: a for a in firing_alerts(self.store)}
+        conditions, self.capped = cap_conditions(
+            conditions, set(firing), self.rules.max_alerts_per_device
+        )
+        if self.capped:
+            log.warning("%d alert conditions over the per-device cap not opened", self.capped)
         to_open, to_resolve = plan(set(firing), conditions)
         changes = []
         for c in to_open:

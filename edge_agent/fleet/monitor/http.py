@@ -21,6 +21,7 @@ Routes::
     GET /api/health/device/<id>?window_s=300[&model=M]
     GET /api/health/version/<model>/<version>?window_s=300
     GET /api/stats                          ingest counters
+    GET /api/dead-letters                   quarantined messages (newest 100) and counts
     GET /metrics                            Prometheus text format
     GET /healthz                            200 while ingest is connected, else 503
 """
@@ -40,6 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from edge_agent.errors import HttpError
 from edge_agent.fleet.monitor import fleet_views, health, queries
+from edge_agent.fleet.monitor.quarantine import recent_dead_letters
 
 if TYPE_CHECKING:
     from edge_agent.fleet.monitor.monitor import Monitor
@@ -62,6 +64,7 @@ _ROUTES = [
         "version_health",
     ),
     (re.compile(r"^/api/stats$"), "stats"),
+    (re.compile(r"^/api/dead-letters$"), "dead_letters"),
 ]
 _PAGES = re.compile(rf"^/(?:|devices/{_NAME}|rollouts|power|drift)$")
 _TYPES = {
@@ -195,6 +198,8 @@ class MonitorHttp:
             return health.version_health(
                 store, args["model"], args["version"], now, _seconds(query, "window_s", 300)
             ).as_dict()
+        if name == "dead_letters":
+            return recent_dead_letters(store)
         return self.monitor.stats()
 
 

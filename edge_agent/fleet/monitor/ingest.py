@@ -17,8 +17,13 @@ to us (deploy/mosquitto.conf raises it to 1000) and queues the rest for us (pers
 ``max_queued_messages``); so the in-memory queue is bounded by the broker's in-flight window and
 a slow database slows the broker's delivery instead of losing records.
 
-Garbage (not JSON, wrong shapes, oversized, unknown topics) is counted per reason, acknowledged
-(it would only come back) and dropped.
+Quarantine, never block (:mod:`edge_agent.fleet.monitor.quarantine`). Garbage (not JSON, wrong
+shapes, oversized, unknown topics) is counted per reason, kept as a dead letter and
+acknowledged (it would only come back). When the database refuses a batch while it still
+answers, the batch is bisected: every message that can be stored is, and a message refused on
+its own becomes a dead letter too. Only a database that does not answer (or cannot take the
+dead letters either) makes the batch wait and retry, unacknowledged. Each device is held to a
+message rate (a token bucket); what exceeds it is counted and dropped.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +45,13 @@ from edge_agent._retry import backoff_delay
 from edge_agent.config import BrokerSettings
 from edge_agent.errors import TransportError
 from edge_agent.fleet.monitor.payloads import PayloadError, Row, parse_message
-from edge_agent.fleet.monitor.store import Store, StoreError
+from edge_agent.fleet.monitor.quarantine import (
+    DeadLetter,
+    DeviceRateLimiter,
+    dead_letter,
+    isolate,
+)
+from edge_agent.fleet.monitor.store import Store, StoreError, WriteResult
 from edge_agent.transport import topics
 from edge_agent.transport.client import BrokerAddress, apply_broker_settings
 from edge_agent.transport.topics import DeviceChannel
@@ -72,6 +83,13 @@ class IngestSettings:
     linger_s: float = 0.02
     """How long a non-full batch waits for more before it is written (seconds)."""
     max_payload_bytes: int = 2 * 1024 * 1024
+    device_rate_per_s: float | None = 50.0
+    """Messages per second one device may send on average (None: unlimited); an agent sends
+    a few a second at most, a sample upload in bursts."""
+    device_burst: float = 2000.0
+    """Messages one device may send at once above its rate (a reconnect flushes its outbox)."""
+    dead_letters_kept: int = 1000
+    """Newest quarantined messages kept in the ``dead_letters`` table."""
 
 
 @dataclass
@@ -90,6 +108,10 @@ class IngestStats:
     batches: int = 0
     batch_rows: int = 0
     write_errors: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    """Messages kept as dead letters, per reason (decoding reasons and ``store_error``)."""
+    capped: int = 0
+    """Rows not stored: they named a model beyond the device's cap."""
     write_seconds: float = 0.0
     last_batch_size: int = 0
     connected: bool = False
@@ -107,6 +129,9 @@ class IngestStats:
             "dropped_total": sum(self.dropped.values()),
             "batches": self.batches,
             "write_errors": self.write_errors,
+            "quarantined": dict(self.quarantined),
+            "quarantined_total": sum(self.quarantined.values()),
+            "capped": self.capped,
             "connected": self.connected,
         }
 
@@ -161,6 +186,9 @@ class Ingestor:
         self._subscribe_mid = -1
         self.client.on_message = self._on_message
         self._connected = threading.Event()
+        self._limiter = DeviceRateLimiter(
+            self.settings.device_rate_per_s, self.settings.device_burst
+        )
         self._enqueued = 0
         self._processed = 0
 
@@ -291,11 +319,16 @@ class Ingestor:
                     self._processed += len(batch)
 
     def _process(self, batch: list[_Incoming]) -> None:
-        rows: list[Row] = []
+        groups: list[tuple[_Incoming, list[Row]]] = []
+        letters: list[DeadLetter] = []
         for item in batch:
             parsed_topic = topics.parse(item.topic)
             channel = parsed_topic.channel if parsed_topic else "unknown"
+            device = parsed_topic.device_id if parsed_topic else None
             self.stats.received[channel] += 1
+            if not self._limiter.allow(device or "", item.received):
+                self.stats.dropped["rate_limited"] += 1
+                continue
             try:
                 parsed = parse_message(
                     item.topic, item.payload, item.received, self.settings.max_payload_bytes
@@ -303,35 +336,31 @@ class Ingestor:
             except PayloadError as exc:
                 self.stats.dropped[exc.reason] += 1
                 log.debug("dropped a message on %s: %s", item.topic[:120], exc)
+                letters.append(self._letter(item, device, exc.reason, str(exc)))
                 continue
-            except Exception:  # a parser bug must not stop ingest; count it and go on
+            except Exception as exc:  # a parser bug must not stop ingest; count it and go on
                 self.stats.dropped["parser_error"] += 1
                 log.exception("parser failed on a message on %s", item.topic[:120])
+                letters.append(self._letter(item, device, "parser_error", repr(exc)))
                 continue
             if parsed.skipped:
                 self.stats.sample_chunks += 1
             elif channel == DeviceChannel.STATUS.value:
                 self.stats.statuses += 1
-            rows.extend(parsed.rows)
-        failures = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                result = self.store.write_batch(rows, time.time()) if rows else None
-                break
-            except StoreError as exc:
-                self.stats.write_errors += 1
-                failures += 1
-                delay = backoff_delay(failures, 0.5, 30.0)
-                log.error("monitor could not store a batch (%s); retrying in %.1f s", exc, delay)
-                if self._stop.wait(delay):
-                    return  # not acknowledged: the broker redelivers to the next session
+            if parsed.rows:
+                groups.append((item, parsed.rows))
+        started = time.perf_counter()
+        stored = self._store(groups, letters)
+        if stored is None:
+            return  # stopping: not acknowledged, the broker redelivers to the next session
+        results, rows = stored
         self.stats.write_seconds += time.perf_counter() - started
         self.stats.batches += 1
         self.stats.last_batch_size = len(batch)
-        if result is not None:
+        for result in results:
             self.stats.duplicates += result.duplicates
             self.stats.stored += result.new
+            self.stats.capped += result.capped
         for item in batch:
             if item.qos > 0 and item.generation == self._generation:
                 self.client.ack(item.mid, item.qos)
@@ -340,6 +369,49 @@ class Ingestor:
                 self._on_batch(rows)
             except Exception:
                 log.exception("batch listener failed")
+
+    def _store(
+        self, groups: list[tuple[_Incoming, list[Row]]], letters: list[DeadLetter]
+    ) -> tuple[list[WriteResult], list[Row]] | None:
+        """Write the batch, quarantining what the database refuses; None when stopped first.
+
+        Retried with backoff (nothing acknowledged) while the database does not answer or
+        cannot take the dead letters; committed parts are deduped when written again.
+        """
+        now = time.time()
+
+        def commit(part: Sequence[tuple[_Incoming, list[Row]]]) -> WriteResult:
+            return self.store.write_batch([r for _item, rows in part for r in rows], now)
+
+        failures = 0
+        while True:
+            try:
+                results, poison = isolate(groups, commit, self.store.ping, (StoreError,))
+                refused = [
+                    self._letter(item, rows[0].device_id, "store_error", str(exc))
+                    for (item, rows), exc in poison
+                ]
+                self.store.write_dead_letters(letters + refused, self.settings.dead_letters_kept)
+                break
+            except StoreError as exc:
+                self.stats.write_errors += 1
+                failures += 1
+                delay = backoff_delay(failures, 0.5, 30.0)
+                log.error("monitor could not store a batch (%s); retrying in %.1f s", exc, delay)
+                if self._stop.wait(delay):
+                    return None
+        for letter in letters:
+            self.stats.quarantined[letter.reason] += 1
+        for (item, _rows), error in poison:
+            self.stats.quarantined["store_error"] += 1
+            log.warning("quarantined a message on %s the database refused: %s", item.topic, error)
+        refused_ids = {id(item) for (item, _rows), _exc in poison}
+        rows = [r for item, rs in groups if id(item) not in refused_ids for r in rs]
+        return results, rows
+
+    @staticmethod
+    def _letter(item: _Incoming, device: str | None, reason: str, detail: str) -> DeadLetter:
+        return dead_letter(item.topic, item.payload, device, reason, detail, item.received)
 
     def _where(self) -> str:
         return (

@@ -3,7 +3,9 @@
 Label cardinality is bounded: at most ``max_device_series`` devices get their own ``device``
 label (those with firing alerts first, then offline ones, then by id), everything else is
 folded into ``device="_other"`` (online: a count; battery: the minimum; temperature: the
-maximum), and model versions beyond ``max_version_series`` fold into ``version="_other"``.
+maximum), and model versions beyond ``max_version_series`` fold into ``version="_other"``
+(and their models into ``model="_other"`` when the model itself has no kept row, so a device
+inventing model names adds one series, not one per name).
 A 100,000-device fleet therefore costs the same few hundred series as a 500-device one.
 
 The collector reads the store at scrape time (with a short cache), so several monitor
@@ -39,14 +41,20 @@ def select_labelled(
 
 
 def fold_versions(versions: dict[str, dict[str, int]], cap: int) -> list[tuple[str, str, int]]:
-    """(model, version, devices) rows, the most common ``cap`` kept, the rest summed. Pure."""
+    """(model, version, devices) rows, the most common ``cap`` kept, the rest summed. Pure.
+
+    A folded version keeps its model label when that model has a kept row, else it goes to
+    ``model="_other"``: at most ``2 * cap + 1`` rows, however many names devices invent.
+    """
     rows = sorted(
         ((m, v, n) for m, vs in versions.items() for v, n in vs.items()), key=lambda r: -r[2]
     )
     kept = rows[:cap]
+    kept_models = {m for m, _v, _n in kept}
     folded: dict[str, int] = {}
     for model, _version, count in rows[cap:]:
-        folded[model] = folded.get(model, 0) + count
+        label = model if model in kept_models else OTHER
+        folded[label] = folded.get(label, 0) + count
     return kept + [(m, OTHER, n) for m, n in sorted(folded.items())]
 
 
@@ -111,6 +119,19 @@ class MonitorCollector(Collector):
         yield CounterMetricFamily("edge_monitor_batches", "Write transactions", value=s.batches)
         yield CounterMetricFamily(
             "edge_monitor_write_errors", "Failed batch writes (retried)", value=s.write_errors
+        )
+        quarantined = CounterMetricFamily(
+            "edge_monitor_dead_letters",
+            "Messages kept as dead letters (not decodable, or refused by the database), by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(s.quarantined.items()):
+            quarantined.add_metric([reason], count)
+        yield quarantined
+        yield CounterMetricFamily(
+            "edge_monitor_records_capped",
+            "Rows not stored: they named a model beyond the device's cap of distinct models",
+            value=s.capped,
         )
         yield CounterMetricFamily(
             "edge_monitor_write_seconds", "Time spent writing batches", value=s.write_seconds

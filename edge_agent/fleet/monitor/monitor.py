@@ -45,6 +45,8 @@ class MonitorSettings:
     """Publish alerts on ``ea/v1/monitor/alerts``."""
     ingest: IngestSettings = field(default_factory=IngestSettings)
     max_device_series: int = 200
+    max_models_per_device: int = 64
+    """Distinct model names one device may ever have stored; rows naming more are dropped."""
     sqlite_synchronous: str = "NORMAL"
 
 
@@ -81,6 +83,7 @@ class Monitor:
         """Open the store, connect, serve; raises StoreError / TransportError / ConfigError."""
         s = self.settings
         self.store = open_store(self.db_url, sqlite_synchronous=s.sqlite_synchronous)
+        self.store.max_models_per_device = s.max_models_per_device
         try:
             self.ingestor = Ingestor(self.broker_url, self.store, s.ingest)
             sinks: list[Notify] = list(self._extra_sinks)

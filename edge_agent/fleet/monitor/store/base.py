@@ -9,6 +9,7 @@ The backends differ only in how they connect, their placeholder and a few SQL to
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -27,11 +28,16 @@ from edge_agent.fleet.monitor.payloads import (
     StatusRow,
     TelemetryRow,
 )
+from edge_agent.fleet.monitor.quarantine import DeadLetter, admit_models
 from edge_agent.fleet.monitor.store import migrations
 
 log = logging.getLogger(__name__)
 
-RETAINED_TABLES = ("telemetry", "model_load", "drift", "events", "samples")
+RETAINED_TABLES = ("telemetry", "model_load", "drift", "events", "samples", "dead_letters")
+MAX_MODELS_PER_DEVICE = 64
+"""Distinct model names one device may ever have stored (as many as a status may list)."""
+DEAD_LETTERS_KEPT = 1000
+"""Newest quarantined messages kept in ``dead_letters``."""
 
 
 class StoreError(EdgeAgentError):
@@ -47,6 +53,8 @@ class WriteResult:
     duplicates: int = 0
     """Records already stored (at-least-once redeliveries)."""
     by_table: dict[str, int] = field(default_factory=dict)
+    capped: int = 0
+    """Rows not stored because they name a model beyond the device's cap."""
 
 
 _INSERTS: dict[type, tuple[str, str, tuple[str, ...]]] = {
@@ -145,6 +153,14 @@ def _drift_values(row: DriftRow) -> tuple[Any, ...]:
     )
 
 
+def _model_names(row: Row) -> set[str]:
+    """The model names a row would store."""
+    if isinstance(row, StatusRow):
+        return {m[0] for m in row.models}
+    model = getattr(row, "model", None)
+    return {model} if model else set()
+
+
 class Store(ABC):
     """A monitor database. Subclasses connect; this class holds every statement."""
 
@@ -159,6 +175,9 @@ class Store(ABC):
         self._readers_lock = threading.Lock()
         self._writer: Any = None
         self._write_lock = threading.Lock()
+        self.max_models_per_device = MAX_MODELS_PER_DEVICE
+        self._model_names: dict[str, set[str]] = {}
+        """device -> its admitted model names (the writer's cache of ``device_model_names``)."""
 
     # -- connections (backend-specific) ----------------------------------------------------
 
@@ -256,26 +275,32 @@ class Store(ABC):
     # -- writes ----------------------------------------------------------------------------
 
     def write_batch(self, rows: Sequence[Row], received: float) -> WriteResult:
-        """Store ``rows`` in one transaction; StoreError (nothing stored) on failure."""
-        statuses: dict[str, StatusRow] = {}
-        grouped: dict[type, list[Row]] = {}
-        seen_at: dict[str, float] = {}
-        for row in rows:
-            if isinstance(row, StatusRow):
-                previous = statuses.get(row.device_id)
-                if previous is None or row.time >= previous.time:
-                    statuses[row.device_id] = row
-            else:
-                grouped.setdefault(type(row), []).append(row)
-                seen_at[row.device_id] = received
+        """Store ``rows`` in one transaction; StoreError (nothing stored) on failure.
+
+        Rows naming a model beyond the device's ``max_models_per_device`` are left out
+        (counted in ``capped``): see :mod:`edge_agent.fleet.monitor.quarantine`.
+        """
         result = WriteResult()
         with self._write_lock:
             conn = self._writer
             if conn is None:
                 raise StoreError("the monitor store is closed")
             cur = conn.cursor()
+            admitted: dict[str, set[str]] = {}
             try:
                 self._begin(conn)
+                rows = self._cap_models(cur, rows, admitted, result)
+                statuses: dict[str, StatusRow] = {}
+                grouped: dict[type, list[Row]] = {}
+                seen_at: dict[str, float] = {}
+                for row in rows:
+                    if isinstance(row, StatusRow):
+                        previous = statuses.get(row.device_id)
+                        if previous is None or row.time >= previous.time:
+                            statuses[row.device_id] = row
+                    else:
+                        grouped.setdefault(type(row), []).append(row)
+                        seen_at[row.device_id] = received
                 if statuses:
                     self._write_statuses(cur, list(statuses.values()), received)
                 if seen_at:
@@ -295,7 +320,141 @@ class Store(ABC):
                 raise StoreError(f"writing to {self.describe()} failed: {exc}") from exc
             finally:
                 cur.close()
+            for device, names in admitted.items():
+                self._model_names[device] = names  # only once committed
         return result
+
+    def _cap_models(
+        self,
+        cur: Any,
+        rows: Sequence[Row],
+        admitted: dict[str, set[str]],
+        result: WriteResult,
+    ) -> list[Row]:
+        """``rows`` without those naming a model beyond their device's cap.
+
+        The admitted names live in ``device_model_names`` (shared by every instance on the
+        database); the cache only saves the query for names already admitted. A name not in
+        the cache is checked against the table inside this transaction.
+        """
+        wanted: dict[str, set[str]] = {}
+        for row in rows:
+            for name in _model_names(row):
+                wanted.setdefault(row.device_id, set()).add(name)
+        if len(self._model_names) > 100_000:  # bounded cache: start over
+            self._model_names.clear()
+        allowed: dict[str, set[str]] = {}
+        for device, names in wanted.items():
+            known = self._model_names.get(device)
+            if known is None or not names <= known:
+                cur.execute(
+                    self.sql("SELECT model FROM device_model_names WHERE device_id = ?"),
+                    (device,),
+                )
+                known = {str(r[0]) for r in cur.fetchall()}
+                new = admit_models(known, names, self.max_models_per_device)
+                if new:
+                    cur.executemany(
+                        self.sql(
+                            "INSERT INTO device_model_names (device_id, model) VALUES (?, ?) "
+                            "ON CONFLICT (device_id, model) DO NOTHING"
+                        ),
+                        [(device, name) for name in sorted(new)],
+                    )
+                known = known | new
+                admitted[device] = known
+            allowed[device] = known
+        kept: list[Row] = []
+        for row in rows:
+            names = _model_names(row)
+            if not names:
+                kept.append(row)
+                continue
+            ok = allowed[row.device_id]
+            if isinstance(row, StatusRow):
+                models = tuple(m for m in row.models if m[0] in ok)
+                result.capped += len(row.models) - len(models)
+                kept.append(dataclasses.replace(row, models=models))
+            elif names <= ok:
+                kept.append(row)
+            else:
+                result.capped += 1
+        return kept
+
+    def ping(self) -> bool:
+        """Whether the writer can start a write transaction now.
+
+        This tells a poison record (the database answers, but refuses it) apart from a
+        database that is down (nothing may be quarantined then).
+        """
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                return False
+            try:
+                cur = conn.cursor()
+                try:
+                    self._begin(conn)
+                    cur.execute("SELECT 1")
+                    cur.fetchall()
+                finally:
+                    cur.close()
+                    conn.rollback()
+                return True
+            except Exception:
+                log.debug("the monitor database does not answer", exc_info=True)
+                return False
+
+    def write_dead_letters(
+        self, letters: Sequence[DeadLetter], keep: int = DEAD_LETTERS_KEPT
+    ) -> None:
+        """Store quarantined messages and keep the newest ``keep``; StoreError on failure."""
+        if not letters:
+            return
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StoreError("the monitor store is closed")
+            cur = conn.cursor()
+            try:
+                self._begin(conn)
+                cur.executemany(
+                    self.sql(
+                        "INSERT INTO dead_letters (time, device_id, topic, reason, detail, size, "
+                        "sha256, preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    [
+                        (
+                            d.time,
+                            d.device_id,
+                            d.topic,
+                            d.reason,
+                            d.detail,
+                            d.size,
+                            d.sha256,
+                            d.preview,
+                        )
+                        for d in letters
+                    ],
+                )
+                cur.execute(
+                    self.sql(
+                        "DELETE FROM dead_letters WHERE id < (SELECT id FROM dead_letters "
+                        "ORDER BY id DESC LIMIT 1 OFFSET ?)"
+                    ),
+                    (max(keep, 1) - 1,),
+                )
+                conn.commit()
+            except Exception as exc:
+                try:
+                    conn.rollback()
+                except Exception:
+                    log.debug("rollback failed", exc_info=True)
+                raise StoreError(
+                    f"writing dead letters to {self.describe()} failed: {exc}"
+                ) from exc
+            finally:
+                cur.close()
 
     def _insert(self, cur: Any, kind: type, items: list[Row]) -> tuple[str, int]:
         if kind is DriftRow:

@@ -8,6 +8,10 @@ monitor instance and not another). The few type differences are tokens substitut
 Time columns are unix seconds (``{FLOAT}``) named ``time``; every time-series table has an index
 that starts with it or with ``device_id, time``, so retention deletes and windowed reads are
 range scans (and the tables are TimescaleDB hypertable candidates, see docs/scale.md).
+
+Migration 2 adds ``dead_letters`` (what ingest could not decode or store, newest rows kept) and
+``device_model_names`` (every model name a device has been allowed, for the per-device cap),
+filled from the model names already stored.
 """
 
 from __future__ import annotations
@@ -160,6 +164,35 @@ CREATE TABLE alerts (
     resolved {FLOAT}
 );
 CREATE INDEX alerts_state ON alerts (state, started);
+""",
+    ),
+    Migration(
+        2,
+        "dead letters (quarantined records) and the distinct model names of each device",
+        """
+CREATE TABLE dead_letters (
+    id {ID},
+    time {FLOAT} NOT NULL,
+    device_id TEXT,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT,
+    size {BIGINT} NOT NULL,
+    sha256 TEXT NOT NULL,
+    preview TEXT
+);
+CREATE INDEX dead_letters_time ON dead_letters (time);
+CREATE TABLE device_model_names (
+    device_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    PRIMARY KEY (device_id, model)
+);
+INSERT INTO device_model_names (device_id, model)
+    SELECT device_id, model FROM device_models
+    UNION SELECT device_id, model FROM model_load
+    UNION SELECT device_id, model FROM drift
+    UNION SELECT device_id, model FROM events WHERE model IS NOT NULL
+    UNION SELECT device_id, model FROM samples WHERE model IS NOT NULL;
 """,
     ),
 )
