@@ -69,6 +69,27 @@ def monitor() -> None:
 )
 @click.option("--battery-low-pct", default=_RULES.battery_low_pct, show_default=True, type=float)
 @click.option("--overheat-c", default=_RULES.overheat_c, show_default=True, type=float)
+@click.option(
+    "--device-rate",
+    default=_INGEST.device_rate_per_s or 0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Messages per second one device may send on average (0: unlimited); more are dropped.",
+)
+@click.option(
+    "--max-models-per-device",
+    default=_SETTINGS.max_models_per_device,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Distinct model names one device may ever have stored.",
+)
+@click.option(
+    "--max-alerts-per-device",
+    default=_RULES.max_alerts_per_device,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Firing alerts one device may hold at once.",
+)
 def serve(
     broker: BrokerSettings,
     db: str,
@@ -81,13 +102,16 @@ def serve(
     latency_slo_ms: float,
     battery_low_pct: float,
     overheat_c: float,
+    device_rate: float,
+    max_models_per_device: int,
+    max_alerts_per_device: int,
 ) -> None:
     """Ingest the fleet's reports from BROKER into DB and serve the dashboard until Ctrl-C.
 
     Several instances with the same --group (and one shared PostgreSQL --db) split the load;
     each needs its own --client-id.
     """
-    ingest = IngestSettings(group=group or None)
+    ingest = IngestSettings(group=group or None, device_rate_per_s=device_rate or None)
     if client_id:
         ingest.client_id = client_id
     settings = MonitorSettings(
@@ -95,11 +119,13 @@ def serve(
         retention_days=retention_days,
         webhook_url=webhook,
         ingest=ingest,
+        max_models_per_device=max_models_per_device,
         rules=AlertRules(
             latency_slo_ms=latency_slo_ms,
             battery_low_pct=battery_low_pct,
             overheat_c=overheat_c,
             offline_after_s=offline_after_min * 60,
+            max_alerts_per_device=max_alerts_per_device,
         ),
     )
     stop = threading.Event()

@@ -80,6 +80,9 @@ def test_operator_command_defaults_are_their_settings_defaults():
     assert serve["offline_after_min"].default * 60 == rules.offline_after_s
     assert serve["retention_days"].default == MonitorSettings().retention_days
     assert serve["group"].default == IngestSettings().group
+    assert serve["device_rate"].default == IngestSettings().device_rate_per_s
+    assert serve["max_models_per_device"].default == MonitorSettings().max_models_per_device
+    assert serve["max_alerts_per_device"].default == rules.max_alerts_per_device
     assert _options(registry.commands["serve"])["workers"].default == RegistrySettings().workers
 
 
