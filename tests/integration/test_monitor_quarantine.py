@@ -299,3 +299,41 @@ def test_a_device_inventing_10000_model_names_gets_at_most_the_cap_of_models_and
         assert len(series) < 100
     finally:
         monitor.stop()
+
+
+def test_a_dead_letter_carrying_markup_is_shown_as_text_on_the_dashboard(
+    mosquitto: Broker, device: MqttClient, tmp_path: Any
+) -> None:
+    """The dashboard lists dead letters; a preview is device-chosen bytes, so it must reach
+    the operator's browser as text, never as markup (real Chromium)."""
+    from pathlib import Path
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium")
+    config = settings("q-page")
+    config.http = "127.0.0.1:0"
+    monitor = Monitor(f"sqlite://{tmp_path / 'monitor.db'}", mosquitto.url, config).start()
+    try:
+        markup = b"<img src=x onerror=\"document.title='owned'\"><b id=injected>x</b>"
+        publish_all(device, [(tele("mallory"), markup), (tele("fine"), feed.telemetry("fine", 1))])
+        wait_for(lambda: recent_dead_letters(monitor.store)["total"] == 1, 15)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(monitor.url + "/")
+                row = page.locator("#dead-letters tr[data-reason='not_json']")
+                expect(row).to_be_visible(timeout=15000)
+                expect(row).to_contain_text("mallory")
+                expect(row).to_contain_text("<b id=injected>")
+                expect(page.locator("#injected")).to_have_count(0)
+                assert page.title() != "owned"
+                page.screenshot(path=str(tmp_path / "dead-letters.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        monitor.stop()

@@ -44,8 +44,18 @@
         h("span", { class: "muted" }, "(" + ago(a.state === "resolved" ? a.resolved : a.started) + ")"))));
   }
 
+  /* Messages ingest quarantined (not decodable, or refused by the database): newest first. */
+  function deadLetters(dl) {
+    const rows = dl.dead_letters.slice(0, 20).map(d => h("tr", { "data-reason": d.reason },
+      h("td", { class: "muted" }, ago(d.time)), h("td", {}, d.device_id ? deviceLink(d.device_id) : "–"),
+      h("td", {}, d.reason), h("td", {}, d.size + " B"), h("td", {}, d.detail || "–"),
+      h("td", { class: "muted" }, d.preview || "")));
+    return [h("h2", {}, "Dead letters (" + dl.total + ")"),
+      table("dead-letters", ["Received", "Device", "Reason", "Size", "Error", "Preview"], rows, "No message was quarantined.")];
+  }
+
   async function fleetPage() {
-    const [fleet, alerts] = await Promise.all([api("/api/fleet"), api("/api/alerts")]);
+    const [fleet, alerts, dl] = await Promise.all([api("/api/fleet"), api("/api/alerts"), api("/api/dead-letters")]);
     const n = fleet.counts;
     const rows = fleet.devices.map(d => h("tr", { "data-device": d.device_id },
       h("td", {}, h("a", { href: "/devices/" + encodeURIComponent(d.device_id) }, d.device_id)),
@@ -75,6 +85,7 @@
         h("thead", {}, h("tr", {}, ["Device", "State", "Class", "Agent", "Models", "Battery", "Power", "Energy/inf.", "Mode", "Temp", "Alerts", "Last seen"].map(t => h("th", {}, t)))),
         h("tbody", {}, rows)) : h("p", { class: "empty" }, "No device has reported yet."),
       h("h2", {}, "Alerts"), alertList(alerts.alerts),
+      deadLetters(dl),
     ];
   }
 
