@@ -44,7 +44,7 @@ $(CSTAMP): pyproject.toml
 	$(CBIN)/python -m pip install -q --upgrade pip
 	$(CBIN)/python -m pip install -q -e '.[convert]' pytest pytest-timeout
 	# test data only: scikit-image's bundled photographs calibrate the zoo (tests/fixtures/zoo.py)
-	$(CBIN)/python -m pip install -q scikit-image scikit-learn
+	$(CBIN)/python -m pip install -q scikit-image
 	$(CBIN)/python -m pip install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
 	touch $(CSTAMP)
 
