@@ -4,6 +4,8 @@ One ``DeviceUpdater`` per update cycle (ngclient's Updater refreshes once, with 
 time), run in a worker thread (never paho's callback thread), holding a lock file on the
 metadata directory so two processes never update the same trust state. The device is
 provisioned with ``root.json`` only (:func:`provision`); everything else is verified from it.
+Each refresh starts from the device's own durable trust anchor (``anchor.py``), never from
+ngclient's ``root.json``, and ngclient's files are written crash-safely (``durable.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from pathlib import Path
 from typing import IO
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
-from edge_agent._fs import write_atomically
 from edge_agent.config import FetchSettings
 from edge_agent.errors import UpdateError
 from edge_agent.transport.client import MqttClient
+from edge_agent.trust.device.anchor import advance, provision, remove_temp_files, trusted_root
+from edge_agent.trust.device.durable import DurableUpdater
 from edge_agent.trust.device.fetcher import METADATA_URL, TARGETS_URL, MqttFetcher, registry_path
 from edge_agent.trust.device.link import RegistryLink
 from edge_agent.trust.device.partial import DownloadResult, ResumableDownload
@@ -36,29 +39,9 @@ from edge_agent.trust.targets import (
     releases_of,
 )
 
+__all__ = ["DeviceUpdater", "clean_downloads", "describe_tuf_error", "provision"]
+
 log = logging.getLogger(__name__)
-
-
-def provision(metadata_dir: Path, root_json: Path) -> None:
-    """Install the trust anchor ``root_json`` into an empty ``metadata_dir``.
-
-    An already provisioned directory is left alone (its root may have been rotated since);
-    a file that is not root metadata signed by its own threshold is refused.
-    """
-    if (metadata_dir / "root.json").exists():
-        return
-    try:
-        data = root_json.read_bytes()
-        md = Metadata[Root].from_bytes(data)
-        if not isinstance(md.signed, Root):
-            raise UpdateError(f"{root_json}: holds {md.signed.type} metadata, not root")
-        md.verify_delegate(Root.type, md)
-    except OSError as exc:
-        raise UpdateError(f"{root_json}: cannot read the root metadata: {exc}") from None
-    except (tuf_errors.RepositoryError, ValueError, KeyError, TypeError) as exc:
-        raise UpdateError(f"{root_json}: not valid self-signed TUF root metadata: {exc}") from None
-    metadata_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(metadata_dir / "root.json", data)
 
 
 def describe_tuf_error(exc: Exception) -> str:
@@ -149,25 +132,42 @@ class DeviceUpdater:
         Raises UpdateError with the reason (expired, rolled back, badly signed, unreachable).
         """
         self._take_lock()
-        if not (self.metadata_dir / "root.json").exists():
-            raise UpdateError(
-                f"{self.metadata_dir}: no trusted root.json; provision the device with the "
-                "repository's root metadata (`models pull --root ROOT.json`)"
-            )
-        updater = Updater(
-            str(self.metadata_dir),
-            METADATA_URL,
-            target_dir=str(self.download_dir),
-            target_base_url=TARGETS_URL,
-            fetcher=MqttFetcher(self.link, self.settings, self.cancel),
-            config=UpdaterConfig(prefix_targets_with_hash=True),
-            bootstrap=None,
-        )
+        remove_temp_files(self.metadata_dir)
+        bootstrap = trusted_root(self.metadata_dir)
+        refreshed = False
         try:
+            updater = DurableUpdater(
+                str(self.metadata_dir),
+                METADATA_URL,
+                target_dir=str(self.download_dir),
+                target_base_url=TARGETS_URL,
+                fetcher=MqttFetcher(self.link, self.settings, self.cancel),
+                config=UpdaterConfig(prefix_targets_with_hash=True),
+                bootstrap=bootstrap,
+            )
             updater.refresh()
+            refreshed = True
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
             raise UpdateError(f"metadata refresh failed: {describe_tuf_error(exc)}") from exc
+        except OSError as exc:
+            raise UpdateError(
+                f"{self.metadata_dir}: cannot write the trust state: {exc} (a full or "
+                "read-only disk?); nothing trusted was lost, the next refresh retries"
+            ) from exc
+        finally:
+            self._advance_anchor(raise_errors=refreshed)
         self._updater = updater
+
+    def _advance_anchor(self, *, raise_errors: bool) -> None:
+        """Keep any newer root ngclient verified (also after a failed refresh, as it does)."""
+        try:
+            advance(self.metadata_dir)
+        except (OSError, UpdateError) as exc:
+            if raise_errors:
+                raise UpdateError(
+                    f"{self.metadata_dir}: cannot record the newer trusted root: {exc}"
+                ) from exc
+            log.warning("%s: trusted root not advanced: %s", self.metadata_dir, exc)
 
     def releases(self) -> list[ModelRelease]:
         """Every model release in the verified targets metadata of the last refresh."""
