@@ -3,7 +3,9 @@
 `fleet rollout create|status|pause|resume|abort|follow` (here) drive the rollout controller
 (edge_agent/fleet/rollout) and print through :mod:`edge_agent.cli._rollout_view`;
 `fleet simulate` (:mod:`edge_agent.cli.simulate_cmd`) runs a simulated fleet
-(edge_agent/fleet/simulator). The monitor is imported only when ``--monitor-db`` is given.
+(edge_agent/fleet/simulator); `fleet provision|revoke` (:mod:`edge_agent.cli.provision_cmd`)
+give a device its broker credential, trust anchor and agent.yaml, and take the credential away.
+The monitor is imported only when ``--monitor-db`` is given.
 """
 
 from __future__ import annotations
