@@ -11,8 +11,8 @@ leaves none). Its ``Updater`` funnels every write through two methods, ``_persis
   re-persists the bootstrap root on every construction),
 - ``root.json`` becomes a plain copy of the trusted root, replaced in one rename: never absent.
 
-They are private methods, so ``tests/unit/trust/test_durable_updater.py`` fails if a python-tuf
-release stops calling them (``tuf>=7,<8`` in pyproject.toml). The trust anchor
+They are private methods, so the fsync test in ``tests/unit/trust/test_anchor.py`` fails if a
+python-tuf release stops calling them (``tuf>=7,<8`` in pyproject.toml). The trust anchor
 (:mod:`edge_agent.trust.device.anchor`) does not depend on them: it is written by our code.
 """
 
