@@ -18,8 +18,8 @@ CACHE=${ARM64_CACHE:-/var/cache/edge-agent}
 ROOTFS=${ARM64_ROOTFS:-$CACHE/arm64-rootfs}
 SUITE=bookworm
 # What the rootfs holds besides debootstrap's minbase (gcc builds the tests' fake LiteRT
-# delegate). No ca-certificates: its postinst takes minutes emulated, and the host's bundle is
-# what pip inside uses. Changing this list rebuilds the rootfs.
+# delegate). pip inside uses the host's CA bundle (copy_host_settings), though ca-certificates
+# still comes in as a dependency of python3-venv. Changing this list rebuilds the rootfs.
 PACKAGES=python3,python3-venv,mosquitto,gcc,libc6-dev
 ROOTFS_KEY="$SUITE arm64 minbase $PACKAGES v1"
 START=$SECONDS
