@@ -23,9 +23,17 @@ from tests.fixtures.wait import wait_for
 
 @pytest.fixture
 def persistent_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A broker that keeps sessions across a restart (as a production broker does)."""
+    """A broker that keeps sessions across a restart (as a production broker does).
+
+    ``user root``: Mosquitto started as root drops to its own user, which cannot write into
+    pytest's 0700 temporary directory; the session then never survived the restart, and the
+    test passed only when the monitor happened to reconnect before the next chunk.
+    """
     workdir = tmp_path_factory.mktemp("persistent-mosquitto")
-    config = f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
+    config = (
+        f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\nuser root\n"
+        "max_inflight_messages 1\n"  # what the broker may redeliver to the monitor on restart
+    )
     broker = start_broker(workdir, extra_config=config)
     broker.extra_config = config  # type: ignore[attr-defined]
     yield broker
@@ -94,7 +102,9 @@ def test_upload_completes_without_duplicates_across_a_broker_restart(persistent_
         try:
             uploader.start()  # the monitor's subscription is acknowledged: nothing to wait for
             wait_for(lambda: uploader.bytes_sent > total * 0.3, 20, "30 % uploaded")
-            restart(persistent_broker, down_s=0.5)  # mid-upload
+            # mid-upload, and down longer than the uploader waits for an acknowledgement, so
+            # the outage is always noticed (at 0.5 s paho's own resend could hide it)
+            restart(persistent_broker, down_s=2.5)
             wait_for(
                 lambda: not store.pending_upload(), 60, lambda: f"all sent; {uploader.stats()}"
             )
