@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from edge_agent.wire._clean import MAX_NAME, Flag, JsonList, Name, Number, Short, Text, text
 from edge_agent.wire._document import Document, Part
@@ -31,7 +37,15 @@ class ModelStatus(Part):
     delegate: Short = None
     degraded: Flag = False
     variant: Name = None
-    """The model file of the release's variant this device runs (``digits_int8.tflite``)."""
+    """The model file of the release's variant this device runs (``digits_int8.tflite``);
+    left out of the document for a model that did not come from the registry."""
+
+    @model_serializer(mode="wrap")
+    def _without_unknown_variant(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("variant") is None:
+            data.pop("variant", None)
+        return data
 
 
 def models_list(value: Any) -> list[Any]:
