@@ -337,3 +337,24 @@ def test_a_dead_letter_carrying_markup_is_shown_as_text_on_the_dashboard(
                 browser.close()
     finally:
         monitor.stop()
+
+
+def test_a_postgresql_restart_does_not_wedge_ingest_or_the_dashboard(
+    mosquitto: Broker, device: MqttClient, postgres: Postgres
+) -> None:
+    """Regression: the monitor kept its PostgreSQL connections after the server restarted, so
+    every later batch failed and was retried forever, and every dashboard query failed, until
+    the monitor itself was restarted. Now the writer and the readers reconnect."""
+    url = postgres.create_database("restart")
+    monitor = Monitor(url, mosquitto.url, settings("q-restart")).start()
+    try:
+        publish_all(device, [(tele("cam"), feed.telemetry("cam", i)) for i in range(1, 6)])
+        wait_for(lambda: count(monitor, "SELECT COUNT(*) AS n FROM telemetry") == 5, 15)
+        postgres.restart()
+        publish_all(device, [(tele("cam"), feed.telemetry("cam", i)) for i in range(6, 11)])
+        wait_for(lambda: monitor.stats()["received_total"] >= 10, 15)
+        wait_for(lambda: count(monitor, "SELECT COUNT(*) AS n FROM telemetry") == 10, 30)
+        assert monitor.stats()["quarantined_total"] == 0
+        assert monitor.fleet()["devices"][0]["device_id"] == "cam"
+    finally:
+        monitor.stop()

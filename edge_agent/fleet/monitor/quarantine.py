@@ -8,6 +8,8 @@ fleet keeps being stored.
   stored in the ``dead_letters`` table, newest rows kept, and acknowledged to the broker.
   :func:`isolate` finds the refused messages of a batch by bisection: a batch with one poison
   record costs about ``2 * log2(batch)`` extra transactions, and every other record commits.
+  A message is poison only when it fails alone twice, the database answering in between (the
+  first failure after a server restart is the lost connection, not the record).
   A database that is down is not a poison record: when :meth:`Store.ping` fails, or the dead
   letters cannot be written either, nothing is acknowledged and the batch is retried.
 * :class:`DeviceRateLimiter`: a token bucket per device (``edge_agent._retry.TokenBucket``);
@@ -82,11 +84,24 @@ def isolate(
 
     ``commit`` writes a part in one transaction (all or nothing). When a part fails and the
     database is ``healthy``, it is split in two and each half tried again, down to single items;
-    an item that fails alone is returned with its error (poison). When the database is not
-    healthy the error is raised: an outage must be retried, never quarantined.
+    an item that fails alone twice is returned with its error (poison). When the database is
+    not healthy the error is raised: an outage must be retried, never quarantined.
     """
     results: list[R] = []
     poison: list[tuple[T, BaseException]] = []
+
+    def refused(item: T) -> None:
+        """Poison only when it fails again on a database that answers.
+
+        The first failure may have been the connection (a restarted server), which
+        ``healthy`` has just replaced.
+        """
+        try:
+            results.append(commit([item]))
+        except errors as exc:
+            if not healthy():
+                raise
+            poison.append((item, exc))
 
     def attempt(part: Sequence[T]) -> None:
         if not part:
@@ -94,11 +109,11 @@ def isolate(
         try:
             results.append(commit(part))
             return
-        except errors as exc:
+        except errors:
             if not healthy():
                 raise
             if len(part) == 1:
-                poison.append((part[0], exc))
+                refused(part[0])
                 return
         middle = len(part) // 2
         attempt(part[:middle])

@@ -42,7 +42,7 @@ def test_isolate_commits_everything_but_the_poison_in_few_transactions() -> None
     assert sorted(committed) == [i for i in range(2000) if i != 1234]
     assert [item for item, _exc in poison] == [1234]
     assert sum(results) == 1999
-    assert attempts <= 2 * 11 + 1  # about 2 * log2(2000)
+    assert attempts <= 2 * 11 + 2  # about 2 * log2(2000), and the poison tried twice alone
 
 
 def test_isolate_never_quarantines_during_an_outage() -> None:

@@ -193,6 +193,10 @@ class Store(ABC):
         """Adapt ``?`` placeholders to the backend's paramstyle."""
         return text
 
+    def _is_broken(self, conn: Any) -> bool:
+        """Whether ``conn`` lost its server for good (a new connection is needed)."""
+        return False
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def open(self) -> None:
@@ -391,6 +395,17 @@ class Store(ABC):
             conn = self._writer
             if conn is None:
                 return False
+            if self._is_broken(conn):  # the server restarted: reconnect, or say it is down
+                try:
+                    conn.close()
+                except Exception:
+                    log.debug("closing a broken writer failed", exc_info=True)
+                try:
+                    conn = self._writer = self._connect(writer=True)
+                except StoreError:
+                    log.debug("the monitor database does not answer", exc_info=True)
+                    return False
+                log.warning("reconnected to the monitor database %s", self.describe())
             try:
                 cur = conn.cursor()
                 try:
@@ -611,15 +626,35 @@ class Store(ABC):
         return conn
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Run a read query (``?`` placeholders); rows as dicts."""
-        conn = self.reader()
-        cur = conn.cursor()
+        """Run a read query (``?`` placeholders); rows as dicts.
+
+        A connection the server cut (a database restart) is replaced and the query tried once
+        more, so the dashboard and the alert loop recover with the database.
+        """
+        for attempt in (1, 2):
+            conn = self.reader()
+            cur = conn.cursor()
+            try:
+                cur.execute(self.sql(statement), tuple(params))
+                names = [d[0] for d in cur.description or ()]
+                return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+            except Exception:
+                if attempt == 2 or not self._is_broken(conn):
+                    raise
+                self._forget_reader(conn)
+            finally:
+                cur.close()
+        raise AssertionError("unreachable")
+
+    def _forget_reader(self, conn: Any) -> None:
+        self._local.conn = None
+        with self._readers_lock:
+            if conn in self._readers:
+                self._readers.remove(conn)
         try:
-            cur.execute(self.sql(statement), tuple(params))
-            names = [d[0] for d in cur.description or ()]
-            return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
-        finally:
-            cur.close()
+            conn.close()
+        except Exception:
+            log.debug("closing a broken reader failed", exc_info=True)
 
     # -- retention -------------------------------------------------------------------------
 

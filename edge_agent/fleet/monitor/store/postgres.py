@@ -37,6 +37,9 @@ class PostgresStore(Store):
                 "that PostgreSQL runs there and the user, password and database exist"
             ) from None
 
+    def _is_broken(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)
+
     def _begin(self, conn: Any) -> None:
         """Psycopg opens a transaction implicitly on a non-autocommit connection."""
 
