@@ -1,12 +1,13 @@
 """The converter on models it did not make: third-party exports shipped inside PyPI packages.
 
-Each zoo model (tests/fixtures/zoo.py: paddle2onnx, keras2onnx and tf2onnx exports at opsets 11
-to 15, open batch and spatial dims, NHWC inputs, several outputs) goes through `convert auto` for a
-Raspberry Pi 5: static QDQ int8 (quantize, with the opset upgrade), ONNX float16, and one onnx2tf
-run giving TFLite float16 and full-integer int8, each evaluated against the float model on real
-images, the best packaged and verified. The recipe list is capped to keep CI within budget; the
-full list runs the same code. Set EDGE_AGENT_ZOO_REPORT=FILE to get the results table in
-Markdown (docs/convert.md holds one).
+Each zoo model (tests/fixtures/zoo.py: paddle2onnx, keras2onnx, tf2onnx and PyTorch exports at
+opsets 11 to 17, open batch and spatial dims, NHWC inputs, several outputs) goes through `convert
+auto` for a Raspberry Pi 5: static QDQ int8 (quantize, with the opset upgrade), ONNX float16, and
+one onnx2tf run giving TFLite float16 and full-integer int8, each evaluated against the float
+model on real images, the best packaged and verified. The recipe list is capped to keep CI within
+budget (the PyTorch YOLOv8n to its two ONNX recipes: onnx2tf alone takes minutes on it); the full
+list runs the same code. Set EDGE_AGENT_ZOO_REPORT=FILE to get the results table in Markdown
+(docs/convert.md holds one).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def test_convert_auto_packages_a_third_party_model(tmp_path, images, zoo):
     model = fetch(zoo)
     calibration, evaluation = images
     shape = ["--input-shape", zoo.input_shape] if zoo.input_shape else []
+    recipes = zoo.recipes or RECIPES
     result = run(
         "auto",
         model,
@@ -79,7 +81,7 @@ def test_convert_auto_packages_a_third_party_model(tmp_path, images, zoo):
         "rpi5",
         *shape,
         "--recipes",
-        RECIPES,
+        recipes,
         "--max-calibration-samples",
         SAMPLES,
         "--max-samples",
@@ -96,13 +98,14 @@ def test_convert_auto_packages_a_third_party_model(tmp_path, images, zoo):
     report = json.loads(result.stdout)
     assert report["opset"] == zoo.opset
     rows = {row["recipe"]: row for row in report["rows"]}
-    assert set(rows) == set(RECIPES.split(","))
+    assert set(rows) == set(recipes.split(","))
     for row in rows.values():  # every recipe was built and measured, none failed to convert
         assert row["size_ratio"] is not None, f"{row['recipe']}: {row['reason']}"
     # int8 weights (opset < 13 too); a 28 KB model keeps more of its size in graph and scales
     bound = 0.6 if report["reference_bytes"] > 100_000 else 0.8
     assert rows["onnx_qdq_per_channel"]["size_ratio"] < bound
-    assert rows["tflite_full_int8"]["size_ratio"] < bound
+    if "tflite_full_int8" in rows:
+        assert rows["tflite_full_int8"]["size_ratio"] < bound
     winner = rows[report["winner"]]
     assert winner["chosen"] and winner["passed"]
     manifest = verify_package(tmp_path / "pkg")
