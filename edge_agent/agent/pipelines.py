@@ -49,6 +49,7 @@ class Pipelines:
         self._started: set[str] = set()
         self._fps: float | None = None
         self._variant: str | None = None
+        self._missing_variant: str | None = None
         self._lock = threading.RLock()  # reload (main thread) vs. a delivered model's start
 
     def start_ready(self, client: MqttClient | None) -> None:
@@ -104,8 +105,9 @@ class Pipelines:
         warning: the pipeline keeps its own model rather than stopping.
         """
         if variant is not None and self._models.get(variant) is None:
-            if variant != self._variant:
+            if variant != self._missing_variant:  # once, not at every policy check
                 log.warning("power policy: light variant %r is not served; keeping models", variant)
+            self._missing_variant = variant
             variant = None
         self._fps, self._variant = fps, variant
         for pipeline in self.running:

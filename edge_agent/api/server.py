@@ -222,10 +222,12 @@ def _json(status: int, body: Any) -> tuple[int, bytes, dict[str, str]]:
     return status, json.dumps(body).encode(), {"Content-Type": "application/json"}
 
 
+_BUSY_BODY = b'{"error": "too many connections to the API; retry later"}\n'
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 58\r\n\r\n"
-    b'{"error": "too many connections to the API; retry later"}\n'
+    b"Retry-After: 1\r\nConnection: close\r\n"
+    + f"Content-Length: {len(_BUSY_BODY)}\r\n\r\n".encode()
+    + _BUSY_BODY
 )
 
 

@@ -210,7 +210,7 @@ class ModelStore:
                 self._copy_verified(source_file, blob, sha256)
             stored_parts: dict[str, dict[str, str]] = {}
             for part, (part_file, part_sha256) in sorted((parts or {}).items()):
-                part_suffix = "".join(part_file.suffixes[-1:]) or ".bin"
+                part_suffix = part_file.suffix or ".bin"
                 part_blob = self.blobs / f"{part_sha256}{part_suffix}"
                 if not (part_blob.is_file() and _sha256_file(part_blob) == part_sha256):
                     self._copy_verified(part_file, part_blob, part_sha256)
