@@ -59,7 +59,12 @@ def mosquitto_binary() -> str | None:
     return None
 
 
-def _wait_for_port(port: int, alive: Any, timeout_s: float, what: str) -> None:
+def wait_for_port(port: int, alive: Any, timeout_s: float, what: str) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections.
+
+    Raises TransportError when ``alive()`` turns false (a broker that exits says so at once
+    instead of timing out) or after ``timeout_s``.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not alive():
@@ -99,7 +104,7 @@ class Mosquitto:
                 [binary, "-c", str(config), "-v"], stdout=log, stderr=log, start_new_session=True
             )
         try:
-            _wait_for_port(self.port, lambda: self.process.poll() is None, 10, "mosquitto")
+            wait_for_port(self.port, lambda: self.process.poll() is None, 10, "mosquitto")
         except TransportError:
             self.stop()
             raise TransportError(
@@ -160,7 +165,7 @@ class EmbeddedBroker:
         self._thread.start()
         if not started.wait(15):
             raise TransportError("the embedded MQTT broker did not start")
-        _wait_for_port(self.port, self._thread.is_alive, 10, "the embedded broker")
+        wait_for_port(self.port, self._thread.is_alive, 10, "the embedded broker")
 
     @property
     def url(self) -> str:

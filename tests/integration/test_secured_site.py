@@ -24,11 +24,11 @@ import pytest
 
 from edge_agent.config import BrokerSettings
 from edge_agent.errors import TransportError
+from edge_agent.fleet.tls import make_authority
 from edge_agent.transport import topics
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fakes.delivery_env import EDGE_AGENT, make_package
-from tests.fixtures.certs import make_authority
 from tests.fixtures.mosquitto import free_port
 from tests.fixtures.secured_broker import SecuredBroker, remove, start_secured_broker
 
