@@ -1,7 +1,10 @@
 """A private MQTT broker for the demo (and the tests): Mosquitto when installed, else amqtt.
 
-Mosquitto is what a site runs; amqtt (pure Python, the `demo` extra) keeps `edge-agent demo`
-working on a machine where nothing can be installed system-wide. Both listen on 127.0.0.1 only.
+Mosquitto is what a site runs: the demo runs it with the shipped, secured config
+(``secured_broker.py``); :class:`Mosquitto` here is a plain, anonymous one for tests and
+benchmarks. amqtt (pure Python, the `demo` extra) keeps `edge-agent demo` working on a machine
+where nothing can be installed system-wide, without the security (it cannot run the shipped
+config). Both listen on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -31,9 +34,14 @@ message_size_limit 4194304
 class PrivateBroker(Protocol):
     """A running broker."""
 
-    host: str
-    port: int
-    kind: str
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
 
     @property
     def url(self) -> str: ...
@@ -184,8 +192,6 @@ class EmbeddedBroker:
             self._thread.join(10)
 
 
-def start_private_broker(workdir: Path, prefer: str = "auto") -> PrivateBroker:
-    """Mosquitto if it is installed (or asked for), else the embedded broker."""
-    if prefer == "mosquitto" or (prefer == "auto" and mosquitto_binary() is not None):
-        return Mosquitto(workdir)
-    return EmbeddedBroker()
+def wants_mosquitto(prefer: str) -> bool:
+    """Whether ``prefer`` (``auto``, ``mosquitto`` or ``embedded``) means Mosquitto here."""
+    return prefer == "mosquitto" or (prefer == "auto" and mosquitto_binary() is not None)

@@ -4,12 +4,19 @@ Broker, signed repository, registry, monitor, an agent on a video, a rollout, a 
 fleet going through the night, and a drift episode on the agent.
 
 Everything runs in this process except Mosquitto (when installed), on 127.0.0.1, in a work
-folder of fresh keys and state. Each step says what it did; the dashboard URL stays up until
-Ctrl-C (or ``duration_s``), then everything stops in reverse order. The simulated fleet runs
-on a clock 720 times faster than real time from 04:00, so its battery devices enter the
-power policy's saving mode in the night and leave it at dawn within the first minute; the
-drift episode (``episodes.py``) brightens the agent's video until the monitor has the alarm,
-the alert and samples captured on drift, then restores it.
+folder of fresh keys and state. Mosquitto runs the deployment's own config (deploy/mosquitto.conf
+and its ACL: TLS, no anonymous clients, one password per user, each device confined to its own
+topics) with a CA made at start-up in ``WORK/tls`` and each user's password in
+``WORK/credentials/USER.pw``; every component logs in as its own user (``registry``,
+``monitor``, the agent and each simulated device as their device ids), so what a user runs
+first is what they deploy. The embedded broker (no Mosquitto) is plain and anonymous.
+
+Each step says what it did; the dashboard URL stays up until Ctrl-C (or ``duration_s``), then
+everything stops in reverse order. The simulated fleet runs on a clock 720 times faster than
+real time from 04:00, so its battery devices enter the power policy's saving mode in the night
+and leave it at dawn within the first minute; the drift episode (``episodes.py``) brightens the
+agent's video until the monitor has the alarm, the alert and samples captured on drift, then
+restores it.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +36,16 @@ from typing import Any
 from rich.console import Console
 
 from edge_agent.agent.process import Agent
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, BrokerSettings
 from edge_agent.convert.package import PackageRequest, build_package
 from edge_agent.demo import episodes
 from edge_agent.demo import settings as demo_settings
-from edge_agent.demo.broker import PrivateBroker, start_private_broker
+from edge_agent.demo.broker import EmbeddedBroker, PrivateBroker, wants_mosquitto
 from edge_agent.demo.samples import DigitsVideo, make_digits_video, samples_dir
+from edge_agent.demo.secured_broker import broker_root, prepare_secured_mosquitto
 from edge_agent.demo.settings import DEVICE, GROUP, MODEL, SIM_PREFIX, TIME_SCALE
 from edge_agent.errors import EdgeAgentError
+from edge_agent.fleet.provision import SERVICE_USERS
 from edge_agent.fleet.registry import RegistryServer, RegistrySettings
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.operator.publish import add_model
@@ -55,7 +66,8 @@ class DemoOptions:
     """Stop by itself after this long (None: run until Ctrl-C)."""
     frames: int = 300
     broker: str = "auto"
-    """``auto`` (Mosquitto if installed, else embedded), ``mosquitto`` or ``embedded``."""
+    """``auto`` (Mosquitto if installed, else embedded), ``mosquitto`` (secured, the shipped
+    config) or ``embedded`` (plain, anonymous)."""
     simulated_devices: int = 11
     """Simulated agents beside the real one, so the rollout has waves to walk through."""
 
@@ -65,6 +77,10 @@ class DemoReport:
     """What happened, for the caller (tests read it)."""
 
     broker: str = ""
+    broker_ca: Path | None = None
+    """The CA the secured broker's certificate verifies against (None: embedded, plain)."""
+    credentials: Path | None = None
+    """The folder of each broker user's password file, ``USER.pw`` (None: embedded)."""
     dashboard: str = ""
     api: str = ""
     steps: list[str] = field(default_factory=list)
@@ -86,6 +102,12 @@ class Demo:
         self.report = DemoReport()
         self._stack = contextlib.ExitStack()
         self._stop = threading.Event()
+        self.broker: PrivateBroker | None = None
+        """The running broker (a ``SecuredMosquitto`` unless embedded), once started."""
+        self._access: Callable[[str], BrokerSettings] = lambda _user: BrokerSettings(
+            url=self.report.broker
+        )
+        """How a broker user (a service, a device id) reaches the broker."""
 
     def stop(self) -> None:
         """Ask ``run`` to finish (from a signal handler or another thread)."""
@@ -162,11 +184,46 @@ class Demo:
         return Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-demo-")))
 
     def _broker(self, work: Path) -> PrivateBroker:
-        broker = start_private_broker(work / "broker", self.options.broker)
+        if not wants_mosquitto(self.options.broker):
+            embedded = EmbeddedBroker()
+            self._stack.callback(embedded.stop)
+            self.broker = embedded
+            self.report.broker = embedded.url
+            self.step(
+                "broker",
+                f"{embedded.kind} on {embedded.url}: plain MQTT, anonymous clients (install "
+                "Mosquitto for the secured broker a site runs)",
+            )
+            return embedded
+        root = broker_root(work)
+        if root != work / "broker":  # made for the broker's user: it goes with the broker
+            self._stack.callback(shutil.rmtree, root, True)
+        users = (*sorted(SERVICE_USERS), DEVICE, *self._simulated_ids())
+        broker = prepare_secured_mosquitto(root, work / "tls", work / "credentials", users)
+        broker.start()
         self._stack.callback(broker.stop)
+        self.broker = broker
+        self._access = broker.settings
         self.report.broker = broker.url
-        self.step("broker", f"{broker.kind} on {broker.url}")
+        self.report.broker_ca = broker.authority.cert
+        self.report.credentials = broker.clients_dir
+        self.step(
+            "broker",
+            f"mosquitto on {broker.url} with the shipped deploy/mosquitto.conf: TLS, no "
+            f"anonymous clients, one password for each of its {len(users)} users, every device "
+            "confined to its own topics by deploy/mosquitto.acl",
+        )
+        self.step(
+            "credentials",
+            f"a throwaway CA made now ({broker.authority.cert}); each user's password in "
+            f"{broker.clients_dir}/USER.pw",
+        )
         return broker
+
+    def _simulated_ids(self) -> list[str]:
+        if self.options.simulated_devices <= 0:
+            return []
+        return demo_settings.fleet_settings(self.options.simulated_devices).device_ids()
 
     def _repository(self, work: Path) -> OperatorRepository:
         repo = OperatorRepository.init(work / "repo", work / "keys")
@@ -203,7 +260,7 @@ class Demo:
         return release.release
 
     def _registry(self, work: Path, broker: PrivateBroker) -> None:
-        client = MqttClient(broker.url, "demo-registry")
+        client = MqttClient.from_settings(self._access("registry"), "registry")
         client.connect()
         self._stack.callback(client.close)
         server = RegistryServer(work / "repo", client, RegistrySettings(notify_poll_s=0.5))
@@ -216,9 +273,10 @@ class Demo:
         from edge_agent.fleet.monitor.monitor import Monitor, MonitorSettings
 
         # one monitor: no shared subscription (the embedded broker has none), a fresh session
-        ingest = IngestSettings(client_id="demo-monitor", group=None, clean_session=True)
+        ingest = IngestSettings(client_id="monitor", group=None, clean_session=True)
         settings = MonitorSettings(http="127.0.0.1:0", ingest=ingest)
-        monitor = Monitor(f"sqlite:///{work / 'monitor.db'}", broker.url, settings).start()
+        database = f"sqlite:///{work / 'monitor.db'}"
+        monitor = Monitor(database, self._access("monitor"), settings).start()
         self._stack.callback(monitor.stop)
         self.report.dashboard = f"http://{monitor.http_address}/"
         self.step("monitor", f"ingesting the fleet; dashboard at {self.report.dashboard}")
@@ -229,7 +287,7 @@ class Demo:
     ) -> Agent:
         root = work / "repo" / "metadata" / "1.root.json"
         config = AgentConfig.model_validate(
-            demo_settings.agent_config(work, broker.url, broker.kind, video, root)
+            demo_settings.agent_config(work, self._access(DEVICE), broker.kind, video, root)
         )
         agent = Agent(config)
         agent.start()
@@ -251,7 +309,11 @@ class Demo:
 
         settings = demo_settings.fleet_settings(self.options.simulated_devices)
         simulator = FleetSimulator(
-            broker.url, work / "repo" / "metadata" / "1.root.json", work / "simulator", settings
+            broker.url,
+            work / "repo" / "metadata" / "1.root.json",
+            work / "simulator",
+            settings,
+            device_broker=self._access,  # each device logs in as itself
         ).start()
         self._stack.callback(simulator.stop)
         ids = [device.device_id for device in simulator.devices]
@@ -437,6 +499,14 @@ class Demo:
             f"[bold green]Inference API:[/] http://{self.report.api}/v2 (Open Inference Protocol)"
         )
         self.console.print(f"[bold green]Broker:[/] {self.report.broker}")
+        if self.report.credentials is not None:
+            self.console.print(
+                "[bold green]Connect to it[/] (any edge-agent command that talks to a broker): "
+                f"--broker {self.report.broker} --broker-username operator "
+                f"--broker-password-file {self.report.credentials / 'operator.pw'} "
+                f"--broker-ca-file {self.report.broker_ca}",
+                soft_wrap=True,
+            )
 
     def _wait(self) -> None:
         if self.options.duration_s is not None:

@@ -137,6 +137,11 @@ class SecuredMosquitto:
         """The URL clients are given: the TLS listener."""
         return self.tls_url
 
+    @property
+    def port(self) -> int:
+        """The TLS listener's port (the one clients are given)."""
+        return self.tls_port
+
     def add_user(self, user: str) -> Path:
         """A broker user with a random password; returns the password file a client reads."""
         password = secrets.token_hex(32)

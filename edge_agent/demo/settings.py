@@ -18,6 +18,7 @@ from edge_agent.demo.broker import free_port
 from edge_agent.demo.samples import DigitsVideo, samples_dir
 
 if TYPE_CHECKING:
+    from edge_agent.config import BrokerSettings
     from edge_agent.fleet.simulator import SimulatorSettings
 
 DEVICE = "demo-cam-1"
@@ -29,16 +30,20 @@ TIME_SCALE = 720.0
 
 
 def agent_config(
-    work: Path, broker_url: str, broker_kind: str, video: DigitsVideo, root: Path
+    work: Path, broker: BrokerSettings, broker_kind: str, video: DigitsVideo, root: Path
 ) -> dict[str, Any]:
-    """The real agent's config: follow the registry, a pipeline on the looping video."""
+    """The real agent's config: follow the registry, a pipeline on the looping video.
+
+    ``broker`` is how the agent logs in (on the secured broker: user ``DEVICE``, its password
+    file and the demo's CA), written into the config as a provisioned device has it.
+    """
     return {
         "device_id": DEVICE,
         "device": "auto",
         "store_dir": str(work / "agent"),
         "api": {"listen": f"127.0.0.1:{free_port()}"},
         "broker": {
-            "url": broker_url,
+            **broker.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
             "keepalive_s": 10,
             # the embedded broker (amqtt) speaks MQTT 3.1.1 only
             "protocol": "5" if broker_kind == "mosquitto" else "3.1.1",

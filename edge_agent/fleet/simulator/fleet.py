@@ -1,7 +1,9 @@
 """N simulated agents in one process: real MQTT, real TUF, synthetic inference and telemetry.
 
 What is real: every device has an MQTT identity on the broker (its own connection with its own
-last will, or ``devices_per_connection`` ids multiplexed on one connection for large fleets),
+last will, or ``devices_per_connection`` ids multiplexed on one connection for large fleets;
+with ``device_broker`` each connection logs in with its device's own credential, as on a
+secured site where the ACL confines a user to its device's topics),
 publishes the retained status, outbox-enveloped telemetry with DDSketch latency, and rollout
 transitions on its own topics, in the formats the monitor ingests. Every trust state
 (:class:`TrustGroup`) is a real TUF client: refresh through the real registry over MQTT,
@@ -89,6 +91,10 @@ class SimulatorSettings:
     start_hour: float | None = None
     """Hour of the simulated day at start (None: the real UTC time of day)."""
 
+    def device_ids(self) -> list[str]:
+        """The simulated devices' ids (and so, on a secured site, their broker users)."""
+        return [f"{self.prefix}-{i:04d}" for i in range(self.devices)]
+
     def __post_init__(self) -> None:
         if self.devices < 1 or self.devices_per_connection < 1 or self.trust_group_size < 1:
             raise ValueError("devices, devices_per_connection and trust_group_size must be >= 1")
@@ -119,8 +125,26 @@ class FleetSimulator:
         root_json: Path,
         workdir: Path,
         settings: SimulatorSettings,
+        *,
+        device_broker: Callable[[str], BrokerSettings] | None = None,
     ) -> None:
+        """A fleet that connects on :meth:`start`.
+
+        ``broker_url``: how every device connects (anonymously, or all as one user, on a lab
+        broker); ``device_broker``: how each device connects instead, by its id (its own user
+        and password, one connection per device).
+
+        Raises:
+            ConfigError: ``device_broker`` with ``devices_per_connection`` > 1 (a connection
+                has one user, and the broker would drop the other devices' messages).
+        """
         self.broker = BrokerSettings(url=broker_url) if isinstance(broker_url, str) else broker_url
+        self.device_broker = device_broker
+        if device_broker is not None and settings.devices_per_connection > 1:
+            raise ConfigError(
+                "per-device credentials need one connection per device: "
+                "devices_per_connection must be 1"
+            )
         self.root_json = root_json
         self.workdir = workdir
         self.settings = settings
@@ -130,8 +154,7 @@ class FleetSimulator:
         on_battery = spread(s.devices, s.supply.battery_fraction)
         drifting = spread(s.devices, s.drift.fraction, reverse=True)
         self.devices = []
-        for i in range(s.devices):
-            device_id = f"{s.prefix}-{i:04d}"
+        for i, device_id in enumerate(s.device_ids()):
             physics = random.Random(f"{s.seed}:{device_id}:physics")
             self.devices.append(
                 SimDevice(
@@ -256,8 +279,13 @@ class FleetSimulator:
             if len(chunk) == 1:
                 topic = topics.device_topic(chunk[0].device_id, DeviceChannel.STATUS)
                 will = LastWill(topic, chunk[0].offline())
+            broker = (
+                self.broker
+                if self.device_broker is None
+                else self.device_broker(chunk[0].device_id)
+            )
             client = MqttClient.from_settings(
-                self.broker,
+                broker,
                 f"{s.client_id_prefix}-{chunk[0].device_id}",
                 will=will,
                 max_inflight=1000,

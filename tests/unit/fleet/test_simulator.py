@@ -94,3 +94,29 @@ def test_slots_roll_back_without_banning_the_release() -> None:
     assert 3 in device.rejected
     offline = json.loads(device.offline())
     assert offline == {"device_id": "sim-2", "state": "offline"}
+
+
+def test_device_ids_are_the_simulated_devices_broker_users() -> None:
+    from edge_agent.fleet.simulator import SimulatorSettings
+
+    assert SimulatorSettings(devices=3, prefix="sim").device_ids() == [
+        "sim-0000",
+        "sim-0001",
+        "sim-0002",
+    ]
+
+
+def test_per_device_credentials_refuse_a_shared_connection(tmp_path) -> None:
+    """One connection has one user: the ACL would drop every other device's messages on it."""
+    from edge_agent.config import BrokerSettings
+    from edge_agent.fleet.simulator import FleetSimulator, SimulatorSettings
+
+    settings = SimulatorSettings(devices=4, devices_per_connection=2)
+    with pytest.raises(ConfigError, match="one connection per device"):
+        FleetSimulator(
+            "mqtt://127.0.0.1:1",
+            tmp_path / "root.json",
+            tmp_path,
+            settings,
+            device_broker=lambda device: BrokerSettings(url="mqtt://127.0.0.1:1", username=device),
+        )
