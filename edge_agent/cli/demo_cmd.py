@@ -35,15 +35,18 @@ import click
     type=click.Choice(["auto", "mosquitto", "embedded"]),
     default="auto",
     show_default=True,
-    help="Mosquitto if installed, else an embedded Python broker.",
+    help="Mosquitto if installed (secured: the shipped deploy/mosquitto.conf on TLS, a "
+    "password per user), else an embedded Python broker (plain, anonymous).",
 )
 def demo(duration: float | None, workdir: Path | None, frames: int, broker: str) -> None:
     """Run the whole system on this machine and show what each part does.
 
-    Starts a private MQTT broker, a signed model repository with fresh keys, the registry, the
-    monitor and its dashboard, and an agent running a pipeline on a sample video with a
-    sample model delivered through the registry; then publishes v2 of the model and rolls it
-    out through the agent's health-gated swap. Prints the dashboard URL. Ctrl-C stops it all.
+    Starts a private MQTT broker (Mosquitto with the shipped secured config: TLS with a CA made
+    now in WORKDIR/tls, a password per user in WORKDIR/credentials), a signed model repository
+    with fresh keys, the registry, the monitor and its dashboard, and an agent running a
+    pipeline on a sample video with a sample model delivered through the registry; then
+    publishes v2 of the model and rolls it out through the agent's health-gated swap. Prints
+    the dashboard URL and how to connect to the broker. Ctrl-C stops it all.
     """
     from edge_agent.demo.run import Demo, DemoOptions
 

@@ -239,6 +239,7 @@ def prepare_secured_mosquitto(
     etc, var, certs = root / "etc", root / "var", root / "etc" / "certs"
     certs.mkdir(parents=True, exist_ok=True)
     var.mkdir(exist_ok=True)
+    (var / "mosquitto.db").unlink(missing_ok=True)  # a fresh site, even in a reused folder
     authority = make_authority(tls_dir, "ca")
     shutil.copyfile(authority.cert, certs / "ca.crt")
     authority.issue(certs, "broker", ["localhost", "127.0.0.1"])
