@@ -11,7 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.errors import UpdateError
-from edge_agent.trust.operator.publish import add_release, repo_status
+from edge_agent.trust.operator.publish import (
+    DELTA_MAX_RATIO,
+    DeltaPolicy,
+    add_release,
+    repo_status,
+)
 from edge_agent.trust.operator.repository import ALL_ROLES, OperatorRepository, RoleKeys, utc_now
 
 _REPO = click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
@@ -79,9 +84,27 @@ def init(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
 @_KEYS
+@click.option(
+    "--delta-from",
+    "delta_from",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="RELEASE",
+    help="Publish each variant's delta from this release (default: the newest published).",
+)
+@click.option(
+    "--no-delta",
+    is_flag=True,
+    help=f"Publish no delta (by default one is, when at most {DELTA_MAX_RATIO:.0%} of the model).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the release as JSON.")
 def add_model_cmd(
-    repo: Path, packages: tuple[Path, ...], keys_dir: Path | None, as_json: bool
+    repo: Path,
+    packages: tuple[Path, ...],
+    keys_dir: Path | None,
+    delta_from: int | None,
+    no_delta: bool,
+    as_json: bool,
 ) -> None:
     """Publish PACKAGES (made by `edge-agent convert package`) as the model's next release.
 
@@ -89,8 +112,20 @@ def add_model_cmd(
     int8 TFLite for a Pi, an Edge TPU build for Coral, ONNX for Jetson); each device installs
     the one its device config runs best (the manifests' target devices and delegates). Needs
     the targets key. Each manifest rides in its signed target's custom metadata.
+
+    Each variant also gets a signed delta from the same variant of the newest published
+    release (or --delta-from RELEASE) when the delta is small enough (--no-delta): devices that
+    hold that release download the delta and rebuild the model (docs/registry.md).
     """
-    variants = add_release(OperatorRepository(repo, keys_dir), list(packages))
+    if no_delta and delta_from is not None:
+        raise click.UsageError("--no-delta and --delta-from contradict each other; give one")
+    notes: list[str] = []
+    variants = add_release(
+        OperatorRepository(repo, keys_dir),
+        list(packages),
+        DeltaPolicy(enabled=not no_delta, from_release=delta_from),
+        notes.append,
+    )
     release = variants[0]
     if as_json:
         described = [
@@ -100,6 +135,7 @@ def add_model_cmd(
                 "length": v.length,
                 "target_devices": v.manifest.get("target_devices", []),
                 "target_delegates": v.manifest.get("target_delegates", []),
+                "deltas": [d.as_custom() for d in v.deltas],
             }
             for v in variants
         ]
@@ -113,6 +149,7 @@ def add_model_cmd(
                     "length": release.length,
                     "version": release.manifest_version,
                     "variants": described,
+                    "notes": notes,
                 }
             )
         )
@@ -122,6 +159,13 @@ def add_model_cmd(
             f"published {variant.name} {variant.manifest_version} as release "
             f"{variant.release}: {variant.target_path} ({variant.length} B)"
         )
+        for delta in variant.deltas:
+            click.echo(
+                f"  delta from release {delta.from_release}: {delta.target_path} "
+                f"({delta.length} B, {delta.length / max(variant.length, 1):.0%} of the model)"
+            )
+    for note in notes:
+        click.echo(f"  {note}")
 
 
 @repo.command("refresh")

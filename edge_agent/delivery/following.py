@@ -12,7 +12,7 @@ rollout assigns instead of the newest one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,10 +177,15 @@ class RolloutSource:
         return self._release(name, plan.release)
 
     def download(
-        self, release: ModelRelease, progress: Progress | None = None
+        self,
+        release: ModelRelease,
+        progress: Progress | None = None,
+        *,
+        have: Mapping[str, Path] | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> tuple[Path, ModelRelease]:
-        """A verified local file of ``release``."""
-        return self.inner.download(release, progress)
+        """A verified local file of ``release`` (from a delta on ``have`` when signed)."""
+        return self.inner.download(release, progress, have=have, report=report)
 
     def download_parts(
         self, release: ModelRelease, progress: Progress | None = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,9 +92,18 @@ class ModelSource(Protocol):
         """The newest signed release of ``name``."""
 
     def download(
-        self, release: ModelRelease, progress: Progress | None = None
+        self,
+        release: ModelRelease,
+        progress: Progress | None = None,
+        *,
+        have: Mapping[str, Path] | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> tuple[Path, ModelRelease]:
-        """A verified local file of ``release``."""
+        """A verified local file of ``release``.
+
+        ``have``: model files the device holds by sha256 (a signed delta from one of them may
+        be fetched instead of the whole model); ``report`` hears how the delta went.
+        """
 
     def download_parts(
         self, release: ModelRelease, progress: Progress | None = None
@@ -227,8 +236,13 @@ class UpdateManager:
             self._emit(
                 name, version, UpdateState.DOWNLOADING, f"release {version}: {release.filename}"
             )
+            have = {model.sha256: model.path for model in self.store.list()}
+
+            def report(note: str) -> None:
+                self._emit(name, version, UpdateState.DOWNLOADING, note)
+
             with self._limit(self.limits.download_s, "downloading"):
-                path, trusted = source.download(release, progress)
+                path, trusted = source.download(release, progress, have=have, report=report)
                 parts = source.download_parts(trusted, progress)
             self._emit(
                 name, version, UpdateState.VERIFIED, "length and sha256 match signed metadata"

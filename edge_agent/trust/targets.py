@@ -6,15 +6,20 @@ repository assigns (1, 2, 3...) and devices compare. The target's signed custom 
 as the model bytes. The manifest travels as a JSON *string*: TUF signs canonical JSON, which has
 no floats, and a manifest has many (scales, latencies). The package's other files (the drift
 profile, the evaluation report) are targets beside the model, so the whole package is signed
-and travels. Repository tooling and devices both read targets through this module.
+and travels. A release may also carry a binary delta from an older release (a zstd patch-from
+frame, ``<file>.delta-from-<release>.zst``), signed as a target of its own and pinned by the
+model target's custom metadata (``deltas``), so a device that holds the older model downloads
+the delta, rebuilds the model and verifies it against the model target exactly as a download.
+Repository tooling and devices both read targets through this module.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tuf.api.metadata import TargetFile
@@ -28,6 +33,51 @@ _MODEL_PATH = re.compile(rf"^models/({MODEL_NAME.pattern})/({RELEASE.pattern})/(
 
 
 @dataclass(frozen=True)
+class DeltaRef:
+    """A signed delta that rebuilds a release's model from an older release's model.
+
+    Pinned in the model target's signed custom metadata: the delta target's path, length and
+    sha256, and the exact older model it applies to (``from_sha256``, ``from_length``).
+    """
+
+    target_path: str
+    length: int
+    sha256: str
+    from_release: int
+    from_sha256: str
+    from_length: int
+
+    def as_custom(self) -> dict[str, Any]:
+        """The pin as it rides in the model target's custom metadata."""
+        return {
+            "path": self.target_path,
+            "bytes": self.length,
+            "sha256": self.sha256,
+            "from_release": self.from_release,
+            "from_sha256": self.from_sha256,
+            "from_bytes": self.from_length,
+        }
+
+    @staticmethod
+    def from_custom(raw: object) -> DeltaRef | None:
+        """The pin read back; None when malformed (ignored: the full download still works)."""
+        if not isinstance(raw, dict):
+            return None
+        try:
+            ref = DeltaRef(
+                str(raw["path"]),
+                int(raw["bytes"]),
+                str(raw["sha256"]),
+                int(raw["from_release"]),
+                str(raw["from_sha256"]),
+                int(raw["from_bytes"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return ref if _MODEL_PATH.fullmatch(ref.target_path) else None
+
+
+@dataclass(frozen=True)
 class ModelRelease:
     """One published model file, as signed targets metadata describes it."""
 
@@ -37,6 +87,8 @@ class ModelRelease:
     length: int
     sha256: str
     manifest: dict[str, Any]
+    deltas: tuple[DeltaRef, ...] = ()
+    """Signed deltas that rebuild this model from older releases' models."""
 
     @property
     def filename(self) -> str:
@@ -58,10 +110,46 @@ def model_target_path(name: str, release: int, filename: str) -> str:
     return path
 
 
-def model_custom(name: str, release: int, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The ``custom`` field a model target carries."""
+def model_custom(
+    name: str, release: int, manifest: dict[str, Any], deltas: tuple[DeltaRef, ...] = ()
+) -> dict[str, Any]:
+    """The ``custom`` field a model target carries (with its deltas' pins, if any)."""
     text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
-    return {CUSTOM_KEY: {"name": name, "release": release, "manifest_json": text}}
+    info: dict[str, Any] = {"name": name, "release": release, "manifest_json": text}
+    if deltas:
+        info["deltas"] = [delta.as_custom() for delta in deltas]
+    return {CUSTOM_KEY: info}
+
+
+def delta_target_path(name: str, release: int, model_filename: str, from_release: int) -> str:
+    """Where the delta of a variant's model from ``from_release`` is published.
+
+    ``models/digits/3/digits.onnx.delta-from-2.zst``: beside the model, named after it.
+    """
+    return model_target_path(name, release, f"{model_filename}.delta-from-{from_release}.zst")
+
+
+def delta_custom(name: str, release: int, delta: DeltaRef) -> dict[str, Any]:
+    """The ``custom`` field of a delta target (not a release by itself)."""
+    return {
+        CUSTOM_KEY: {
+            "name": name,
+            "release": release,
+            "part": "delta",
+            "from_release": delta.from_release,
+            "from_sha256": delta.from_sha256,
+        }
+    }
+
+
+def choose_delta(release: ModelRelease, have: Mapping[str, Path]) -> DeltaRef | None:
+    """The signed delta of ``release`` this device can apply: its base is a file it holds.
+
+    ``have`` maps the sha256 of each model file the device holds to the file. The smallest
+    applicable delta wins; None when there is none (the device downloads the whole model).
+    """
+    usable = [d for d in release.deltas if d.from_sha256 in have and d.length < release.length]
+    return min(usable, key=lambda d: d.length, default=None)
 
 
 def package_parts(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -120,8 +208,18 @@ def release_of(target: TargetFile) -> ModelRelease | None:
         return None
     if not isinstance(manifest, dict) or "sha256" not in target.hashes:
         return None
+    raw_deltas = info.get("deltas")
+    deltas = (
+        [DeltaRef.from_custom(raw) for raw in raw_deltas] if isinstance(raw_deltas, list) else []
+    )
     return ModelRelease(
-        name, release, target.path, target.length, target.hashes["sha256"], manifest
+        name,
+        release,
+        target.path,
+        target.length,
+        target.hashes["sha256"],
+        manifest,
+        tuple(d for d in deltas if d is not None),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edge_agent.errors import UpdateError
@@ -49,7 +50,12 @@ class LocalModelSource:
         )
 
     def download(
-        self, release: ModelRelease, progress: Progress | None = None
+        self,
+        release: ModelRelease,
+        progress: Progress | None = None,
+        *,
+        have: Mapping[str, Path] | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> tuple[Path, ModelRelease]:
         if self.hang_download:
             self.cancel.wait(30)

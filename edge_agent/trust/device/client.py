@@ -6,6 +6,8 @@ metadata directory so two processes never update the same trust state. The devic
 provisioned with ``root.json`` only (:func:`provision`); everything else is verified from it.
 Each refresh starts from the device's own durable trust anchor (``anchor.py``), never from
 ngclient's ``root.json``, and ngclient's files are written crash-safely (``durable.py``).
+A release that carries a signed delta from a model the device holds is fetched as the delta
+and rebuilt (``delta.py``); any failure there falls back to downloading the whole model.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -20,10 +23,12 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
+from edge_agent import _zstd
 from edge_agent.config import FetchSettings
 from edge_agent.errors import UpdateError
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.anchor import advance, provision, remove_temp_files, trusted_root
+from edge_agent.trust.device.delta import rebuild
 from edge_agent.trust.device.durable import DurableUpdater
 from edge_agent.trust.device.fetcher import METADATA_URL, TARGETS_URL, MqttFetcher, registry_path
 from edge_agent.trust.device.link import RegistryLink
@@ -31,7 +36,9 @@ from edge_agent.trust.device.partial import DownloadResult, ResumableDownload
 from edge_agent.trust.device.transfer import Progress
 from edge_agent.trust.device.variants import Platform, choose_variant
 from edge_agent.trust.targets import (
+    DeltaRef,
     ModelRelease,
+    choose_delta,
     newest_release,
     package_parts,
     part_target_path,
@@ -217,14 +224,86 @@ class DeviceUpdater:
             raise UpdateError(f"looking up {target_path}: {describe_tuf_error(exc)}") from exc
 
     def download(
-        self, release: ModelRelease, progress: Progress | None = None
+        self,
+        release: ModelRelease,
+        progress: Progress | None = None,
+        *,
+        have: Mapping[str, Path] | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> tuple[Path, ModelRelease]:
-        """Download ``release`` (resuming), verified against signed metadata."""
+        """Download ``release`` (resuming), verified against signed metadata.
+
+        ``have`` maps the sha256 of model files this device holds to the files: when the
+        release carries a signed delta from one of them, the delta is downloaded and the
+        model rebuilt and verified instead. ``report`` hears what happened to the delta (used,
+        or why not: then the whole model is downloaded).
+        """
         trusted = self._trusted(release.target_path)
         assert self._updater is not None
         target = self._updater.get_targetinfo(trusted.target_path)
         assert target is not None
+        rebuilt = self._via_delta(trusted, target, have or {}, progress, report)
+        if rebuilt is not None:
+            return rebuilt, trusted
         return self._fetch(target, progress).path, trusted
+
+    def _via_delta(
+        self,
+        release: ModelRelease,
+        target: TargetFile,
+        have: Mapping[str, Path],
+        progress: Progress | None,
+        report: Callable[[str], None] | None,
+    ) -> Path | None:
+        """The model rebuilt from a delta and verified; None: download the whole model."""
+        delta = choose_delta(release, have)
+        final = ResumableDownload(self.download_dir, target, "", self.settings).final_path
+        if delta is None or final.exists():  # nothing to build on, or already here
+            return None
+        say = report or (lambda note: log.info("%s", note))
+        why = _zstd.unavailable()
+        if why:
+            say(f"delta from release {delta.from_release} not used: {why}; downloading the model")
+            return None
+        delta_file: Path | None = None
+        try:
+            delta_target = self._signed_delta(delta)
+            delta_file = self._fetch(delta_target, progress).path
+            base = have[delta.from_sha256]
+            if base.stat().st_size != delta.from_length:
+                raise UpdateError(f"{base}: not the {delta.from_length} bytes the delta needs")
+            rebuild(base, delta_file, target, final)
+        except (UpdateError, OSError) as exc:
+            if self.cancel.is_set():
+                raise
+            say(
+                f"delta from release {delta.from_release} failed ({exc}); downloading the "
+                f"whole model ({target.length} B)"
+            )
+            return None
+        finally:
+            if delta_file is not None:
+                delta_file.unlink(missing_ok=True)  # of no use once the model is built
+        say(
+            f"rebuilt from release {delta.from_release} with a {delta.length} B delta "
+            f"({delta.length / max(target.length, 1):.0%} of the model's {target.length} B); "
+            "length and sha256 match signed metadata"
+        )
+        return final
+
+    def _signed_delta(self, delta: DeltaRef) -> TargetFile:
+        """The delta's own signed target; UpdateError unless it is exactly what the pin says."""
+        signed = self.lookup(delta.target_path)
+        if (
+            signed is None
+            or signed.length != delta.length
+            or signed.hashes.get("sha256") != delta.sha256
+        ):
+            raise UpdateError(
+                f"{delta.target_path}: not signed as the release's metadata pins it (length or "
+                "sha256)"
+            )
+        return signed
 
     def download_parts(
         self, release: ModelRelease, progress: Progress | None = None
