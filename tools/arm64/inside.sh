@@ -16,6 +16,7 @@ CHECK=/work/check
 VENV=/opt/edge-agent/venv
 # The device test subset (paths relative to the checkout), or ARM64_TESTS to pick others.
 DEVICE_TESTS="tests/unit/runtime
+    tests/unit/test_zstd.py
     tests/integration/test_litert_backend.py
     tests/integration/test_onnx_backend.py
     tests/integration/test_agent.py
