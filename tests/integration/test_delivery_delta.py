@@ -39,9 +39,10 @@ def publish_fine_tune(env: DeliveryEnv) -> tuple[Path, ModelRelease]:
 
 
 def reasons(events: queue.Queue[Message]) -> list[tuple[str, str]]:
-    found = []
-    while not events.empty():
-        transition = json.loads(events.get_nowait().payload)
+    """The update's transitions (state, reason), up to its final one (they arrive async)."""
+    found: list[tuple[str, str]] = []
+    while not found or found[-1][0] not in ("active", "failed"):
+        transition = json.loads(events.get(timeout=5).payload)
         found.append((transition["state"], transition["reason"]))
     return found
 
