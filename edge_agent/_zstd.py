@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import math
 import mmap
 import os
@@ -106,7 +107,7 @@ def decode(base: Path, delta: Path, out: Path, length: int) -> None:
         raise PatchError("libzstd could not allocate a decompression context")
     fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.ftruncate(fd, length)
+        _reserve(fd, length)
         with _mapped(delta) as delta_ptr, _mapped(base) as base_ptr:
             declared = lib.ZSTD_getFrameContentSize(delta_ptr, delta_size)
             if declared in (_CONTENTSIZE_UNKNOWN, _CONTENTSIZE_ERROR):
@@ -135,6 +136,24 @@ def decode(base: Path, delta: Path, out: Path, length: int) -> None:
     finally:
         os.close(fd)
         lib.ZSTD_freeDCtx(dctx)
+
+
+def _reserve(fd: int, length: int) -> None:
+    """Give the output file its blocks before it is mapped (ENOSPC here, not SIGBUS later).
+
+    A write through a mapping that the disk cannot hold is SIGBUS, which kills the process.
+    """
+    os.ftruncate(fd, length)
+    if not length:
+        return
+    try:
+        os.posix_fallocate(fd, 0, length)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        block = bytes(1 << 20)  # no fallocate on this file system: write the zeros instead
+        for offset in range(0, length, len(block)):
+            os.pwrite(fd, block[: min(len(block), length - offset)], offset)
 
 
 # -- the binding ---------------------------------------------------------------------------

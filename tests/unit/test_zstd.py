@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,27 @@ def test_garbage_is_not_a_delta(pair: tuple[Path, Path], tmp_path: Path):
     (tmp_path / "delta").write_bytes(b"not zstd at all" * 10)
     with pytest.raises(_zstd.PatchError, match="not a zstd frame"):
         _zstd.decode(old, tmp_path / "delta", tmp_path / "out", 100)
+
+
+def test_a_full_disk_is_an_error_not_a_crash(pair: tuple[Path, Path], tmp_path: Path):
+    """Regression: the output was mapped sparse, so a full disk was SIGBUS, not ENOSPC.
+
+    Writing through a mapping that the disk cannot hold kills the process with SIGBUS.
+    """
+    old, new = pair
+    (tmp_path / "delta").write_bytes(_zstd.encode(old, new))
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        with pytest.raises(OSError) as raised:
+            _zstd.decode(old, tmp_path / "delta", small / "out", new.stat().st_size)
+        assert raised.value.errno == errno.ENOSPC
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], check=True)
