@@ -120,6 +120,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.api
 	$(BIN)/python -m benchmarks.telemetry
 	$(BIN)/python -m benchmarks.footprint
+	$(BIN)/python -m benchmarks.delta
 
 docs: venv
 	$(BIN)/edge-agent config reference > docs/config-reference.md
