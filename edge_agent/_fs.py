@@ -8,7 +8,8 @@ profile, a captured sample) must never be seen half-written. Every writer goes t
    systems is not atomic, and recovery code removes ``*.tmp`` leftovers),
 2. flush and ``fsync`` the temp file, so its bytes are on disk before anything points at them,
 3. ``os.replace`` it over the target (atomic on POSIX: readers see the old file or the new one),
-4. ``fsync`` the directory, so the rename itself survives a power cut.
+4. ``fsync`` the directory, so the rename itself survives a power cut (and a directory it had to
+   create is made durable too: :func:`make_dirs`).
 
 If anything fails (or the caller's ``with`` body raises) the temp file is removed and the target
 is untouched. ``durable=False`` skips the two fsyncs (for data that may be lost but must never be
@@ -30,6 +31,7 @@ __all__ = [
     "copy_atomically",
     "create_atomically",
     "fsync_dir",
+    "make_dirs",
     "replace_durably",
     "write_atomically",
 ]
@@ -48,6 +50,32 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs(path: Path, mode: int = 0o777) -> None:
+    """``mkdir -p`` whose new directories survive a power cut.
+
+    A new directory is an entry in its parent, durable only once the parent is fsynced: a
+    store created on first boot (``path.mkdir(parents=True)``) and filled with fsynced files
+    vanished whole at a power cut, because nothing ever fsynced the directory above it. Each
+    directory this call creates has its parent fsynced; existing ones cost one ``stat``.
+    """
+    path = Path(path)
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue
+        fsync_dir(directory.parent)
 
 
 def _open_temp(path: Path) -> tuple[Path, int]:
@@ -73,7 +101,7 @@ def atomic_writer(
     ``path`` as it was. Creates missing parent directories. Raises OSError from the file system.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp, fd = _open_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -113,7 +141,7 @@ def create_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     (``FileExistsError`` if something is there) instead of renamed over it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp, fd = _open_temp(path)
     try:
         os.fchmod(fd, mode)  # before any byte is written: a secret is never readable by others

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent._fs import write_atomically
+from edge_agent._fs import make_dirs, write_atomically
 from edge_agent.errors import SampleStoreError
 
 INDEX = "index.sqlite"
@@ -153,7 +153,7 @@ class SampleStore:
         self.fsync = fsync
         self._lock = threading.Lock()
         try:
-            self.payload_dir.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.payload_dir)
             self._db = sqlite3.connect(
                 self.directory / INDEX, isolation_level=None, check_same_thread=False, timeout=30
             )

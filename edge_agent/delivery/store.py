@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from edge_agent._fs import atomic_writer, write_atomically
+from edge_agent._fs import atomic_writer, make_dirs, write_atomically
 from edge_agent.errors import ModelError, UpdateError
 
 State = Literal["staged", "active", "previous", "inactive"]
@@ -89,7 +89,7 @@ class ModelStore:
         self._lock = threading.RLock()
         self._lock_file: IO[str] | None = None
         if not readonly:
-            self.blobs.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.blobs)
             self._take_lock()
             self._remove_temp_files()
         self._state = self._load()

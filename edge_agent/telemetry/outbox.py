@@ -39,6 +39,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from edge_agent._fs import make_dirs
 from edge_agent.errors import TransportError
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.telemetry import Envelope
@@ -114,7 +115,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._wakeups: list[threading.Event] = []
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )

@@ -192,3 +192,14 @@ def test_the_test_runner_is_never_counted_or_killed(fs: PowerLossFS) -> None:
     _write(fs.mountpoint / "f", b"mine", sync=True)
     assert fs.disarm() == 0
     assert not fs.status()["dead"]
+
+
+def test_atomic_write_into_new_directories_survives_a_cut(fs: PowerLossFS) -> None:
+    """Regression: write_atomically created missing parents without fsyncing the directories
+    above them, so a store made on first boot vanished whole at the next power cut."""
+    from edge_agent._fs import write_atomically
+
+    target = fs.mountpoint / "state" / "rollouts" / "state.json"
+    write_atomically(target, b"{}")
+    fs.recover()
+    assert target.read_bytes() == b"{}"

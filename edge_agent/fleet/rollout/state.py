@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent._fs import write_atomically
+from edge_agent._fs import make_dirs, write_atomically
 from edge_agent.delivery.rollout_document import RolloutDocument
 from edge_agent.errors import UpdateError
 
@@ -151,7 +151,7 @@ class StateFile:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the exclusive lock (load, change, save and publish inside it)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         with self._lock_path.open("a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:

@@ -34,7 +34,7 @@ from pathlib import Path
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Root
 
-from edge_agent._fs import TEMP_SUFFIX, create_atomically, write_atomically
+from edge_agent._fs import TEMP_SUFFIX, create_atomically, make_dirs, write_atomically
 from edge_agent.errors import UpdateError
 
 __all__ = ["ANCHOR", "advance", "provision", "remove_temp_files", "trusted_root"]
@@ -97,7 +97,7 @@ def provision(metadata_dir: Path, root_json: Path) -> None:
     except OSError as exc:
         raise UpdateError(f"{root_json}: cannot read the root metadata: {exc}") from None
     _self_signed_root(data, root_json)
-    metadata_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(metadata_dir)
     try:
         create_atomically(metadata_dir / ANCHOR, data, mode=0o644)
     except FileExistsError:

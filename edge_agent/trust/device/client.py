@@ -24,6 +24,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
 from edge_agent import _zstd
+from edge_agent._fs import make_dirs
 from edge_agent.config import FetchSettings
 from edge_agent.errors import UpdateError
 from edge_agent.transport.client import MqttClient
@@ -119,7 +120,7 @@ class DeviceUpdater:
     def _take_lock(self) -> None:
         if self._lock_file is not None:
             return
-        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.metadata_dir)
         handle = (self.metadata_dir / ".lock").open("a")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

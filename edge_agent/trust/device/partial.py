@@ -35,7 +35,7 @@ from typing import Any
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import TargetFile
 
-from edge_agent._fs import replace_durably
+from edge_agent._fs import make_dirs, replace_durably
 from edge_agent.config import FetchSettings
 from edge_agent.errors import UpdateError
 from edge_agent.trust.device.journal import CHECK, JournalWriter, load_journal
@@ -135,7 +135,7 @@ class ResumableDownload:
         Raises DownloadError (transport; progress kept for the next try) and UpdateError (the
         file does not match signed metadata; everything partial is deleted).
         """
-        self.download_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.download_dir)
         if self.final_path.exists():
             if self._verifies(self.final_path):
                 return DownloadResult(

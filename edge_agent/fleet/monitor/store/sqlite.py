@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from edge_agent._fs import make_dirs
 from edge_agent.fleet.monitor.store.base import Store, StoreError
 
 
@@ -30,7 +31,7 @@ class SqliteStore(Store):
 
     def _connect(self, *, writer: bool) -> Any:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent)
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
