@@ -155,7 +155,23 @@ def resolve_plan(
 
 
 class ImagePreprocessor:
-    """Applies a :class:`PreprocessPlan` to BGR (or gray) uint8 frames."""
+    """Applies a :class:`PreprocessPlan` to BGR (or gray) uint8 frames.
+
+    The work is done at the model's input size wherever that gives the same pixels: the frame
+    is resized first and its channels reordered after (a reorder, a dropped alpha or a gray
+    channel copied to three commutes with resizing, which works per channel), so a 1080p
+    frame is converted at 32x32, not at 1920x1080. Only BGR -> gray, which mixes channels with
+    rounding, is done on the full frame, before the resize, as before.
+
+    The last step writes straight into the input array handed to the runtime: the resize (or
+    the color reorder) with ``dst=`` when the model takes raw uint8 NHWC pixels, the fused
+    normalization with ``out=`` into the tensor (through a transposed view for NCHW)
+    otherwise. That array is new for every frame, because observers (drift, sampling) may
+    keep it after the inference; only the intermediate buffers, which never leave this
+    object, are reused. Hence one thread at a time per instance (a pipeline has its own).
+    The result is the same, bit for bit, as converting, resizing and normalizing with fresh
+    arrays (tests/unit/pipeline/test_preprocess_buffers.py).
+    """
 
     def __init__(self, plan: PreprocessPlan) -> None:
         """Bind the plan to OpenCV constants."""
@@ -172,90 +188,150 @@ class ImagePreprocessor:
         if plan.quantization is not None:
             info = np.iinfo(plan.dtype)
             self._qmin, self._qmax = float(info.min), float(info.max)
+        h, w, c = plan.height, plan.width, plan.channels
+        self._shape = (1, c, h, w) if plan.layout == "NCHW" else (1, h, w, c)
+        # Raw uint8 NHWC pixels: the resize/reorder itself fills the input tensor.
+        self._direct = plan.identity and plan.layout == "NHWC"
+        # float32 without quantization: the normalization writes the tensor, no float buffer.
+        self._float_out = plan.quantization is None and plan.dtype == np.float32
+        self._buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+        self._geometry: dict[tuple[int, int], tuple[Geometry, tuple[int, int, int, int]]] = {}
 
     def __call__(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], Geometry]:
         """The model inputs for ``image`` and how its pixels map to the input's."""
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
             raise InputError("an image source must give H x W (x C) pixel arrays")
         p, cv2 = self.plan, self._cv2
-        frame_h, frame_w = image.shape[:2]
-        image = self._convert_color(image)
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if p.color == "gray" and image.ndim == 3:
+            gray_code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+            image = cv2.cvtColor(image, gray_code)
+        geometry, box = self._place(image.shape[0], image.shape[1])
+        tensor = np.empty(self._shape, p.dtype)
+        hwc = tensor[0] if p.layout == "NHWC" else tensor[0].transpose(1, 2, 0)
+        pixel_shape = (p.height, p.width) if p.channels == 1 else (p.height, p.width, p.channels)
+        if self._direct:
+            pixels = hwc[:, :, 0] if p.channels == 1 else hwc
+        else:
+            pixels = self._buffer("pixels", pixel_shape, np.uint8)
+        code = self._reorder_code(image)
+        if code is None:
+            self._resample(image, pixels, box, geometry)
+        else:
+            staged_shape = (p.height, p.width, *image.shape[2:])
+            staged = self._buffer("staged", staged_shape, np.uint8)
+            self._resample(image, staged, box, geometry)
+            _into(cv2.cvtColor(staged, code, dst=pixels), pixels)
+        if not self._direct:
+            self._normalize(pixels if pixels.ndim == 3 else pixels[:, :, np.newaxis], hwc)
+        return {p.input_name: tensor}, geometry
+
+    def _place(self, frame_h: int, frame_w: int) -> tuple[Geometry, tuple[int, int, int, int]]:
+        """Geometry and target box (x, y, w, h) for a frame size, computed once per size."""
+        known = self._geometry.get((frame_h, frame_w))
+        if known is not None:
+            return known
+        p = self.plan
         if (frame_h, frame_w) == (p.height, p.width):
             geometry = Geometry(frame_w, frame_h, p.width, p.height, 1.0, 1.0, 0.0, 0.0)
+            box = (0, 0, p.width, p.height)
         elif p.letterbox:
-            image, geometry = self._letterbox(image, frame_w, frame_h)
+            ratio = min(p.width / frame_w, p.height / frame_h)
+            new_w, new_h = max(1, round(frame_w * ratio)), max(1, round(frame_h * ratio))
+            pad_x, pad_y = (p.width - new_w) // 2, (p.height - new_h) // 2
+            geometry = Geometry(
+                frame_w,
+                frame_h,
+                p.width,
+                p.height,
+                new_w / frame_w,
+                new_h / frame_h,
+                float(pad_x),
+                float(pad_y),
+            )
+            box = (pad_x, pad_y, new_w, new_h)
         else:
-            image = cv2.resize(image, (p.width, p.height), interpolation=self._filter(frame_h))
             geometry = Geometry(
                 frame_w, frame_h, p.width, p.height, p.width / frame_w, p.height / frame_h, 0.0, 0.0
             )
-        if image.ndim == 2:
-            image = image[:, :, np.newaxis]
+            box = (0, 0, p.width, p.height)
+        if len(self._geometry) < 16:  # a stream has one size; a folder of odd sizes stays small
+            self._geometry[(frame_h, frame_w)] = (geometry, box)
+        return geometry, box
+
+    def _resample(
+        self,
+        image: np.ndarray,
+        dst: np.ndarray,
+        box: tuple[int, int, int, int],
+        geometry: Geometry,
+    ) -> None:
+        """Resize ``image`` into ``dst`` (letterboxed: into its box, the rest padded)."""
+        cv2 = self._cv2
+        x, y, w, h = box
+        if (w, h) != (dst.shape[1], dst.shape[0]):
+            dst[...] = self.plan.pad_value
+            dst = dst[y : y + h, x : x + w]
+        if (geometry.scale_x, geometry.scale_y) == (1.0, 1.0):
+            np.copyto(dst, image)
+            return
+        resized = cv2.resize(image, (w, h), dst=dst, interpolation=self._filter(image.shape[0]))
+        _into(resized, dst)
+
+    def _normalize(self, pixels: np.ndarray, hwc: np.ndarray) -> None:
+        """``hwc`` (a view of the input tensor) = normalized, maybe quantized ``pixels``."""
+        p = self.plan
         if p.identity:
-            tensor = image
-        else:
-            values = image.astype(np.float32) * p.multiplier + p.offset
-            if p.quantization is not None:
-                q_scale, zero_point = p.quantization
-                values = np.clip(np.rint(values / q_scale) + zero_point, self._qmin, self._qmax)
-            tensor = values.astype(p.dtype, copy=False)
-        batch = tensor[np.newaxis]
-        if p.layout == "NCHW":
-            batch = batch.transpose(0, 3, 1, 2)
-        return {p.input_name: np.ascontiguousarray(batch)}, geometry
+            np.copyto(hwc, pixels)
+            return
+        values = hwc if self._float_out else self._buffer("values", pixels.shape, np.float32)
+        np.multiply(pixels, p.multiplier, out=values)
+        np.add(values, p.offset, out=values)
+        if p.quantization is not None:
+            q_scale, zero_point = p.quantization
+            np.divide(values, q_scale, out=values)
+            np.rint(values, out=values)
+            np.add(values, zero_point, out=values)
+            np.clip(values, self._qmin, self._qmax, out=values)
+        if values is not hwc:
+            np.copyto(hwc, values, casting="unsafe")
+
+    def _buffer(self, role: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """A scratch array private to this preprocessor, reused from frame to frame."""
+        key = (role, shape)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = np.empty(shape, dtype)
+        return buffer
 
     def _filter(self, frame_h: int) -> int:
         if self.plan.interpolation is not None:
             return self._interp[self.plan.interpolation]
         return self._interp["area" if frame_h > self.plan.height else "linear"]
 
-    def _convert_color(self, image: np.ndarray) -> np.ndarray:
-        cv2, color = self._cv2, self.plan.color
-        gray_in = image.ndim == 2 or image.shape[2] == 1
-        if color == "gray":
-            if gray_in:
-                return image
-            gray: np.ndarray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-            return gray
-        if gray_in:
-            code = cv2.COLOR_GRAY2RGB if color == "rgb" else cv2.COLOR_GRAY2BGR
-        elif image.shape[2] == 4:
-            code = cv2.COLOR_BGRA2RGB if color == "rgb" else cv2.COLOR_BGRA2BGR
-        elif color == "rgb":
-            code = cv2.COLOR_BGR2RGB
-        else:
-            return image
-        converted: np.ndarray = cv2.cvtColor(image, code)
-        return converted
+    def _reorder_code(self, image: np.ndarray) -> int | None:
+        """The OpenCV code that reorders/drops/copies channels into the model's color order.
 
-    def _letterbox(
-        self, image: np.ndarray, frame_w: int, frame_h: int
-    ) -> tuple[np.ndarray, Geometry]:
-        p, cv2 = self.plan, self._cv2
-        ratio = min(p.width / frame_w, p.height / frame_h)
-        new_w, new_h = max(1, round(frame_w * ratio)), max(1, round(frame_h * ratio))
-        resized = cv2.resize(image, (new_w, new_h), interpolation=self._filter(frame_h))
-        pad_x, pad_y = (p.width - new_w) // 2, (p.height - new_h) // 2
-        padded = cv2.copyMakeBorder(
-            resized,
-            pad_y,
-            p.height - new_h - pad_y,
-            pad_x,
-            p.width - new_w - pad_x,
-            cv2.BORDER_CONSTANT,
-            value=(p.pad_value,) * 3,
-        )
-        geometry = Geometry(
-            frame_w,
-            frame_h,
-            p.width,
-            p.height,
-            new_w / frame_w,
-            new_h / frame_h,
-            float(pad_x),
-            float(pad_y),
-        )
-        return padded, geometry
+        None when the frame is already in it (gray frames for a gray model after the
+        conversion done up front, BGR frames for a BGR model).
+        """
+        cv2, color = self._cv2, self.plan.color
+        if color == "gray":
+            return None
+        if image.ndim == 2:
+            return int(cv2.COLOR_GRAY2RGB if color == "rgb" else cv2.COLOR_GRAY2BGR)
+        if image.shape[2] == 4:
+            return int(cv2.COLOR_BGRA2RGB if color == "rgb" else cv2.COLOR_BGRA2BGR)
+        if color == "rgb":
+            return int(cv2.COLOR_BGR2RGB)
+        return None
+
+
+def _into(result: np.ndarray, dst: np.ndarray) -> None:
+    """Make sure an OpenCV call given ``dst=`` really wrote there (it may allocate instead)."""
+    if result is not dst and not np.shares_memory(result, dst):
+        np.copyto(dst, result.reshape(dst.shape))
 
 
 class TensorPreprocessor:
