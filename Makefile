@@ -60,6 +60,11 @@ $(V310_STAMP): pyproject.toml
 
 venv-py310: $(V310_STAMP)
 
+# The local RTSP server of the camera tests and benchmarks/video.py (tests/fixtures/camera.py):
+# GStreamer's, run by the system Python through PyGObject.
+RTSP_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
+export RTSP_CHECK := import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0"); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert Gst.ElementFactory.find("qtdemux") and Gst.ElementFactory.find("rtph264pay")
+
 broker:
 	@missing=""; \
 	{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
@@ -70,6 +75,7 @@ broker:
 	command -v faketime >/dev/null 2>&1 || missing="$$missing faketime"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
+	/usr/bin/python3 -c "$$RTSP_CHECK" >/dev/null 2>&1 || missing="$$missing $(RTSP_PACKAGES)"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing$$missing (apt-get)"; \
