@@ -194,6 +194,11 @@ class ImagePreprocessor:
         self._direct = plan.identity and plan.layout == "NHWC"
         # float32 without quantization: the normalization writes the tensor, no float buffer.
         self._float_out = plan.quantization is None and plan.dtype == np.float32
+        # x * m + o with one m for every channel is a scalar multiply, and + 0 is no add at all
+        # (pixel * m is never -0.0, so skipping it keeps the bits).
+        uniform = bool(np.all(plan.multiplier == plan.multiplier[0]))
+        self._multiplier = plan.multiplier[0] if uniform else plan.multiplier
+        self._offset = None if not np.any(plan.offset) else plan.offset
         self._buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self._geometry: dict[tuple[int, int], tuple[Geometry, tuple[int, int, int, int]]] = {}
 
@@ -286,8 +291,9 @@ class ImagePreprocessor:
             np.copyto(hwc, pixels)
             return
         values = hwc if self._float_out else self._buffer("values", pixels.shape, np.float32)
-        np.multiply(pixels, p.multiplier, out=values)
-        np.add(values, p.offset, out=values)
+        np.multiply(pixels, self._multiplier, out=values)
+        if self._offset is not None:
+            np.add(values, self._offset, out=values)
         if p.quantization is not None:
             q_scale, zero_point = p.quantization
             np.divide(values, q_scale, out=values)

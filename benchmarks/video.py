@@ -1,0 +1,313 @@
+"""The pipeline on camera-like video (H.264, 720p and 1080p, file and RTSP) against a hand loop.
+
+The clip is made at run time (tests/fixtures/camera.py): scikit-image's photographs panned and
+zoomed, 30 fps, libx264 without B-frames and a keyframe a second, as an IP camera sends it.
+The baseline is a hand-written OpenCV loop on the raw runtime, single-threaded: read (decode),
+``cv2.resize`` into a buffer, BGR -> RGB, scale, ``set_tensor``/``invoke``/``get_tensor``,
+argmax (``HandModel``/``hand_loop`` there). Against it, per frame size:
+
+* ``file``: the real pipeline on the file (``video`` source, FFmpeg decoding on the source's
+  reader thread, preprocessing into the input tensor, ``ServedModel.run``, classification
+  top-1 with labels), every frame, as fast as it goes. Target: fps >= the hand loop's.
+* ``decoded``: both on the same frames decoded up front (the pipeline through an in-memory
+  source), which leaves the machinery: thread hand-off, preprocessing plan, ``ServedModel``,
+  postprocessing. Target: at most 3 % more time per frame than the hand loop.
+* ``paced``: the pipeline on the file read at its own 30 fps (``realtime: true``): latency
+  when the pipeline keeps up, as on a camera.
+* ``rtsp``: a local GStreamer RTSP server streams the clip (30 fps, RTP over TCP); the hand
+  loop and the pipeline each read it once; frames, drops and latency.
+
+Decode-to-result latency runs from the moment a decoded frame exists (the pipeline's
+``Frame.timestamp``; right after ``read()`` in the hand loop) to the result. In ``file`` the
+pipeline's includes the wait in its queue (``queue_size`` frames), the price of decoding
+ahead. Rounds of hand and pipeline alternate, medians are compared; the machine's load average
+before and after is printed, since on a shared machine other work takes cores too.
+
+Usage: python -m benchmarks.video [--model digits32/digits32_fp32.tflite] [--seconds 4]
+       [--rounds 3] [--threads 1] [--sizes 720p,1080p] [--rtsp-sizes 720p,1080p]
+Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.pipeline import DecodedFrames  # noqa: E402
+from edge_agent.config import PipelineSettings, RuntimeSettings  # noqa: E402
+from edge_agent.pipeline import build_pipeline  # noqa: E402
+from edge_agent.pipeline.frames import Frame  # noqa: E402
+from edge_agent.pipeline.runner import Pipeline  # noqa: E402
+from edge_agent.runtime import load_model  # noqa: E402
+from edge_agent.serving import InferenceResult, LoadedVersion, ModelRegistry, ServedModel  # noqa: E402
+from tests.fixtures.camera import (  # noqa: E402
+    CameraClip,
+    HandModel,
+    HandResult,
+    RtspServer,
+    hand_loop,
+    make_camera_clip,
+    read_frames,
+)
+
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+TARGET_MACHINERY_PCT = 3.0
+
+
+def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
+    """p50 and p99 in milliseconds."""
+    if not latencies_s:
+        return {"p50": float("nan"), "p99": float("nan")}
+    values = 1000.0 * np.asarray(latencies_s)
+    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+
+
+class Run:
+    """One pipeline run: its elapsed time, latencies and counters."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        """Attach a listener that times every result."""
+        self.pipeline = pipeline
+        self.latencies: list[float] = []
+        pipeline.add_listener(self._result)
+
+    def _result(self, frame: Frame, _inference: InferenceResult, _record: dict[str, Any]) -> None:
+        self.latencies.append(time.time() - frame.timestamp)
+
+    def until(
+        self, done: Callable[[Pipeline], bool] | None = None, timeout_s: float = 600.0
+    ) -> float:
+        """Start, wait until the source is used up (or ``done``, polled), stop; seconds it ran.
+
+        Without ``done`` the caller just joins the pipeline thread: polling would take the GIL
+        from the pipeline every few milliseconds and be measured as machinery.
+        """
+        start = time.perf_counter()
+        self.pipeline.start()
+        if done is None:
+            self.pipeline.wait_finished(timeout_s)
+        else:
+            deadline = time.monotonic() + timeout_s
+            while self.pipeline.running and not done(self.pipeline) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        self.pipeline.stop()
+        return elapsed
+
+
+def settings_for(source: dict[str, Any]) -> PipelineSettings:
+    """The benchmark's pipeline: the given source, top-1 classification with labels, no sink."""
+    return PipelineSettings.model_validate(
+        {
+            "name": "camera",
+            "model": "cls",
+            "source": source,
+            "postprocess": {"type": "classification", "top_k": 1},
+        }
+    )
+
+
+def summary(elapsed_s: list[float], frames: int) -> dict[str, Any]:
+    """fps and ms per frame from the median round."""
+    median = statistics.median(elapsed_s)
+    return {
+        "fps": frames / median,
+        "ms_per_frame": 1000.0 * median / frames,
+        "ms_per_frame_rounds": [round(1000.0 * s / frames, 4) for s in elapsed_s],
+    }
+
+
+def measure_size(
+    name: str,
+    registry: ModelRegistry,
+    hand: HandModel,
+    clip: CameraClip,
+    rounds: int,
+    rtsp: bool,
+) -> dict[str, Any]:
+    """Every scenario on one clip."""
+    decoded = list(read_frames(clip.path))
+    n = len(decoded)
+    served = registry.get("cls")
+    assert served is not None
+    file_settings = settings_for({"type": "video", "path": str(clip.path)})
+    hand_loop(hand, decoded[:10], keep_scores=False)  # warm up
+    hand_file_s, pipe_file_s, hand_dec_s, pipe_dec_s = [], [], [], []
+    hand_file_lat: list[float] = []
+    pipe_file_lat: list[float] = []
+    pipe_file_stats: dict[str, Any] = {}
+    for _ in range(rounds):
+        result = hand_loop(hand, read_frames(clip.path), keep_scores=False)
+        hand_file_s.append(result.elapsed_s)
+        hand_file_lat += result.latencies_s
+        run = Run(build_pipeline(file_settings, registry))
+        pipe_file_s.append(run.until())
+        pipe_file_lat += run.latencies
+        pipe_file_stats = run.pipeline.stats()
+        hand_dec_s.append(hand_loop(hand, decoded, keep_scores=False).elapsed_s)
+        run = Run(Pipeline(file_settings, served, DecodedFrames(decoded)))
+        pipe_dec_s.append(run.until())
+    hand_file, pipe_file = summary(hand_file_s, n), summary(pipe_file_s, n)
+    hand_dec, pipe_dec = summary(hand_dec_s, n), summary(pipe_dec_s, n)
+    machinery_pct = 100.0 * (pipe_dec["ms_per_frame"] / hand_dec["ms_per_frame"] - 1.0)
+    out: dict[str, Any] = {
+        "frame_size": [clip.width, clip.height],
+        "frames": n,
+        "clip_bytes": clip.path.stat().st_size,
+        "file": {
+            "hand_loop": {**hand_file, "decode_to_result_ms": percentiles_ms(hand_file_lat)},
+            "pipeline": {
+                **pipe_file,
+                "decode_to_result_ms": percentiles_ms(pipe_file_lat),
+                "processed": pipe_file_stats["processed"],
+                "errors": pipe_file_stats["errors"],
+                "queue_size": file_settings.queue_size,
+            },
+            "throughput_vs_hand_pct": 100.0 * (pipe_file["fps"] / hand_file["fps"] - 1.0),
+            "target": "pipeline fps >= hand loop fps",
+            "met": pipe_file["fps"] >= hand_file["fps"],
+        },
+        "decoded": {
+            "hand_loop": hand_dec,
+            "pipeline": pipe_dec,
+            "machinery_overhead_pct": machinery_pct,
+            "target_pct": TARGET_MACHINERY_PCT,
+            "met": machinery_pct <= TARGET_MACHINERY_PCT,
+        },
+    }
+    paced = Run(
+        build_pipeline(
+            settings_for({**file_settings.source.model_dump(), "realtime": True}), registry
+        )
+    )
+    paced_s = paced.until()
+    out["paced"] = {
+        "what": f"the pipeline on the file read at its own {clip.fps} fps (realtime: true)",
+        "seconds": paced_s,
+        "processed": paced.pipeline.processed,
+        "dropped": paced.pipeline.stats()["dropped"],
+        "decode_to_result_ms": percentiles_ms(paced.latencies),
+    }
+    if rtsp:
+        out["rtsp"] = measure_rtsp(registry, hand, clip)
+    print(f"{name}: done", file=sys.stderr)
+    return out
+
+
+def measure_rtsp(registry: ModelRegistry, hand: HandModel, clip: CameraClip) -> dict[str, Any]:
+    """The clip from a local RTSP server, read once by the hand loop and once by the pipeline."""
+    with RtspServer(clip.path) as server:
+        opened = time.perf_counter()
+        result: HandResult = hand_loop(hand, read_frames(server.url), keep_scores=False)
+        hand_s = time.perf_counter() - opened
+        settings = settings_for({"type": "rtsp", "url": server.url})
+        run = Run(build_pipeline(settings, registry))
+        pipe_s = run.until(
+            lambda p: (
+                p.processed + p.stats()["dropped"] >= clip.frames
+                or p.stats()["source"]["stream_drops"] > 0
+            ),
+            timeout_s=60.0,
+        )
+        stats = run.pipeline.stats()
+    return {
+        "what": f"served by GStreamer's RTSP server at {clip.fps} fps, RTP over TCP; seconds "
+        "include opening the stream",
+        "hand_loop": {
+            "frames": len(result.classes),
+            "seconds": hand_s,
+            "decode_to_result_ms": percentiles_ms(result.latencies_s),
+        },
+        "pipeline": {
+            "frames": stats["processed"],
+            "dropped": stats["dropped"],
+            "errors": stats["errors"],
+            "seconds": pipe_s,
+            "decode_to_result_ms": percentiles_ms(run.latencies),
+            "queue_size": settings.queue_size,
+        },
+    }
+
+
+def main() -> None:
+    """Parse arguments, make the clips, run every scenario, print JSON."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--model", default="digits32/digits32_fp32.tflite")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sizes", default="720p,1080p")
+    parser.add_argument("--rtsp-sizes", default="720p,1080p", help="'' for none")
+    args = parser.parse_args()
+
+    import cv2
+
+    path = REPO / "models" / args.model
+    labels_file = path.parent / "labels.txt"
+    labels = labels_file.read_text().splitlines() if labels_file.is_file() else None
+    load_before = os.getloadavg()
+    backend = load_model(path, RuntimeSettings(threads=args.threads))
+    registry = ModelRegistry()
+    registry.add(
+        ServedModel(
+            "cls",
+            LoadedVersion("cls", "1", backend, path, manifest={"labels": labels} if labels else {}),
+        )
+    )
+    hand = HandModel(path, args.threads)
+    rtsp_sizes = {s for s in args.rtsp_sizes.split(",") if s}
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes.split(","):
+            width, height = SIZES[size]
+            clip = make_camera_clip(
+                Path(tmp) / f"{size}.mp4", width=width, height=height, seconds=args.seconds
+            )
+            results[size] = measure_size(
+                size, registry, hand, clip, args.rounds, size in rtsp_sizes
+            )
+    backend.close()
+    print(
+        json.dumps(
+            {
+                "benchmark": "video",
+                "model": args.model,
+                "model_input": list(backend.inputs[0].shape),
+                "delegate": backend.delegate.name,
+                "threads": args.threads,
+                "rounds": args.rounds,
+                "clip_seconds": args.seconds,
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
+                    "opencv": cv2.__version__,
+                    "opencv_threads": cv2.getNumThreads(),
+                    "load_average_before": [round(v, 2) for v in load_before],
+                    "load_average_after": [round(v, 2) for v in os.getloadavg()],
+                    "benchmark_seconds": round(time.perf_counter() - started, 1),
+                },
+                "sizes": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
