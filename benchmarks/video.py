@@ -68,6 +68,19 @@ SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 TARGET_MACHINERY_PCT = 3.0
 
 
+def lag_behind_stream_ms(finished: list[tuple[int, float]], fps: float) -> float:
+    """How far the results fell behind the stream's clock, at worst, from the first result.
+
+    Result ``i`` is due ``(i - first) / fps`` seconds after the first one; a loop that cannot
+    keep up falls further behind with every frame (what decode-to-result cannot show, since
+    the frames wait in FFmpeg's and the socket's buffers before they are decoded).
+    """
+    if not finished:
+        return float("nan")
+    first_index, first_at = finished[0]
+    return 1000.0 * max(at - first_at - (i - first_index) / fps for i, at in finished)
+
+
 def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
     """p50 and p99 in milliseconds."""
     if not latencies_s:
@@ -83,10 +96,12 @@ class Run:
         """Attach a listener that times every result."""
         self.pipeline = pipeline
         self.latencies: list[float] = []
+        self.finished: list[tuple[int, float]] = []
         pipeline.add_listener(self._result)
 
     def _result(self, frame: Frame, _inference: InferenceResult, _record: dict[str, Any]) -> None:
         self.latencies.append(time.time() - frame.timestamp)
+        self.finished.append((int(frame.frame_id), time.perf_counter()))
 
     def until(
         self, done: Callable[[Pipeline], bool] | None = None, timeout_s: float = 600.0
@@ -107,6 +122,11 @@ class Run:
         elapsed = time.perf_counter() - start
         self.pipeline.stop()
         return elapsed
+
+
+def _keep(into: list[HandResult], result: HandResult) -> float:
+    into.append(result)
+    return result.elapsed_s
 
 
 def settings_for(source: dict[str, Any]) -> PipelineSettings:
@@ -146,23 +166,38 @@ def measure_size(
     assert served is not None
     file_settings = settings_for({"type": "video", "path": str(clip.path)})
     hand_loop(hand, decoded[:10], keep_scores=False)  # warm up
-    hand_file_s, pipe_file_s, hand_dec_s, pipe_dec_s = [], [], [], []
+    wall: dict[str, list[float]] = {
+        k: [] for k in ("hand_file", "pipe_file", "hand_dec", "pipe_dec")
+    }
+    cpu: dict[str, list[float]] = {k: [] for k in wall}
     hand_file_lat: list[float] = []
     pipe_file_lat: list[float] = []
     pipe_file_stats: dict[str, Any] = {}
+
+    def timed(key: str, work: Callable[[], float]) -> None:
+        cpu_start = time.process_time()
+        wall[key].append(work())
+        cpu[key].append(time.process_time() - cpu_start)
+
+    hand_results: list[HandResult] = []
     for _ in range(rounds):
-        result = hand_loop(hand, read_frames(clip.path), keep_scores=False)
-        hand_file_s.append(result.elapsed_s)
-        hand_file_lat += result.latencies_s
+        timed(
+            "hand_file",
+            lambda: _keep(hand_results, hand_loop(hand, read_frames(clip.path), keep_scores=False)),
+        )
+        hand_file_lat += hand_results[-1].latencies_s
         run = Run(build_pipeline(file_settings, registry))
-        pipe_file_s.append(run.until())
+        timed("pipe_file", run.until)
         pipe_file_lat += run.latencies
         pipe_file_stats = run.pipeline.stats()
-        hand_dec_s.append(hand_loop(hand, decoded, keep_scores=False).elapsed_s)
+        timed("hand_dec", lambda: hand_loop(hand, decoded, keep_scores=False).elapsed_s)
         run = Run(Pipeline(file_settings, served, DecodedFrames(decoded)))
-        pipe_dec_s.append(run.until())
-    hand_file, pipe_file = summary(hand_file_s, n), summary(pipe_file_s, n)
-    hand_dec, pipe_dec = summary(hand_dec_s, n), summary(pipe_dec_s, n)
+        timed("pipe_dec", run.until)
+    hand_file, pipe_file = summary(wall["hand_file"], n), summary(wall["pipe_file"], n)
+    hand_dec, pipe_dec = summary(wall["hand_dec"], n), summary(wall["pipe_dec"], n)
+    for part, key in ((hand_file, "hand_file"), (pipe_file, "pipe_file"), (hand_dec, "hand_dec")):
+        part["cpu_ms_per_frame"] = 1000.0 * statistics.median(cpu[key]) / n
+    pipe_dec["cpu_ms_per_frame"] = 1000.0 * statistics.median(cpu["pipe_dec"]) / n
     machinery_pct = 100.0 * (pipe_dec["ms_per_frame"] / hand_dec["ms_per_frame"] - 1.0)
     out: dict[str, Any] = {
         "frame_size": [clip.width, clip.height],
@@ -185,6 +220,8 @@ def measure_size(
             "hand_loop": hand_dec,
             "pipeline": pipe_dec,
             "machinery_overhead_pct": machinery_pct,
+            "machinery_cpu_overhead_pct": 100.0
+            * (pipe_dec["cpu_ms_per_frame"] / hand_dec["cpu_ms_per_frame"] - 1.0),
             "target_pct": TARGET_MACHINERY_PCT,
             "met": machinery_pct <= TARGET_MACHINERY_PCT,
         },
@@ -226,11 +263,14 @@ def measure_rtsp(registry: ModelRegistry, hand: HandModel, clip: CameraClip) -> 
         stats = run.pipeline.stats()
     return {
         "what": f"served by GStreamer's RTSP server at {clip.fps} fps, RTP over TCP; seconds "
-        "include opening the stream",
+        "include opening the stream; lag: how far results fell behind the stream's clock",
         "hand_loop": {
             "frames": len(result.classes),
             "seconds": hand_s,
             "decode_to_result_ms": percentiles_ms(result.latencies_s),
+            "lag_behind_stream_ms_max": lag_behind_stream_ms(
+                list(enumerate(result.finished_at)), clip.fps
+            ),
         },
         "pipeline": {
             "frames": stats["processed"],
@@ -238,6 +278,7 @@ def measure_rtsp(registry: ModelRegistry, hand: HandModel, clip: CameraClip) -> 
             "errors": stats["errors"],
             "seconds": pipe_s,
             "decode_to_result_ms": percentiles_ms(run.latencies),
+            "lag_behind_stream_ms_max": lag_behind_stream_ms(run.finished, clip.fps),
             "queue_size": settings.queue_size,
         },
     }
