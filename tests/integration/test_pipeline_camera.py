@@ -37,7 +37,9 @@ MODEL = (
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> CameraClip:
     """One second of 1280x720 H.264 at 30 fps."""
-    return make_camera_clip(tmp_path_factory.mktemp("camera") / "clip.mp4", seconds=1.0)
+    return make_camera_clip(
+        tmp_path_factory.mktemp("camera") / "clip.mp4", seconds=1.0, preset="ultrafast"
+    )
 
 
 def run_pipeline(source: dict[str, Any], frames: int) -> dict[str, np.ndarray]:
