@@ -93,7 +93,10 @@ def test_a_delivered_release_brings_its_profile_and_raises_drift_alarms_on_mqtt(
         try:
             wait_for(lambda: agent.models.get("digits") is not None, 60, "the delivery")
             assert agent.updates is not None
-            installed = agent.updates.store.active("digits")
+            store = agent.updates.store
+            # a first version is served during its shadow check, then activated in the store
+            wait_for(lambda: store.active("digits") is not None, 10, "the activation")
+            installed = store.active("digits")
             assert installed is not None and installed.profile is not None
             assert load_profile(installed.profile).to_dict() == load_profile(v1_profile).to_dict()
             served = agent.models.get("digits")
