@@ -110,8 +110,8 @@ def outbox_ops(acks: Acks, path: str, records: int, drain_every: int) -> None:
 # -- the capture store
 
 
-def capture_ops(acks: Acks, directory: str, samples: int, max_bytes: int) -> None:
-    with SampleStore(Path(directory), max_bytes=max_bytes) as store:
+def capture_ops(acks: Acks, directory: str, samples: int, max_bytes: int, fsync: bool) -> None:
+    with SampleStore(Path(directory), max_bytes=max_bytes, fsync=fsync) as store:
         for i in range(samples):
             x = np.full((1, 8, 8, 1), float(i), np.float32)
             sample_id = store.add(
