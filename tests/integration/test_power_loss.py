@@ -113,6 +113,7 @@ class Rig:
             except AssertionError as exc:
                 raise AssertionError(f"{area}, seed {seed}, cut at {kind}: {exc}") from exc
         self.fired[area] = fired
+        print(f"power-loss torture: {area}: {fired} of {n} cuts fired, {ops} operations a run")
         assert fired >= n * 0.8, f"{area}: only {fired} of {n} cuts fired"
 
 
