@@ -197,9 +197,11 @@ def _load() -> Any:
     with _lock:
         if _lib is not None or _missing:
             return _lib
-        name = ctypes.util.find_library("zstd") or "libzstd.so.1"
         try:
-            lib = ctypes.CDLL(name)
+            try:  # the soname first: find_library runs ldconfig (or a compiler) to search
+                lib = ctypes.CDLL("libzstd.so.1")
+            except OSError:
+                lib = ctypes.CDLL(ctypes.util.find_library("zstd") or "libzstd.so")
             _declare(lib)
         except (OSError, AttributeError) as exc:
             _missing = f"libzstd is not installed ({exc}); install libzstd1 to use deltas"

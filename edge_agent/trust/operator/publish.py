@@ -150,15 +150,20 @@ def _delta_bases(
     policy: DeltaPolicy,
 ) -> list[ModelRelease]:
     """The variants of the release deltas start from (empty: no deltas)."""
-    if not policy.enabled or latest is None:
+    if not policy.enabled:
         return []
-    number = latest.release if policy.from_release is None else policy.from_release
+    if policy.from_release is not None:
+        number = policy.from_release
+    elif latest is not None:
+        number = latest.release
+    else:
+        return []  # the first release: nothing to start from
     variants = [r for r in releases_of(targets) if r.name == name and r.release == number]
     if not variants:
         published = sorted({r.release for r in releases_of(targets) if r.name == name})
         raise UpdateError(
             f"cannot publish a delta from {name} release {number}: no such release "
-            f"(published: {', '.join(map(str, published))})"
+            f"(published: {', '.join(map(str, published)) or 'none'})"
         )
     return variants
 

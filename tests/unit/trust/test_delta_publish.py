@@ -74,6 +74,8 @@ def test_no_delta_when_it_would_not_save_enough(repo: OperatorRepository, tmp_pa
 
 
 def test_operator_can_turn_deltas_off_or_pick_the_base(repo: OperatorRepository, tmp_path: Path):
+    with pytest.raises(UpdateError, match=r"no such release \(published: none\)"):
+        publish(repo, BASE, "0.9.0", DeltaPolicy(from_release=1))
     publish(repo, BASE, "1.0.0")
     tuned = fine_tune(BASE, tmp_path / "a" / BASE.name, seed=1)
     assert publish(repo, tuned, "1.1.0", DeltaPolicy(enabled=False)).deltas == ()
