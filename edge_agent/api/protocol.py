@@ -7,17 +7,24 @@ Binary extension: when the ``Inference-Header-Content-Length`` header is present
 that many bytes of JSON followed by the raw tensors, in input order, each input saying its size
 in ``parameters.binary_data_size``. Outputs are returned the same way when the request asks
 for it (``outputs[i].parameters.binary_data`` or ``parameters.binary_data_output``).
+
+JSON goes through orjson (native code, wheels for aarch64 and armv7l): request ``data`` lists
+become arrays with one ``np.fromiter`` pass, and output arrays are written by orjson straight
+from their buffers (``OPT_SERIALIZE_NUMPY``), never through ``tolist()``. orjson is stricter than
+the standard library: ``NaN``, ``Infinity`` and numbers beyond a double (``1e999``) are not
+JSON and are refused with a 400 that says so, and a non-finite output value is written as
+``null`` (docs/decisions.md, "JSON through orjson").
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edge_agent.runtime.base import DYNAMIC, TensorSpec
 
@@ -38,6 +45,8 @@ DATATYPES: dict[str, np.dtype] = {
     "FP64": np.dtype(np.float64),
 }
 _NAMES = {dtype: name for name, dtype in DATATYPES.items()}
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_NOT_JSON_NUMBERS = (b"NaN", b"Infinity")
 
 
 class ProtocolError(ValueError):
@@ -73,20 +82,19 @@ class InferRequest:
 
 def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     """Parse an infer request body (JSON, or JSON + binary tensors)."""
+    view = memoryview(body)  # slices of it share the body: no copy of the tensors
     if header_length is None:
-        header_bytes, binary = body, b""
+        header_bytes, binary = view, view[:0]
     else:
         if header_length < 0 or header_length > len(body):
             raise ProtocolError(
                 f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes"
             )
-        header_bytes, binary = body[:header_length], body[header_length:]
+        header_bytes, binary = view[:header_length], view[header_length:]
     try:
-        header = json.loads(header_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ProtocolError("the request body nests JSON too deeply") from None
+        header = orjson.loads(header_bytes)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(_json_error(str(exc), header_bytes)) from None
     if not isinstance(header, dict):
         raise ProtocolError("the request must be a JSON object with an 'inputs' list")
     raw_inputs = header.get("inputs")
@@ -127,6 +135,18 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     )
 
 
+def _json_error(reason: str, text: memoryview) -> str:
+    """A 400 message for a body orjson refused, with the usual causes named."""
+    if "depth limit" in reason:
+        return f"the request body nests JSON too deeply ({reason})"
+    message = f"the request body is not valid JSON: {reason}"
+    if "infinity" in reason:
+        return message + " (numbers must fit a 64-bit float)"
+    if any(token in bytes(text) for token in _NOT_JSON_NUMBERS):
+        return message + " (NaN and Infinity are not JSON numbers)"
+    return message
+
+
 def _parameters(item: Mapping[str, Any]) -> Mapping[str, Any]:
     parameters = item.get("parameters", {})
     if not isinstance(parameters, dict):
@@ -134,7 +154,7 @@ def _parameters(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return parameters
 
 
-def _decode_tensor(item: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+def _decode_tensor(item: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(item, dict):
         raise ProtocolError("each input must be an object with name, shape, datatype and data")
     name = item.get("name")
@@ -170,9 +190,17 @@ def _decode_tensor(item: Any, binary: bytes, offset: int) -> tuple[str, np.ndarr
         return name, array, size
     if "data" not in item:
         raise ProtocolError(f"input '{name}' has neither 'data' nor binary_data_size")
+    data = item["data"]
+    flat = isinstance(data, list) and not (data and isinstance(data[0], list))
+    if flat and len(data) != count:  # before any conversion work
+        raise ProtocolError(f"input '{name}': shape {shape} needs {count} values, got {len(data)}")
     try:
-        array = np.asarray(item["data"], dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as exc:
+        with np.errstate(over="raise"):  # 1e300 as FP32 is an error, not inf
+            if flat:  # the usual row-major list: one pass, no nested-list inspection
+                array = np.fromiter(data, dtype=dtype, count=count)
+            else:
+                array = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
         raise ProtocolError(f"input '{name}': data does not fit {datatype}: {exc}") from None
     if array.size != count:
         raise ProtocolError(f"input '{name}': shape {shape} needs {count} values, got {array.size}")
@@ -207,13 +235,15 @@ def encode_response(
             blob = array.tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
+        elif array.dtype in _NAMES and array.dtype.isnative:
+            entry["data"] = array.reshape(-1)  # orjson writes it from the buffer
         else:
             entry["data"] = array.ravel().tolist()
         tensors.append(entry)
     body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": tensors}
     if request.id is not None:
         body["id"] = request.id
-    header = json.dumps(body, separators=(",", ":")).encode()
+    header = orjson.dumps(body, option=_DUMPS_OPTIONS)
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)

@@ -9,7 +9,6 @@ capability we use. Every failure of a request becomes a 4xx with ``{"error": mes
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -19,6 +18,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from edge_agent import __version__
 from edge_agent.api.openapi import openapi_spec
@@ -219,7 +220,11 @@ class ApiServer:
 
 
 def _json(status: int, body: Any) -> tuple[int, bytes, dict[str, str]]:
-    return status, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    return status, orjson.dumps(body), {"Content-Type": "application/json"}
+
+
+def _error_body(error: Exception) -> bytes:
+    return orjson.dumps({"error": str(error)})
 
 
 _BUSY_BODY = b'{"error": "too many connections to the API; retry later"}\n'
@@ -282,7 +287,7 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
             except HttpError as exc:
                 self._send(
                     exc.status,
-                    json.dumps({"error": str(exc)}).encode(),
+                    _error_body(exc),
                     {"Content-Type": "application/json", "Connection": "close"},
                 )
                 self.close_connection = True
@@ -347,7 +352,7 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
             except HttpError as exc:
                 status, payload, headers = (
                     exc.status,
-                    json.dumps({"error": str(exc)}).encode(),
+                    _error_body(exc),
                     {"Content-Type": "application/json"},
                 )
             except Exception:
