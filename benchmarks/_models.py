@@ -13,6 +13,11 @@ def image_classifier_224(path: Path) -> Path:
     The compute is small on purpose: what is measured is the cost of moving a 600 KB tensor
     through the API or a worker process, not the model.
     """
+    return image_classifier(path, 224)
+
+
+def image_classifier(path: Path, side: int) -> Path:
+    """The light classifier of ``image_classifier_224`` for a 1x3xSIDExSIDE float32 input."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -27,8 +32,8 @@ def image_classifier_224(path: Path) -> Path:
             helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
             helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
         ],
-        "classifier224",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 224, 224])],
+        f"classifier{side}",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, side, side])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])],
         initializer=[weights, bias, shape],
     )

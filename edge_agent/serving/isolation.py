@@ -5,8 +5,16 @@ Edge TPU and GPU delegates do segfault. With isolation the runtime lives in a ch
 over a pipe. When the child dies (crash, OOM kill) or hangs past the inference timeout, it is
 restarted and the request retried once; after ``crash_limit`` crashes within ``crash_window_s``
 the next worker binds the next delegate down the preference list (``delegates.demote``) and the
-backend reports itself degraded. The cost is one pickle round trip per inference
-(``benchmarks/isolation.py`` measures it).
+backend reports itself degraded.
+
+Tensors do not go through the pipe: the agent copies the inputs into a shared-memory region it
+owns (``serving/shm.py``), the worker runs on arrays over that region and writes its outputs
+behind them, and the pipe carries only where they lie (a few hundred bytes). The agent waits on
+the pipe and the worker's process sentinel in one poll(2), so a reply is read as soon as it is
+written and a death is seen as soon as it happens. A crash loses the request in flight, nothing
+else: the region is dropped with the worker and a fresh one made for its successor.
+Tensors numpy cannot lay out as raw bytes (strings, objects) still travel pickled.
+``benchmarks/isolation.py`` measures the cost against inline inference.
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import select
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -29,34 +38,20 @@ from edge_agent.errors import EdgeAgentError, InputError, ModelError
 from edge_agent.runtime.base import BoundDelegate, TensorSpec
 from edge_agent.runtime.delegates import demote
 from edge_agent.runtime.timing import note_queue_wait
+from edge_agent.serving.shm import (
+    Region,
+    aligned,
+    decode,
+    encode,
+    layout,
+    shm_ready,
+    signature,
+    spec_bytes,
+)
+from edge_agent.serving.worker import worker_main
 
 log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("spawn")
-
-
-def _worker_main(conn: Connection, path: str, settings_json: str) -> None:
-    """The child: load the model, then answer run requests until told to stop."""
-    from edge_agent.runtime import load_model
-
-    try:
-        backend = load_model(Path(path), RuntimeSettings.model_validate_json(settings_json))
-    except Exception as exc:
-        conn.send(("error", type(exc).__name__, str(exc)))
-        return
-    conn.send(("ready", backend.format, backend.inputs, backend.outputs, backend.delegate))
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            break
-        if request[0] == "close":
-            break
-        _, inputs, dequantize = request
-        try:
-            conn.send(("ok", backend.run(inputs, dequantize=dequantize)))
-        except Exception as exc:
-            conn.send(("error", type(exc).__name__, str(exc)))
-    backend.close()
 
 
 class WorkerCrashed(ModelError):
@@ -90,6 +85,13 @@ class IsolatedBackend:
         self._lock = threading.Lock()
         self._process: Any = None
         self._conn: Connection | None = None
+        self._region: Region | None = None
+        self._output_bytes = 0
+        """Output bytes to reserve in the region: from the specs, then the largest seen."""
+        self._plan: _Plan | None = None
+        self._replies: tuple[bytes, list[tuple[str, np.ndarray]]] = (b"", [])
+        """The last shm reply and its output views: a repeated reply is not decoded again."""
+        self._poller: Any = None
         self.inputs: tuple[TensorSpec, ...] = ()
         self.outputs: tuple[TensorSpec, ...] = ()
         self.delegate = BoundDelegate(name="none")
@@ -104,7 +106,7 @@ class IsolatedBackend:
         while True:
             parent, child = _CONTEXT.Pipe()
             process = _CONTEXT.Process(
-                target=_worker_main,
+                target=worker_main,
                 args=(child, str(self.path), self._settings.model_dump_json()),
                 name=f"edge-agent-worker-{self.path.stem}",
                 daemon=True,
@@ -112,7 +114,7 @@ class IsolatedBackend:
             process.start()
             child.close()
             try:
-                message = self._receive(parent, process, self._load_timeout_s)
+                message = decode(self._receive(parent, process, self._load_timeout_s))
             except WorkerCrashed as crash:
                 parent.close()
                 self._record_crash(crash)
@@ -125,6 +127,9 @@ class IsolatedBackend:
             _, self.runtime_format, self.inputs, self.outputs, delegate = message
             self.delegate = delegate
             self._process, self._conn = process, parent
+            self._output_bytes = max(self._output_bytes, spec_bytes(self.outputs))
+            self._region = Region(spec_bytes(self.inputs) + self._output_bytes)
+            self._poller = _poller(parent, process)
             log.info("%s: worker pid %s serving on %s", self.path.name, process.pid, delegate.name)
             return
 
@@ -166,9 +171,13 @@ class IsolatedBackend:
     def _stop_worker(self) -> None:
         process, conn = self._process, self._conn
         self._process = self._conn = None
+        self._forget_layouts()
+        if self._region is not None:
+            self._region.close()  # unlinked now; the worker's mapping goes with the worker
+            self._region = None
         if conn is not None:
             with contextlib.suppress(OSError, ValueError):
-                conn.send(("close",))
+                conn.send_bytes(encode(("close",)))
             conn.close()
         if process is not None:
             process.join(2)
@@ -176,17 +185,26 @@ class IsolatedBackend:
                 process.kill()
                 process.join(2)
 
-    def _receive(self, conn: Connection, process: Any, timeout_s: float) -> Any:
+    def _receive(
+        self, conn: Connection, process: Any, timeout_s: float, poller: Any = None
+    ) -> bytes:
+        """The worker's next message, undecoded; WorkerCrashed when it dies or times out first."""
         deadline = time.monotonic() + timeout_s
-        while not conn.poll(0.05):
-            if not process.is_alive():
-                raise WorkerCrashed(f"worker exited with code {process.exitcode}")
-            if time.monotonic() > deadline:
+        poller = poller or _poller(conn, process)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 process.kill()
                 process.join(2)
                 raise WorkerCrashed(f"worker did not answer within {timeout_s:.0f} s (killed)")
+            ready = {fd for fd, _ in poller.poll(remaining * 1000)}
+            if conn.fileno() in ready:
+                break  # a reply, or the end of the pipe: recv says which
+            if process.sentinel in ready and not conn.poll(0):
+                process.join(2)
+                raise WorkerCrashed(f"worker exited with code {process.exitcode}")
         try:
-            return conn.recv()
+            return conn.recv_bytes()
         except (EOFError, OSError) as exc:
             process.join(2)
             raise WorkerCrashed(f"worker exited with code {process.exitcode} ({exc})") from None
@@ -225,15 +243,59 @@ class IsolatedBackend:
         self, inputs: Mapping[str, np.ndarray], dequantize: bool
     ) -> dict[str, np.ndarray]:
         assert self._conn is not None
+        arrays = {name: np.asarray(value) for name, value in inputs.items()}
+        plan = None
+        if all(shm_ready(array) for array in arrays.values()):
+            plan = self._plan_for(arrays, dequantize)
+            for view, array in zip(plan.views, arrays.values(), strict=True):
+                np.copyto(view, array, casting="no")
+            request = plan.request
+        else:
+            request = encode(("run", arrays, dequantize))
         try:
-            self._conn.send(("run", dict(inputs), dequantize))
+            self._conn.send_bytes(request)
         except (OSError, ValueError) as exc:
             raise WorkerCrashed(f"cannot reach the worker: {exc}") from None
-        message = self._receive(self._conn, self._process, self._inference_timeout_s)
+        raw = self._receive(self._conn, self._process, self._inference_timeout_s, self._poller)
+        if raw == self._replies[0]:
+            return {name: view.copy() for name, view in self._replies[1]}
+        message = decode(raw)
+        if message[0] == "shm":
+            assert self._region is not None
+            names = [slot.name for slot in message[1]]
+            self._replies = (raw, list(zip(names, self._region.views(message[1]), strict=True)))
+            return {name: view.copy() for name, view in self._replies[1]}
         if message[0] == "ok":
             outputs: dict[str, np.ndarray] = message[1]
+            if plan is not None:  # they did not fit: make room from the next request on
+                seen = sum(aligned(a.nbytes) for a in outputs.values() if shm_ready(a))
+                if seen > self._output_bytes:
+                    self._output_bytes = seen
+                    self._plan = None
             return outputs
         raise _rebuild_error(message[1], message[2])
+
+    def _plan_for(self, arrays: Mapping[str, np.ndarray], dequantize: bool) -> _Plan:
+        """Where these inputs go and the request that says so: the last one when it fits."""
+        key = (dequantize, signature(arrays))
+        if self._plan is not None and self._plan.key == key:
+            return self._plan
+        assert self._region is not None
+        slots, end = layout(arrays)
+        if end + self._output_bytes > self._region.size:
+            grown = max(end + self._output_bytes, self._region.size + self._region.size // 2)
+            self._forget_layouts()
+            self._region.close()
+            self._region = Region(grown)
+        region = self._region
+        request = encode(("shm", region.name, region.size, slots, end, dequantize))
+        self._plan = _Plan(key, region.views(slots), request)
+        return self._plan
+
+    def _forget_layouts(self) -> None:
+        """Drop every cached view of the region (before it is closed or replaced)."""
+        self._plan = None
+        self._replies = (b"", [])
 
     def warm_up(self, runs: int = 1) -> None:
         """Run warm-up inferences in the worker."""
@@ -246,6 +308,22 @@ class IsolatedBackend:
         """Stop the worker."""
         with self._lock:
             self._stop_worker()
+
+
+class _Plan(NamedTuple):
+    """A cached input layout: its key, the input views and the request message."""
+
+    key: tuple[Any, ...]
+    views: list[np.ndarray]
+    request: bytes
+
+
+def _poller(conn: Connection, process: Any) -> Any:
+    """One poll(2) set for the worker's reply and its exit (the process sentinel)."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    poller.register(process.sentinel, select.POLLIN)
+    return poller
 
 
 def _rebuild_error(kind: str, message: str) -> EdgeAgentError:
