@@ -85,6 +85,7 @@ class ModelHost:
             self.runtime,
             isolation=self.serving.isolation,
             manifest=manifest,
+            batching=self.serving.batching,
         )
 
     def add(

@@ -65,6 +65,7 @@ from edge_agent.config.runtime_schema import (
     RuntimeSettings,
 )
 from edge_agent.config.serving_schema import (
+    BatchingSettings,
     ServingSettings,
     SwapGateSettings,
 )
@@ -91,6 +92,7 @@ from edge_agent.errors import ConfigError
 __all__ = [
     "AgentConfig",
     "ApiSettings",
+    "BatchingSettings",
     "BrokerSettings",
     "ByClassSettings",
     "CameraSource",

@@ -1,4 +1,4 @@
-"""Config of how the agent serves models: isolation, swap gates, the watchdog."""
+"""Config of how the agent serves models: isolation, batching, swap gates, the watchdog."""
 
 from __future__ import annotations
 
@@ -56,6 +56,24 @@ class SwapGateSettings(StrictModel):
     )
 
 
+class BatchingSettings(StrictModel):
+    """Dynamic batching of concurrent requests (Triton's dynamic batcher is the model)."""
+
+    max_batch_size: int = Field(
+        default=8,
+        ge=2,
+        le=1024,
+        description="Most rows (sum of the requests' first dimensions) run as one batch.",
+    )
+    max_queue_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="How long the oldest waiting request may be held for more to join when the "
+        "batch is not full. 0: never wait, batch only what queued while the model was busy.",
+    )
+
+
 class ServingSettings(StrictModel):
     """How models are served."""
 
@@ -64,6 +82,11 @@ class ServingSettings(StrictModel):
         description="`process` runs inference in a supervised worker process (a delegate that "
         "segfaults is contained, restarted and demoted); `inline` in the agent; `auto` isolates "
         "when an accelerator delegate is preferred.",
+    )
+    batching: BatchingSettings | None = Field(
+        default=None,
+        description="Off when absent. Models whose every input has an open batch dimension run "
+        "concurrent requests of the same shape as one batch; other models are served as before.",
     )
     gates: SwapGateSettings = Field(
         default_factory=SwapGateSettings, description="Health gates of a model swap."
