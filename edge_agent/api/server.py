@@ -227,6 +227,8 @@ def _error_body(error: Exception) -> bytes:
     return orjson.dumps({"error": str(error)})
 
 
+_ONE_WRITE_BYTES = 64 << 10
+"""Responses up to this size go out with their headers in one write (bigger: no extra copy)."""
 _BUSY_BODY = b'{"error": "too many connections to the API; retry later"}\n'
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -369,6 +371,10 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
+            if len(payload) <= _ONE_WRITE_BYTES:  # one segment: the client wakes up once
+                self._headers_buffer.append(b"\r\n" + payload)  # type: ignore[attr-defined]
+                self.flush_headers()
+                return
             self.end_headers()
             self.wfile.write(payload)
 
@@ -376,6 +382,7 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
             return self.client_address[0] if isinstance(self.client_address, tuple) else "unix"
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
+            if log.isEnabledFor(logging.DEBUG):  # formatting costs on every request
+                log.debug("%s %s", self.address_string(), format % args)
 
     return Handler
