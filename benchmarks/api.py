@@ -12,7 +12,9 @@ Three parts, each with its baseline from the same run (interleaved rounds):
    of MLServer's.
 3. **concurrency**: 1 (sequential), 4 and 16 clients, each on its own keep-alive connection,
    for a fixed time: throughput and per-request p50/p99, unbatched and with dynamic batching
-   (``serving.batching``), on the zoo model and on the tiny digits model.
+   (``serving.batching``): the zoo model inline (ONNX Runtime runs concurrent requests in
+   parallel) and in a crash-contained worker (one request at a time), the tiny digits model in
+   a worker.
 
 The machine's load average is printed with the numbers: on a shared machine they move.
 
@@ -39,9 +41,9 @@ import numpy as np
 
 from benchmarks._models import image_classifier_224
 from edge_agent.api import ApiServer
-from edge_agent.config import BatchingSettings, RuntimeSettings
+from edge_agent.config import ApiSettings, BatchingSettings, RuntimeSettings
 from edge_agent.serving import ModelRegistry, ServedModel
-from edge_agent.serving.loading import load_version
+from edge_agent.serving.loading import Isolation, load_version
 from edge_agent.serving.metrics import ServingMetrics
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -122,7 +124,7 @@ def serve(models: dict[str, Any]) -> tuple[ApiServer, str, int, list[ServedModel
         registry.add(model)
         metrics.attach(model)
         served.append(model)
-    api = ApiServer(registry, metrics)
+    api = ApiServer(registry, metrics, settings=ApiSettings(max_connections=64))
     host, port = api.start("127.0.0.1:0").rsplit(":", 1)
     return api, host, int(port), served
 
@@ -307,16 +309,22 @@ def load_clients(
 
 
 def part_concurrency(seconds: float, repeats: int) -> dict[str, Any]:
-    cases = {
-        "ppocr_cls 1x3x48x192": (zoo_model(), OCR_SHAPE),
-        "digits 1x1x8x8": (MODELS / "digits" / "digits_fp32.onnx", (1, 1, 8, 8)),
+    digits = MODELS / "digits" / "digits_fp32.onnx"
+    cases: dict[str, tuple[Path, tuple[int, ...], Isolation]] = {
+        # ONNX Runtime inline runs concurrent requests in parallel (one thread each)
+        "ppocr_cls 1x3x48x192, inline": (zoo_model(), OCR_SHAPE, "inline"),
+        # a crash-contained worker takes one request at a time, like a LiteRT interpreter
+        "ppocr_cls 1x3x48x192, isolated worker": (zoo_model(), OCR_SHAPE, "process"),
+        "digits 1x1x8x8, isolated worker": (digits, (1, 1, 8, 8), "process"),
     }
     report: dict[str, Any] = {}
-    for label, (path, shape) in cases.items():
+    for label, (path, shape, isolation) in cases.items():
         settings = RuntimeSettings(threads=1)
         versions = {
-            "unbatched": load_version("unbatched", "1", path, settings),
-            "batched": load_version("batched", "1", path, settings, batching=BATCHING),
+            "unbatched": load_version("unbatched", "1", path, settings, isolation=isolation),
+            "batched": load_version(
+                "batched", "1", path, settings, isolation=isolation, batching=BATCHING
+            ),
         }
         api, host, port, served = serve(versions)
         spec = versions["unbatched"].inputs[0]
