@@ -166,7 +166,9 @@ class PowerPolicySettings(StrictModel):
         default=35.0,
         ge=0.0,
         le=100.0,
-        description="Leave the battery saving mode at or above this % (or when charging).",
+        description="Leave the battery saving mode only at or above this % (the resume "
+        "threshold; charging alone does not end it: a weak panel at dawn says `charging` "
+        "while the normal load still drains the battery).",
     )
     temp_high_c: float = Field(
         default=80.0, description="At or above this temperature (°C, hottest zone) throttle."

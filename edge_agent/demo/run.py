@@ -14,7 +14,8 @@ first is what they deploy. The embedded broker (no Mosquitto) is plain and anony
 Each step says what it did; the dashboard URL stays up until Ctrl-C (or ``duration_s``), then
 everything stops in reverse order. The simulated fleet runs on a clock 720 times faster than
 real time from 04:00, so its battery devices enter the power policy's saving mode in the night
-and leave it at dawn within the first minute; the drift episode (``episodes.py``) brightens the
+and leave it in the morning, once the sun has recharged them to the resume threshold, within
+the first minute; the drift episode (``episodes.py``) brightens the
 agent's video until the monitor has the alarm, the alert and samples captured on drift, then
 restores it.
 """
@@ -428,7 +429,7 @@ class Demo:
         raise EdgeAgentError(f"demo: timed out waiting for {what}; see the log above")
 
     def _power_cycle(self, monitor: Any) -> None:
-        """A battery device's night and dawn, as the monitor got them."""
+        """A battery device's night and morning, as the monitor got them."""
         if self.options.simulated_devices <= 0:
             return
         device, entered, left = self._until(
@@ -438,7 +439,7 @@ class Demo:
         )
         self.report.power_cycle = [device, entered["reason"], left["reason"]]
         self.step("power", f"{device} entered the saving mode at night: {entered['reason']}")
-        self.step("power", f"{device} left it at dawn: {left['reason']}")
+        self.step("power", f"{device} left it once the sun recharged it: {left['reason']}")
 
     def _drift_episode(self, monitor: Any, video: DigitsVideo) -> None:
         """Brighten the agent's video until the alarm, alert and drift samples are in."""

@@ -4,7 +4,8 @@ The agent gets short intervals (status and telemetry every 2 s, a quick shadow c
 release goes live within seconds; drift windows of one loop of the video
 (``episodes.drift_settings``) and capture on drift. The simulated fleet runs on a clock
 720 times real time from 04:00 with a share of solar-battery devices nearly empty, so
-the night and the dawn (saving mode in, then out) happen in the first seconds; its drift
+the night and the morning (saving mode in, then out once recharged) happen in the first
+minute; its drift
 episodes start after the rollout, whose gates would otherwise hold a wave back.
 """
 

@@ -3,9 +3,13 @@
 :func:`decide` is a pure function of the previous state, the latest battery / temperature
 readings and the policy settings, so it is tested without a clock, sensors or runtime. Each
 trigger has a hysteresis band: battery saving starts at ``battery_low_pct`` (while
-discharging) and ends at ``battery_recover_pct`` or when the battery charges; thermal
-throttling starts at ``temp_high_c`` and ends at ``temp_recover_c``. Readings that are missing
-keep the current state for that trigger (an unreadable sensor neither starts nor ends a mode).
+discharging) and ends only once the battery is back at ``battery_recover_pct``; thermal
+throttling starts at ``temp_high_c`` and ends at ``temp_recover_c``. Charging alone does not end
+saving: a weak panel at dawn reports "charging" while it gives less than the normal load
+draws, so leaving on it drained the battery back into saving within minutes (the flapping
+``tests/unit/telemetry/test_power_policy.py`` replays from the simulator's solar model).
+Readings that are missing keep the current state for that trigger (an unreadable sensor
+neither starts nor ends a mode).
 The caller (the daemon) applies the decision and reports it when ``changed`` is true.
 """
 
@@ -70,12 +74,11 @@ def decide(
         if not battery_saving and battery_pct <= policy.battery_low_pct and not charging:
             battery_saving = True
             reasons.append(f"battery {battery_pct:.0f}% <= {policy.battery_low_pct:.0f}%")
-        elif battery_saving and (charging or battery_pct >= policy.battery_recover_pct):
-            battery_saving = False
+        elif battery_saving and battery_pct >= policy.battery_recover_pct:
+            battery_saving = False  # not on "charging" alone: see the module docstring
             reasons.append(
-                "battery charging"
-                if charging and battery_pct < policy.battery_recover_pct
-                else f"battery {battery_pct:.0f}% >= {policy.battery_recover_pct:.0f}%"
+                f"battery {battery_pct:.0f}% >= {policy.battery_recover_pct:.0f}%"
+                + (" (charging)" if charging else "")
             )
     thermal = state.thermal_throttling
     if policy.enabled and temp_c is not None:

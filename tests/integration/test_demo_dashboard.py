@@ -2,7 +2,7 @@
 
 The demo runs in this process (real Mosquitto on the shipped config, registry, monitor, the
 real agent on the video, the simulated fleet), once for the module; once its steps are done,
-the pages must show the battery device's night and dawn with their reasons, the agent's drift
+the pages must show the battery device's night and morning with their reasons, the agent's drift
 episode (alarm raised and cleared, the alert, samples captured on drift) and the fleet's power
 and drift views, and its broker must refuse what the shipped config refuses.
 Set EA_DEMO_SCREENSHOTS=folder to keep the power and drift page screenshots there.
@@ -70,7 +70,7 @@ def test_demo_dashboard_shows_power_cycle_and_drift_episode(demo: Demo, tmp_path
     from playwright.sync_api import expect, sync_playwright
 
     device, entered, left = demo.report.power_cycle
-    assert entered == "battery 25% <= 25%" and left == "battery charging"
+    assert entered == "battery 25% <= 25%" and left == "battery 35% >= 35% (charging)"
     url = demo.report.dashboard.rstrip("/")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

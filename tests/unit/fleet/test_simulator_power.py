@@ -93,12 +93,12 @@ def test_mains_device_has_no_battery_but_reports_power() -> None:
     assert stepped.last.power_w == pytest.approx(SUPPLY.idle_w + 10 * SUPPLY.inference_j)
 
 
-def test_battery_device_enters_saving_at_night_and_leaves_at_dawn_with_reasons() -> None:
-    """The agent's power policy on simulated readings: saving at 25%, out when charging."""
+def test_battery_device_enters_saving_at_night_and_leaves_once_recharged_with_reasons() -> None:
+    """The agent's power policy on simulated readings: saving at 25%, out at 35% once charged."""
     device = battery_device(27.0)
     events = []
     t = DAY + 4 * 3600
-    for _ in range(40):  # 04:00 to 08:00 in 6-minute steps
+    for _ in range(80):  # 04:00 to 12:00 in 6-minute steps
         t += 360
         for payload in device.advance(t, 360, SUPPLY, now=NOW):
             (row,) = rows(device.device_id, DeviceChannel.TELEMETRY, payload)
@@ -109,7 +109,7 @@ def test_battery_device_enters_saving_at_night_and_leaves_at_dawn_with_reasons()
     assert [r.state for _, r in events][:2] == ["saving", "normal"]
     entered, left = events[0][1], events[1][1]
     assert entered.reason == "battery 25% <= 25%"
-    assert left.reason == "battery charging"
+    assert left.reason == "battery 35% >= 35% (charging)"
     assert json.loads(entered.detail or "{}")["fps"] == 2.0
     assert events[0][0] < DAY + 6 * 3600 < events[1][0]  # in the night, after sunrise
 

@@ -38,12 +38,53 @@ def test_low_battery_switches_with_hysteresis() -> None:
     assert modes == ["normal", "saving", "saving", "saving", "normal", "normal"]
 
 
-def test_charging_ends_battery_saving_and_prevents_it() -> None:
-    assert run([(10, False, None), (12, True, None), (10, True, None)]) == [
+def test_charging_prevents_battery_saving_but_ends_it_only_at_the_resume_threshold() -> None:
+    """Regression: "charging" alone ended saving, so a weak panel at dawn flapped the mode."""
+    assert run([(10, False, None), (12, True, None), (29, True, None), (30, True, None)]) == [
+        "saving",
+        "saving",
         "saving",
         "normal",
-        "normal",
     ]
+    assert run([(10, True, None), (10, False, None)]) == ["normal", "saving"]
+    left = decide(PowerState(battery_saving=True), 31, True, None, POLICY)
+    assert left.reasons == ("battery 31% >= 30% (charging)",)
+
+
+def test_weak_panel_at_dawn_does_not_flap_the_mode() -> None:
+    """Regression: on a weak panel the battery reads "charging" at dawn under the reduced load,
+    saving ended, the normal load then drained it below the threshold again: the mode switched
+    at every check for as long as the panel gave between the two loads. Replayed here on the
+    simulator's solar model: one-minute steps over 36 hours from 18:00, a panel that barely
+    makes up for the day's load (the old rule switched 21 times on this trace)."""
+    import random
+
+    from edge_agent.fleet.simulator.power import PowerSupply, SupplySettings, step
+
+    supply_settings = SupplySettings(solar_peak_w=6.0, capacity_wh=40.0)  # a weak panel
+    policy = PowerPolicySettings(enabled=True, normal_fps=10.0, reduced_fps=2.0)
+    supply = PowerSupply("battery", 0.32 * 40.0, 40.0)
+    state, fps, rng = PowerState(), 10.0, random.Random(7)
+    start = 1_800_000_000.0 - 1_800_000_000.0 % 86400 + 18 * 3600
+    switches: list[tuple[float, str, tuple[str, ...]]] = []
+    trapped = 0  # readings where the old rule would have left saving on "charging"
+    for minute in range(36 * 60):
+        t = start + minute * 60.0
+        supply = step(supply, t, 60.0, fps, supply_settings, rng)
+        reading = supply.last
+        assert reading is not None and reading.battery_pct is not None
+        if state.battery_saving and reading.charging:
+            trapped += reading.battery_pct < policy.battery_recover_pct
+        decision = decide(state, reading.battery_pct, reading.charging, reading.temp_c, policy)
+        state, fps = decision.state, decision.fps or 10.0
+        if decision.changed:
+            switches.append((t, decision.state.mode, decision.reasons))
+    assert trapped > 30  # the dawn that used to flap is in the trace
+    assert [mode for _, mode, _ in switches] == ["saving", "normal", "saving"], switches
+    (entered, _, why_in), (left, _, why_out), (again, _, _) = switches
+    assert why_in == ("battery 25% <= 25%",)
+    assert why_out == ("battery 35% >= 35% (charging)",)
+    assert left - entered > 12 * 3600 and again - left > 4 * 3600  # hours apart, not minutes
 
 
 def test_heat_throttles_with_hysteresis() -> None:
