@@ -4,7 +4,9 @@ Every model the agent serves comes through here, whether from the config (at sta
 reload) or from the registry (a delivered release). A new version never replaces a working one
 directly: it goes through its model's :class:`SwapController`, whose events (activated, rolled
 back) are told to the agent so it can publish them, and whose rollbacks also roll the store
-back so the bad release is not offered again.
+back so the bad release is not offered again. The power policy's light variant comes and goes
+the same way (:meth:`ModelHost.swap_in_light`, :meth:`ModelHost.restore_from_light`), as a
+temporary version of the model it lightens.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.serving import LoadedVersion, ModelRegistry, ServedModel
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
-from edge_agent.serving.swap import SwapController
+from edge_agent.serving.swap import SwapController, Verdict
 from edge_agent.wire.states import SwapState
 
 if TYPE_CHECKING:
@@ -38,6 +40,15 @@ MAX_EVENTS = 1000
 
 SwapEvent = dict[str, Any]
 """What a swap controller reports (``model``, ``state``, ``reason``, versions)."""
+
+LIGHT = "+light"
+"""Ends the version label of a light variant swapped in for a model (``3+light``): status,
+results and swap events say which version served, and nothing mistakes it for a release."""
+
+
+def is_light(version: str) -> bool:
+    """Whether ``version`` is a light variant's label (see :data:`LIGHT`)."""
+    return version.endswith(LIGHT)
 
 
 class ModelHost:
@@ -149,6 +160,49 @@ class ModelHost:
             self._follow_reference(name)
         return verdict.ok
 
+    def swap_in_light(self, name: str, light: ModelEntry, why: str) -> Verdict:
+        """Put ``light``'s file through ``name``'s swap gates as a temporary version of it.
+
+        The version that serves now stays loaded as the controller's ``previous`` (the one
+        :meth:`restore_from_light` returns to). A file that does not load is refused like a
+        candidate that fails its gates: reported as a rejected swap, and ``name`` keeps serving.
+        """
+        controller = self.controllers[name]
+        version = f"{controller.served.active.version}{LIGHT}"
+        try:
+            reference = _load_reference(light.profile)
+            candidate = self._load(name, version, light.path, None)
+        except (EdgeAgentError, ValueError) as exc:
+            verdict = Verdict(False, f"cannot load {light.path.name}: {exc}")
+            controller.refuse(version, verdict.reason)
+            self.metrics.swaps.labels(name, "reject").inc()
+            return verdict
+        verdict = controller.try_candidate(candidate, why)
+        self.metrics.swaps.labels(name, "activate" if verdict.ok else "reject").inc()
+        self.metrics.mark_active(controller.served)
+        if verdict.ok:
+            self._references.setdefault(name, {})[version] = reference
+            self._follow_reference(name)
+        return verdict
+
+    def restore_from_light(self, name: str, why: str) -> str | None:
+        """Swap the version that served before the light variant back in.
+
+        Returns that version, or None when ``name`` does not run a light variant (or has
+        nothing to return to).
+        """
+        controller = self.controllers.get(name)
+        if controller is None or not is_light(controller.served.active.version):
+            return None
+        if controller.previous is None:  # e.g. the light variant replaced a failed release
+            log.error("%s: runs its light variant with no version to return to", name)
+            return None
+        restored = controller.restore(why)
+        self.metrics.swaps.labels(name, "restore").inc()
+        self.metrics.mark_active(controller.served)
+        self._follow_reference(name)
+        return restored.version
+
     def serve_installed(self, installed: InstalledModel) -> None:
         """Serve a model from the store (at start-up, or its first delivered version)."""
         entry = ModelEntry(name=installed.name, path=installed.path, profile=installed.profile)
@@ -238,7 +292,13 @@ class ModelHost:
     def _swap_event(self, event: SwapEvent) -> None:
         self.events.append(event)
         rolled_back = event["state"] == SwapState.ROLLED_BACK
-        if rolled_back and self.updates is not None and event["model"] in self.delivered:
+        light = is_light(str(event["version"]))  # a temporary version: the store never had it
+        if (
+            rolled_back
+            and not light
+            and self.updates is not None
+            and event["model"] in self.delivered
+        ):
             own_failure = event["model"] not in self._withdrawn
             self.updates.roll_back(event["model"], event["reason"], reject=own_failure)
         if rolled_back:

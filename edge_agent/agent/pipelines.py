@@ -48,8 +48,6 @@ class Pipelines:
         self._forget_progress = forget_progress
         self._started: set[str] = set()
         self._fps: float | None = None
-        self._variant: str | None = None
-        self._missing_variant: str | None = None
         self._lock = threading.RLock()  # reload (main thread) vs. a delivered model's start
 
     def start_ready(self, client: MqttClient | None) -> None:
@@ -98,25 +96,22 @@ class Pipelines:
                 settings.model,
             )
 
-    def apply_power(self, fps: float | None, variant: str | None) -> None:
-        """Pace every pipeline to ``fps`` and run it on ``variant`` (None: its own model).
+    def pace(self, fps: float | None) -> None:
+        """Pace every pipeline to ``fps`` (the power policy's; None: unlimited).
 
-        A variant that is not served (not configured, or not loaded) is skipped with a
-        warning: the pipeline keeps its own model rather than stopping.
+        The policy's light variant is not chosen here: it is swapped in for the pipelines'
+        models through the swap gates (:mod:`edge_agent.agent.power`).
         """
-        if variant is not None and self._models.get(variant) is None:
-            if variant != self._missing_variant:  # once, not at every policy check
-                log.warning("power policy: light variant %r is not served; keeping models", variant)
-            self._missing_variant = variant
-            variant = None
-        self._fps, self._variant = fps, variant
+        self._fps = fps
         for pipeline in self.running:
             self._apply(pipeline)
 
+    def models(self) -> set[str]:
+        """The models the running pipelines use."""
+        return {pipeline.served.name for pipeline in self.running}
+
     def _apply(self, pipeline: Pipeline) -> None:
         pipeline.set_rate(self._fps)
-        light = self._models.get(self._variant) if self._variant is not None else None
-        pipeline.use_model(light)
 
     def stats(self) -> list[dict[str, Any]]:
         """Each running pipeline's counters (for the status document)."""

@@ -26,8 +26,9 @@ from edge_agent.agent import systemd
 from edge_agent.agent.lifecycle import Housekeeping, serve_until_stopped
 from edge_agent.agent.link import device_client, parse_command
 from edge_agent.agent.metrics import AgentCollector
-from edge_agent.agent.models import ModelHost, SwapEvent
+from edge_agent.agent.models import ModelHost, SwapEvent, is_light
 from edge_agent.agent.pipelines import Pipelines, Progress
+from edge_agent.agent.power import LightVariant
 from edge_agent.agent.reload import plan_reload, restart_reason
 from edge_agent.agent.sampling import Sampling, start_capture
 from edge_agent.agent.status import status_document
@@ -106,6 +107,8 @@ class Agent:
             register_progress=self.register_progress,
             forget_progress=self._forget_progress,
         )
+        self.light = LightVariant(self.host, self._pipelines.models, self._report_light)
+        """The power policy's light variant, swapped in through the swap gates while saving."""
         self.restart_needed: list[str] = []
         """Config sections changed by a reload that take effect at the next restart."""
         self.sampling: Sampling | None = None
@@ -265,6 +268,7 @@ class Agent:
         self.ready = False
         self._stop.set()
         self._housekeeping.join(10)
+        self.light.close()
         self._pipelines.stop()
         if self.updates is not None:
             self.updates.stop()
@@ -295,7 +299,14 @@ class Agent:
 
     def _on_power_decision(self, decision: PowerDecision) -> None:
         """Apply the power policy: pipelines' frame rate and the light model variant."""
-        self._pipelines.apply_power(decision.fps, decision.model_variant)
+        self._pipelines.pace(decision.fps)
+        self.light.want(decision.model_variant, decision.reasons)
+
+    def _report_light(
+        self, model: str, outcome: str, variant: str | None, reasons: list[str]
+    ) -> None:
+        if self.telemetry is not None:
+            self.telemetry.light_variant_event(model, outcome, variant, reasons)
 
     def register_progress(self, name: str, progress: Progress) -> None:
         """Let a component (a pipeline) take part in the watchdog decision."""
@@ -349,6 +360,8 @@ class Agent:
         return verdict
 
     def _on_swap_event(self, event: SwapEvent) -> None:
+        if event["state"] == SwapState.ROLLED_BACK and is_light(str(event["version"])):
+            self.light.rolled_back(event["model"], event["version"], event["reason"])
         if event["state"] in (SwapState.ACTIVE, SwapState.ROLLED_BACK):
             self.publish_status()  # the monitor sees the version change at once
         if self.mqtt is not None:

@@ -72,6 +72,7 @@ class AgentTelemetry:
             self.publisher.start()
         self.drift: dict[str, DriftMonitor] = {}
         self.power = PowerState()
+        self._decision: PowerDecision | None = None
         self._energy_per_inference_j: float | None = None
 
     @property
@@ -160,7 +161,7 @@ class AgentTelemetry:
             snapshot.max_temp_c,
             self.settings.power,
         )
-        self.power = decision.state
+        self.power, self._decision = decision.state, decision
         if decision.changed:
             log.info(
                 "power policy: %s (%s)", decision.state.mode, "; ".join(decision.reasons) or "-"
@@ -169,6 +170,25 @@ class AgentTelemetry:
             self._enqueue(DeviceChannel.TELEMETRY, Priority.ALARM, event)
         self._on_power_decision(decision)
         return decision
+
+    def light_variant_event(
+        self, model: str, outcome: str, variant: str | None, reasons: list[str]
+    ) -> None:
+        """Queue what the light variant's swap did for ``model`` (a ``power_policy`` event)."""
+        decision = self._decision
+        log.info("power policy: %s light variant %s (%s)", model, outcome, "; ".join(reasons))
+        event = PowerPolicyEvent(
+            event="power_policy",
+            model=model,
+            mode=self.power.mode,
+            battery_saving=self.power.battery_saving,
+            thermal_throttling=self.power.thermal_throttling,
+            fps=decision.fps if decision is not None else None,
+            model_variant=variant,
+            variant_swap=outcome,
+            reasons=reasons,
+        )
+        self._enqueue(DeviceChannel.TELEMETRY, Priority.ALARM, event)
 
     def _drift_report(self, raw: dict[str, Any]) -> None:
         report = DriftReport.model_validate(raw)

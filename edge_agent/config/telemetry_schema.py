@@ -184,8 +184,10 @@ class PowerPolicySettings(StrictModel):
     )
     light_variant: str | None = Field(
         default=None,
-        description="Name of a lighter model (from `models:`) that pipelines switch to while "
-        "saving or throttling, and back from after (unset: keep the model).",
+        description="Name of a lighter model (from `models:`) whose file is swapped in for "
+        "the pipelines' models while saving or throttling, through the same swap gates as a "
+        "delivered release (refused if it fails them), and swapped back after (unset: keep "
+        "the model).",
     )
     check_interval_s: float = Field(
         default=5.0,

@@ -93,7 +93,6 @@ class Pipeline:
         self.target_fps: float | None = None
         """The power policy's frame rate (None: as fast as frames come)."""
         self._pace = RateLimiter(None)
-        self._configured = served
 
     def set_rate(self, fps: float | None) -> None:
         """Process at most ``fps`` frames a second from now on (None: no limit).
@@ -105,17 +104,6 @@ class Pipeline:
         if fps != self.target_fps:
             self.target_fps = fps
             self._pace = RateLimiter(fps)  # one assignment: the loop picks it up atomically
-
-    def use_model(self, served: ServedModel | None) -> None:
-        """Run frames through ``served`` from the next frame on (None: the configured model).
-
-        The power policy's light variant comes in and goes out here; pre- and post-processing
-        are rebuilt for it on its first frame.
-        """
-        chosen = served or self._configured
-        if chosen is not self.served:
-            log.info("pipeline %s: now on model %s", self.name, chosen.name)
-            self.served = chosen
 
     def add_listener(self, listener: ResultListener) -> None:
         """Call ``listener(frame, inference, result)`` after each processed frame (same thread)."""
@@ -232,7 +220,7 @@ class Pipeline:
 
     def _handle(self, frame: Frame) -> None:
         done = getattr(self.source, "done", None)
-        served = self.served  # one model for the whole frame, even if the policy switches now
+        served = self.served
         try:
             prepared = self._prepared
             active = served.active

@@ -56,7 +56,7 @@ class ServingMetrics:
         )
         self.swaps = Counter(
             "edge_agent_model_swaps",
-            "Version changes, by kind (activate, reject, rollback).",
+            "Version changes, by kind (activate, reject, rollback, restore).",
             ["model", "kind"],
             registry=self.registry,
         )

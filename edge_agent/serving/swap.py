@@ -97,10 +97,14 @@ class SwapController:
 
     # -- the swap ----------------------------------------------------------------------------
 
-    def try_candidate(self, candidate: LoadedVersion) -> Verdict:
-        """Shadow-check ``candidate``; activate it when the gates pass, else close it."""
+    def try_candidate(self, candidate: LoadedVersion, why: str = "") -> Verdict:
+        """Shadow-check ``candidate``; activate it when the gates pass, else close it.
+
+        ``why`` says what asked for the swap (a release, the power policy) in the first event.
+        """
         with self._lock:
-            self._emit(SwapState.SHADOW, candidate.version, "shadow check started")
+            started = f"shadow check started ({why})" if why else "shadow check started"
+            self._emit(SwapState.SHADOW, candidate.version, started)
             evidence = Evidence(candidate_latencies_s=[], active_latencies_s=[])
             self._replay_buffer(candidate, evidence)
             self._mirror_live(candidate, evidence)
@@ -135,6 +139,29 @@ class SwapController:
                 SwapState.ROLLED_BACK, rejected.version, reason, {"restored": restored.version}
             )
             return restored
+
+    def restore(self, reason: str) -> LoadedVersion:
+        """Make the previous version active again because the current one was temporary.
+
+        The power policy's light variant leaves this way when saving ends: it did not fail, so
+        this is no rollback (which the monitor and the rollout gates count as a failure and
+        which rolls a delivered release back in the store); the restored version is reported
+        ``active`` with ``reason``. It is the version that served before the light one, so no
+        shadow check stands in its way (a slower model would fail the light one's latency).
+        """
+        with self._lock:
+            if self.previous is None:
+                raise ModelError(f"{self.served.name}: no previous version to restore")
+            self._finish_watch()
+            restored, self.previous = self.previous, None
+            left = self.served.swap(restored)
+            left.drain_and_close()
+            self._emit(SwapState.ACTIVE, restored.version, reason, {"replaced": left.version})
+            return restored
+
+    def refuse(self, version: str, reason: str) -> None:
+        """Report a candidate refused before its shadow check (it did not even load)."""
+        self._emit(SwapState.REJECTED, version, reason)
 
     def watch_expired(self) -> bool:
         """End the watch window if its time is up; True when no watch is running any more."""

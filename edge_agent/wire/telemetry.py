@@ -165,7 +165,11 @@ class TelemetryReport(Document):
 
 
 class PowerPolicyEvent(Document):
-    """A switch of the power policy (``PowerDecision.report`` plus ``event``)."""
+    """A switch of the power policy (``PowerDecision.report`` plus ``event``).
+
+    Or what the light variant's swap did for ``model``: ``variant_swap`` is active, rejected,
+    restored or rolled_back, and ``model_variant`` the light model serving (None: its own).
+    """
 
     WHAT = "power policy event"
 
@@ -176,6 +180,7 @@ class PowerPolicyEvent(Document):
     thermal_throttling: MaybeFlag = None
     fps: Number = None
     model_variant: Short = None
+    variant_swap: Short = None
     reasons: JsonList = Field(default_factory=list)
 
     def reason(self) -> str | None:

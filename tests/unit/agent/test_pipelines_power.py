@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import logging
 
-from edge_agent.agent.pipelines import Pipelines
-from edge_agent.serving import ModelRegistry
+from edge_agent.agent.models import ModelHost
+from edge_agent.agent.power import LightVariant
+from edge_agent.config import RuntimeSettings, ServingSettings
 
 
 def test_an_unserved_light_variant_is_reported_once_not_at_every_check(caplog):
-    pipelines = Pipelines([], ModelRegistry(), device_id="cam-1", register_progress=lambda *_: None)
-    with caplog.at_level(logging.WARNING, logger="edge_agent.agent.pipelines"):
-        for _ in range(5):  # the policy decides every check_interval_s
-            pipelines.apply_power(2.0, "ghost")
-        pipelines.apply_power(None, None)
-        pipelines.apply_power(2.0, "ghost")
+    host = ModelHost(
+        RuntimeSettings(), ServingSettings(), on_served=lambda _: None, on_event=lambda _: None
+    )
+    reports: list[tuple[object, ...]] = []
+    light = LightVariant(host, set, lambda *report: reports.append(report))
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge_agent.agent.power"):
+            for _ in range(5):  # the policy decides every check_interval_s
+                light.want("ghost", ["battery 10% <= 25%"])
+            light.want(None)
+            light.want("ghost")
+    finally:
+        light.close()
     warnings = [r for r in caplog.records if "ghost" in r.getMessage()]
     assert len(warnings) == 1
+    assert reports == []  # nothing was swapped
