@@ -1,4 +1,8 @@
-"""How `edge-agent fleet rollout` prints rollouts: a rich table for people, JSON for scripts."""
+"""How `edge-agent fleet rollout` prints rollouts: a rich table for people, JSON for scripts.
+
+A release of several variants shows each variant's health (devices, error rate, p95) under
+the gates; the JSON has it in ``last_gates.reading.variants``.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ def show_rollouts(
         progress.add_row(bar, f"{on_release}/{len(r.members)} on it, {told} told")
         verdict = r.last_gates.get("verdict", {})
         gates = ", ".join(f"{c['name']}={c['status']}" for c in verdict.get("checks", [])) or "-"
+        gates = "\n".join([gates, *variant_lines(reading)])
         style = {
             "completed": "green",
             "rolled_back": "red",
@@ -67,3 +72,23 @@ def show_rollouts(
             gates,
         )
     console.print(table)
+
+
+def variant_lines(reading: dict[str, Any]) -> list[str]:
+    """One line of health per variant of the release the cohort runs (none for one variant)."""
+    lines = []
+    for name, part in sorted((reading.get("variants") or {}).items()):
+        rate, p95 = part.get("error_rate"), part.get("latency_p95_ms")
+        baseline = part.get("baseline_p95_ms")
+        lines.append(
+            f"{name}: {part.get('cohort', 0)} device(s), "
+            f"errors {'-' if rate is None else f'{rate:.2%}'}, "
+            f"p95 {'-' if p95 is None else f'{p95:.3g} ms'}"
+            + (f" (was {baseline:.3g} ms)" if baseline is not None else "")
+            + (
+                f", {len(part['drift_alarm_devices'])} in drift alarm"
+                if part.get("drift_alarm_devices")
+                else ""
+            )
+        )
+    return lines

@@ -32,18 +32,19 @@ from edge_agent.wire.transitions import SwapEvent
 def status(
     device: str,
     state: str = "online",
-    models: list[tuple[str, str, str]] | None = None,
+    models: list[tuple[str, ...]] | None = None,
     when: float | None = None,
 ) -> bytes:
-    """``Agent.status()``: retained status document."""
+    """``Agent.status()``: retained status document; ``models`` are (name, version, delegate)
+    or (name, version, delegate, variant)."""
     return Status(
         device_id=device,
         state=DeviceState(state),
         agent_version="0.1.0",
         device_class="x86-generic",
         models=[
-            ModelStatus(name=n, version=v, delegate=d)
-            for n, v, d in (models or [("digits", "1", "cpu")])
+            ModelStatus(name=m[0], version=m[1], delegate=m[2], variant=m[3] if m[3:] else None)
+            for m in (models or [("digits", "1", "cpu")])
         ],
         api="127.0.0.1:8080",
         uptime_s=12.5,

@@ -47,8 +47,9 @@ class StatusRow:
     device_class: str | None = None
     api: str | None = None
     uptime_s: float | None = None
-    models: tuple[tuple[str, str, str, bool], ...] = ()
-    """(name, version, delegate, degraded) per served model."""
+    models: tuple[tuple[str, str, str, bool, str | None], ...] = ()
+    """(name, version, delegate, degraded, variant) per served model (variant: the release's
+    model file the device runs, None for a model that did not come from the registry)."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ def parse_status(device: str, status: Status, received: float) -> StatusRow:
         api=text(status.api, 256),
         uptime_s=status.uptime_s,
         models=tuple(
-            (m.name, m.version or "", (m.delegate or "")[:64], m.degraded) for m in status.models
+            (m.name, m.version or "", (m.delegate or "")[:64], m.degraded, m.variant)
+            for m in status.models
         ),
     )
 

@@ -39,7 +39,7 @@ MAX_POINTS = 600
 def _models_by_device(store: Store) -> dict[str, list[dict[str, Any]]]:
     result: dict[str, list[dict[str, Any]]] = {}
     for row in store.rows(
-        "SELECT device_id, model, version, delegate, degraded FROM device_models "
+        "SELECT device_id, model, version, delegate, degraded, variant FROM device_models "
         "ORDER BY device_id, model"
     ):
         result.setdefault(row["device_id"], []).append(
@@ -48,6 +48,7 @@ def _models_by_device(store: Store) -> dict[str, list[dict[str, Any]]]:
                 "version": row["version"],
                 "delegate": row["delegate"],
                 "degraded": bool(row["degraded"]),
+                "variant": row["variant"],
             }
         )
     return result

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from tuf.api.metadata import Targets
 
@@ -36,6 +37,7 @@ from edge_agent.fleet.rollout.gates import (
     Decision,
     GateThresholds,
     HealthSource,
+    WaveReading,
     decide_step,
     evaluate_gates,
 )
@@ -176,12 +178,7 @@ class RolloutController:
             reading = self.health.reading(
                 record.model, record.release, record.previous, cohort, window, record.members
             )
-            if reading.baseline_p95_ms is None:
-                # the whole group has left the previous release (the last wave): judge the
-                # latency against the baseline the earlier waves measured on the group
-                known = record.last_gates.get("reading", {}).get("baseline_p95_ms")
-                if isinstance(known, (int, float)):
-                    reading = replace(reading, baseline_p95_ms=float(known))
+            reading = _with_known_baselines(reading, record.last_gates.get("reading", {}))
             verdict = evaluate_gates(reading, limits)
             decision = decide_step(
                 record.status,
@@ -318,3 +315,25 @@ class RolloutController:
             return last.release if last.release != release else last.previous
         candidates = [r for r in signed if r < release and not state.is_withdrawn(group, model, r)]
         return max(candidates) if candidates else None
+
+
+def _with_known_baselines(reading: WaveReading, last: dict[str, Any]) -> WaveReading:
+    """Fill a missing latency baseline (the whole's, each variant's) from the last reading.
+
+    When the whole group (or every device of a variant) has left the previous release (the
+    last wave), there is no baseline to read any more: the latency is judged against the one
+    the earlier waves measured.
+    """
+    known = last.get("baseline_p95_ms")
+    if reading.baseline_p95_ms is None and isinstance(known, (int, float)):
+        reading = replace(reading, baseline_p95_ms=float(known))
+    if not reading.variants:
+        return reading
+    known_parts = last.get("variants") or {}
+    parts = []
+    for name, part in reading.variants:
+        known = (known_parts.get(name) or {}).get("baseline_p95_ms")
+        if part.baseline_p95_ms is None and isinstance(known, (int, float)):
+            part = replace(part, baseline_p95_ms=float(known))
+        parts.append((name, part))
+    return replace(reading, variants=tuple(parts))

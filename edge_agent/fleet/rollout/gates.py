@@ -7,6 +7,12 @@ new release, :func:`evaluate_gates` judges it against
 rollout's state into one action. Nothing here reads a clock, a database or the network, so
 every rule is unit-tested on plain values.
 
+A release published with several variants (``repo add-model PKG...``: int8 for a Pi, fp16 for
+a Jetson, ...) is judged per variant as well: the reading carries one sub-reading per variant
+the cohort runs, and each variant's error rate, latency, shadow agreement and drift are
+checked on their own (checks named ``error_rate[digits_int8.tflite]``), so a variant that
+fails is not averaged away by healthy devices on another; the failure names the variant.
+
 Rules: any failing check fails the wave at once (a bad model is rolled back as soon as the
 evidence is there, without waiting for the soak time); a wave advances only when every check
 passes *and* it has soaked for ``soak_s``; a wave that neither passes nor fails within
@@ -16,7 +22,7 @@ passes *and* it has soaked for ``soak_s``; a wave that neither passes nor fails 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from edge_agent.errors import ConfigError
@@ -110,10 +116,21 @@ class WaveReading:
     shadow_agreement: float | None = None
     shadow_compared: int = 0
     drift_alarm_devices: tuple[str, ...] = ()
+    variants: tuple[tuple[str, WaveReading], ...] = ()
+    """Per variant of the release the cohort runs (its model file), the same values for the
+    devices on it; empty when the cohort runs one variant (the whole reading is its)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able."""
-        return {**asdict(self), "drift_alarm_devices": list(self.drift_alarm_devices)}
+        """JSON-able (``variants`` becomes an object by variant name)."""
+        data = {
+            name: value
+            for name, value in asdict(self).items()
+            if name not in ("variants", "drift_alarm_devices")
+        }
+        data["drift_alarm_devices"] = list(self.drift_alarm_devices)
+        if self.variants:
+            data["variants"] = {name: part.as_dict() for name, part in self.variants}
+        return data
 
 
 class HealthSource(Protocol):
@@ -179,7 +196,7 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 
 def evaluate_gates(reading: WaveReading, limits: GateThresholds) -> GateVerdict:
-    """Judge one reading. Pure."""
+    """Judge one reading, and each of its variants on its own. Pure."""
     checks: list[GateCheck] = []
 
     failed_fraction = reading.failed / reading.cohort if reading.cohort else 0.0
@@ -193,6 +210,36 @@ def evaluate_gates(reading: WaveReading, limits: GateThresholds) -> GateVerdict:
         )
     )
 
+    checks.extend(_health_checks(reading, limits))
+
+    coverage = reading.on_release / reading.cohort if reading.cohort else 0.0
+    checks.append(
+        GateCheck(
+            "coverage",
+            PASS if reading.cohort and coverage >= limits.min_coverage else WAIT,
+            round(coverage, 4),
+            limits.min_coverage,
+            f"{reading.on_release} of {reading.cohort} devices run the release",
+        )
+    )
+
+    for variant, part in reading.variants:
+        for check in _health_checks(part, limits):
+            checks.append(
+                replace(check, name=f"{check.name}[{variant}]", note=f"{variant}: {check.note}")
+            )
+
+    statuses = {c.status for c in checks}
+    outcome = FAIL if FAIL in statuses else WAIT if WAIT in statuses else PASS
+    return GateVerdict(outcome, tuple(checks))
+
+
+def _health_checks(reading: WaveReading, limits: GateThresholds) -> list[GateCheck]:
+    """Error rate, latency, shadow agreement and drift of a reading.
+
+    The reading is the whole cohort's, or that of the devices on one variant.
+    """
+    checks: list[GateCheck] = []
     if reading.error_rate is None or reading.inferences + reading.errors < limits.min_inferences:
         checks.append(
             GateCheck(
@@ -248,21 +295,7 @@ def evaluate_gates(reading: WaveReading, limits: GateThresholds) -> GateVerdict:
             + (f": {', '.join(reading.drift_alarm_devices[:5])}" if alarms else ""),
         )
     )
-
-    coverage = reading.on_release / reading.cohort if reading.cohort else 0.0
-    checks.append(
-        GateCheck(
-            "coverage",
-            PASS if reading.cohort and coverage >= limits.min_coverage else WAIT,
-            round(coverage, 4),
-            limits.min_coverage,
-            f"{reading.on_release} of {reading.cohort} devices run the release",
-        )
-    )
-
-    statuses = {c.status for c in checks}
-    outcome = FAIL if FAIL in statuses else WAIT if WAIT in statuses else PASS
-    return GateVerdict(outcome, tuple(checks))
+    return checks
 
 
 def drift_alarms_allowed(cohort: int, limits: GateThresholds) -> int:

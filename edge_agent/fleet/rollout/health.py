@@ -9,7 +9,12 @@ the new and the previous release, ``queries.rollouts`` for the devices' latest i
 Every value is limited to the rollout's devices: the new release's to the cohort (the opened
 waves), the previous release's latency baseline to the group; a device outside the rollout
 that reports the same model and version never counts.
-Tests and the benchmark pass the same monitor the dashboard uses.
+
+Per variant: the status documents say which variant (model file) of a release each device
+runs. When the cohort's devices on the release run more than one, the same values are read for
+the devices of each variant (the latency baseline from the group's devices on that variant of
+the previous release), so :func:`~edge_agent.fleet.rollout.gates.evaluate_gates` judges every
+variant on its own. Tests and the benchmark pass the same monitor the dashboard uses.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from edge_agent.fleet.monitor.health import version_health
 from edge_agent.fleet.monitor.store import Store
 from edge_agent.fleet.rollout.gates import HealthSource, WaveReading
 from edge_agent.wire.states import FAILED_STATES
+
+UNKNOWN_VARIANT = "unknown"
+"""The variant of a device whose status names none (a model that did not come from the
+registry, or an agent older than variants)."""
 
 
 class MonitorHealth(HealthSource):
@@ -56,16 +65,30 @@ class MonitorHealth(HealthSource):
         group: Sequence[str] = (),
     ) -> WaveReading:
         """See :class:`HealthSource`: every value is read for the cohort's devices only."""
-        members = set(cohort)
+        members, group_members = set(cohort), set(group) or set(cohort)
         version = str(release)
         on_release = online = 0
         store, now = self._store(), self._clock()
+        by_variant: dict[str, set[str]] = {}
+        """Devices of the cohort on the release, by the variant they run."""
+        before: dict[str, set[str]] = {}
+        """Devices of the group still on the previous release, by variant (the baselines)."""
         for device in queries.fleet_overview(store, now)["devices"]:
-            if device["device_id"] not in members:
+            device_id = device["device_id"]
+            entry = next((m for m in device["models"] if m["name"] == model), None)
+            variant = (entry or {}).get("variant") or UNKNOWN_VARIANT
+            if (
+                entry is not None
+                and device_id in group_members
+                and entry["version"] == str(previous)
+            ):
+                before.setdefault(variant, set()).add(device_id)
+            if device_id not in members:
                 continue
             online += bool(device["online"])
-            if any(m["name"] == model and m["version"] == version for m in device["models"]):
+            if entry is not None and entry["version"] == version:
                 on_release += 1
+                by_variant.setdefault(variant, set()).add(device_id)
         failed = 0
         per_model = queries.rollouts(store, now, window_s)
         for row in per_model["models"].get(model, {}).get("devices", []):
@@ -89,6 +112,54 @@ class MonitorHealth(HealthSource):
             on_release=on_release,
             online=online,
             failed=failed,
+            inferences=health.inferences,
+            errors=health.errors,
+            error_rate=health.error_rate,
+            latency_p95_ms=health.latency_p95_ms,
+            baseline_p95_ms=baseline,
+            shadow_agreement=health.shadow_agreement,
+            shadow_compared=health.shadow_compared,
+            drift_alarm_devices=tuple(health.drift_alarm_devices),
+            variants=tuple(
+                (
+                    variant,
+                    self._variant_reading(
+                        model, version, previous, devices, before.get(variant, set()), window_s
+                    ),
+                )
+                for variant, devices in sorted(by_variant.items())
+            )
+            if len(by_variant) > 1
+            else (),
+        )
+
+    def _variant_reading(
+        self,
+        model: str,
+        version: str,
+        previous: int | None,
+        devices: set[str],
+        baseline_devices: set[str],
+        window_s: float,
+    ) -> WaveReading:
+        """The gate values of the cohort's devices on one variant (``devices``).
+
+        The latency baseline comes from ``baseline_devices``, the group's devices on that
+        variant of ``previous``.
+        """
+        store, now = self._store(), self._clock()
+        health = version_health(store, model, version, now, window_s, devices=devices)
+        baseline = (
+            version_health(
+                store, model, str(previous), now, window_s, devices=baseline_devices
+            ).latency_p95_ms
+            if previous is not None and baseline_devices
+            else None
+        )
+        return WaveReading(
+            cohort=len(devices),
+            on_release=len(devices),
+            online=health.online,
             inferences=health.inferences,
             errors=health.errors,
             error_rate=health.error_rate,

@@ -38,7 +38,11 @@ def test_telemetry_envelope_becomes_sensor_and_load_rows() -> None:
 
 def test_status_and_last_will() -> None:
     (status,) = parse("ea/v1/cam-1/status", feed.status("cam-1", when=NOW - 1)).rows
-    assert isinstance(status, StatusRow) and status.models == (("digits", "1", "cpu", False),)
+    assert isinstance(status, StatusRow) and status.models == (("digits", "1", "cpu", False, None),)
+    pi = feed.status("cam-2", models=[("digits", "2", "xnnpack", "digits_int8.tflite")])
+    (on_variant,) = parse("ea/v1/cam-2/status", pi).rows
+    assert isinstance(on_variant, StatusRow)
+    assert on_variant.models == (("digits", "2", "xnnpack", False, "digits_int8.tflite"),)
     (will,) = parse("ea/v1/cam-1/status", feed.last_will("cam-1")).rows
     assert isinstance(will, StatusRow) and will.state == "offline" and will.time == NOW
     assert will.models == ()

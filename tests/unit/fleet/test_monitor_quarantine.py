@@ -167,9 +167,12 @@ def test_migration_2_upgrades_a_version_1_database_and_keeps_its_models(tmp_path
         old.close()
     store = open_store(str(db))
     try:
-        assert store.schema_version() == migrations.latest() == 2
+        assert store.schema_version() == migrations.latest() == 3
         names = store.rows("SELECT model FROM device_model_names ORDER BY model")
         assert [r["model"] for r in names] == ["digits", "faces"]
+        # migration 3: the variant column, unknown for what version 1 stored
+        kept = store.rows("SELECT model, variant FROM device_models ORDER BY model")
+        assert kept == [{"model": "digits", "variant": None}, {"model": "faces", "variant": None}]
     finally:
         store.close()
     with sqlite3.connect(db) as conn:

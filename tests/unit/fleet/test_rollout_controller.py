@@ -237,3 +237,26 @@ def test_controller_loads_without_the_monitor_package() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_each_variant_keeps_the_baseline_measured_before_its_devices_left_the_release() -> None:
+    """The last wave moves every device of a variant off the previous release: its latency is
+    judged against the variant's baseline measured by the earlier waves, not left unjudged."""
+    from edge_agent.fleet.rollout.controller import _with_known_baselines
+
+    reading = WaveReading(
+        cohort=2,
+        variants=(
+            ("fp16.onnx", WaveReading(cohort=1, latency_p95_ms=5.0)),
+            ("int8.tflite", WaveReading(cohort=1, latency_p95_ms=9.0, baseline_p95_ms=8.5)),
+        ),
+    )
+    last = {
+        "baseline_p95_ms": 7.0,
+        "variants": {"fp16.onnx": {"baseline_p95_ms": 2.0}, "int8.tflite": {"baseline_p95_ms": 9}},
+    }
+    filled = _with_known_baselines(reading, last)
+    assert filled.baseline_p95_ms == 7.0
+    parts = dict(filled.variants)
+    assert parts["fp16.onnx"].baseline_p95_ms == 2.0
+    assert parts["int8.tflite"].baseline_p95_ms == 8.5  # a fresh baseline wins

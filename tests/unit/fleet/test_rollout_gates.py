@@ -158,3 +158,63 @@ WAITING = evaluate_gates(WaveReading(cohort=10), LIMITS)
 def test_decide_step(status: str, opened: int, age: float, verdict: object, action: str) -> None:
     decision = decide_step(status, 3, opened, 1000.0, verdict, 1000.0 + age, LIMITS)  # type: ignore[arg-type]
     assert decision.action == action, decision.reason
+
+
+def variant(
+    cohort: int, inferences: int, errors: int, p95: float, baseline: float | None
+) -> WaveReading:
+    return WaveReading(
+        cohort=cohort,
+        on_release=cohort,
+        online=cohort,
+        inferences=inferences,
+        errors=errors,
+        error_rate=errors / (inferences + errors),
+        latency_p95_ms=p95,
+        baseline_p95_ms=baseline,
+    )
+
+
+def test_a_failing_variant_fails_the_wave_though_the_whole_passes() -> None:
+    """Two Coral devices failing one inference in five are a 0.5 % error rate among forty
+    healthy Pis: the whole passes, the variant does not, and the reason names it."""
+    pi = variant(40, 40_000, 0, 9.0, 8.0)
+    coral = variant(2, 800, 200, 3.0, 3.0)
+    whole = WaveReading(
+        cohort=42,
+        on_release=42,
+        online=42,
+        inferences=40_800,
+        errors=200,
+        error_rate=200 / 41_000,  # 0.5 %: the Corals averaged away
+        latency_p95_ms=9.0,
+        baseline_p95_ms=8.0,
+        variants=(("digits_edgetpu.tflite", coral), ("digits_int8.tflite", pi)),
+    )
+    verdict = evaluate_gates(whole, LIMITS)
+    assert verdict.outcome == FAIL
+    assert status_of(whole, "error_rate") == PASS
+    assert status_of(whole, "error_rate[digits_edgetpu.tflite]") == FAIL
+    assert status_of(whole, "error_rate[digits_int8.tflite]") == PASS
+    assert verdict.reason == "error_rate[digits_edgetpu.tflite]: digits_edgetpu.tflite: 0.2 > 0.02"
+    decision = decide_step("rolling", 3, 1, 0.0, verdict, 10.0, LIMITS)
+    assert decision.action == "roll_back" and "digits_edgetpu.tflite" in decision.reason
+    shown = whole.as_dict()["variants"]
+    assert shown["digits_edgetpu.tflite"]["error_rate"] == 0.2
+
+
+def test_each_variant_is_judged_against_its_own_baseline_and_evidence() -> None:
+    """A Jetson variant three times slower than its previous release hides in a mixed p95
+    that Pis dominate; a variant with too little traffic holds the wave until it has some."""
+    jetson = variant(3, 3_000, 0, 6.0, 2.0)
+    pi = variant(30, 30_000, 0, 9.0, 9.0)
+    mixed = WaveReading(**HEALTHY.as_dict(), variants=(("fp16.onnx", jetson), ("int8.tflite", pi)))
+    assert status_of(mixed, "latency_p95") == PASS
+    assert status_of(mixed, "latency_p95[fp16.onnx]") == FAIL
+    assert "fp16.onnx: p95 6 ms is 3.00x" in evaluate_gates(mixed, LIMITS).reason
+    quiet = variant(1, 10, 0, 5.0, 5.0)
+    waiting = WaveReading(**HEALTHY.as_dict(), variants=(("int8.tflite", pi), ("rare", quiet)))
+    verdict = evaluate_gates(waiting, LIMITS)
+    assert verdict.outcome == WAIT and verdict.reason.startswith("error_rate[rare]: rare: 10")
+    single = evaluate_gates(HEALTHY, LIMITS)  # one variant: no per-variant checks at all
+    assert not any("[" in c.name for c in single.checks)

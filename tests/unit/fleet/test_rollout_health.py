@@ -82,3 +82,75 @@ def test_devices_outside_the_cohort_do_not_count_in_any_gate(tmp_path: Path) -> 
         assert evaluate_gates(everyone, limits).outcome == FAIL
     finally:
         store.close()
+
+
+def test_the_controller_rolls_back_a_release_whose_coral_variant_fails(tmp_path: Path) -> None:
+    """A release of two variants through the real controller, gates read by MonitorHealth from
+    a real monitor database: forty Pi devices on the int8 variant serve cleanly, two Coral
+    devices on the Edge TPU variant fail a fifth of their inferences. Averaged over the
+    cohort that is 0.5 %, under the 2 % limit; judged per variant the wave fails, and the
+    rollback names the variant."""
+    from tuf.api.metadata import TargetFile
+
+    from edge_agent.fleet.rollout.controller import RolloutController
+    from edge_agent.trust.operator.repository import OperatorRepository
+    from edge_agent.trust.targets import model_custom, model_target_path
+
+    repo = OperatorRepository.init(tmp_path / "repo", tmp_path / "keys")
+    for release in (1, 2):
+        path = model_target_path("digits", release, "digits_int8.tflite")
+        target = TargetFile.from_data(path, f"model {release}".encode(), ["sha256"])
+        target.unrecognized_fields["custom"] = model_custom("digits", release, {"version": "1"})
+        with repo.edit_targets() as md:
+            md.signed.targets[path] = target
+    pis = [f"pi-{i:02d}" for i in range(40)]
+    corals = ["coral-1", "coral-2"]
+    store = open_store(f"sqlite:///{tmp_path / 'monitor.db'}")
+    try:
+        for seq, device in enumerate([*pis, *corals], 1):
+            coral = device in corals
+            file = "digits_edgetpu.tflite" if coral else "digits_int8.tflite"
+            models = [("digits", "2", "edgetpu" if coral else "xnnpack", file)]
+            ingest(store, f"ea/v1/{device}/status", feed.status(device, models=models))
+            ingest(
+                store,
+                f"ea/v1/{device}/telemetry",
+                feed.telemetry(
+                    device,
+                    seq,
+                    version="2",
+                    latencies_ms=[3.0] * (400 if coral else 1000),
+                    errors=100 if coral else 0,
+                ),
+            )
+        controller = RolloutController(
+            repo, tmp_path / "rollouts.json", MonitorHealth.from_store(store)
+        )
+        limits = GateThresholds(min_inferences=100, soak_s=0)
+        controller.create("field", "digits", 2, [*pis, *corals], waves=(100,), thresholds=limits)
+        decision = controller.step("field")
+        record = controller.get("field")
+        assert record is not None
+        reading = record.last_gates["reading"]
+        assert reading["error_rate"] < limits.max_error_rate  # averaged away
+        assert set(reading["variants"]) == {"digits_edgetpu.tflite", "digits_int8.tflite"}
+        assert reading["variants"]["digits_edgetpu.tflite"]["cohort"] == 2
+        assert reading["variants"]["digits_edgetpu.tflite"]["error_rate"] == 0.2
+        assert reading["variants"]["digits_int8.tflite"]["error_rate"] == 0.0
+        assert decision.action == "roll_back" and record.status == "rolled_back"
+        assert "error_rate[digits_edgetpu.tflite]: digits_edgetpu.tflite: 0.2 > 0.02" in (
+            decision.reason
+        )
+    finally:
+        store.close()
+    # `fleet rollout status` shows each variant's health
+    from click.testing import CliRunner
+
+    from edge_agent.cli import cli
+
+    args = ["fleet", "rollout", "status", "--repo", str(tmp_path / "repo")]
+    args += ["--keys", str(tmp_path / "keys"), "--state", str(tmp_path / "rollouts.json")]
+    shown = CliRunner(env={"COLUMNS": "400"}).invoke(cli, args, catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert "digits_edgetpu.tflite: 2 device(s), errors 20.00%, p95 3" in shown.output
+    assert "digits_int8.tflite: 40 device(s), errors 0.00%, p95 3" in shown.output

@@ -536,10 +536,10 @@ class Store(ABC):
             cur.execute(self.sql("DELETE FROM device_models WHERE device_id = ?"), (row.device_id,))
             cur.executemany(
                 self.sql(
-                    "INSERT INTO device_models (device_id, model, version, delegate, degraded) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id, model) DO NOTHING"
+                    "INSERT INTO device_models (device_id, model, version, delegate, degraded, "
+                    "variant) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, model) DO NOTHING"
                 ),
-                [(row.device_id, n, v, d, int(deg)) for n, v, d, deg in row.models],
+                [(row.device_id, n, v, d, int(deg), var) for n, v, d, deg, var in row.models],
             )
 
     def _touch_devices(self, cur: Any, seen_at: dict[str, float]) -> None:

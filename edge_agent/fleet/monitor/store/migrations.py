@@ -11,7 +11,8 @@ range scans (and the tables are TimescaleDB hypertable candidates, see docs/scal
 
 Migration 2 adds ``dead_letters`` (what ingest could not decode or store, newest rows kept) and
 ``device_model_names`` (every model name a device has been allowed, for the per-device cap),
-filled from the model names already stored.
+filled from the model names already stored. Migration 3 adds ``device_models.variant``: which
+of a release's variants (its model file) a device runs, so the rollout gates judge each variant.
 """
 
 from __future__ import annotations
@@ -193,6 +194,13 @@ INSERT INTO device_model_names (device_id, model)
     UNION SELECT device_id, model FROM drift
     UNION SELECT device_id, model FROM events WHERE model IS NOT NULL
     UNION SELECT device_id, model FROM samples WHERE model IS NOT NULL;
+""",
+    ),
+    Migration(
+        3,
+        "the release variant (model file) each device runs",
+        """
+ALTER TABLE device_models ADD COLUMN variant TEXT;
 """,
     ),
 )
