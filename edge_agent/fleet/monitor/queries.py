@@ -42,15 +42,15 @@ def _models_by_device(store: Store) -> dict[str, list[dict[str, Any]]]:
         "SELECT device_id, model, version, delegate, degraded, variant FROM device_models "
         "ORDER BY device_id, model"
     ):
-        result.setdefault(row["device_id"], []).append(
-            {
-                "name": row["model"],
-                "version": row["version"],
-                "delegate": row["delegate"],
-                "degraded": bool(row["degraded"]),
-                "variant": row["variant"],
-            }
-        )
+        entry = {
+            "name": row["model"],
+            "version": row["version"],
+            "delegate": row["delegate"],
+            "degraded": bool(row["degraded"]),
+        }
+        if row["variant"] is not None:  # as in the status document: only a delivered release's
+            entry["variant"] = row["variant"]
+        result.setdefault(row["device_id"], []).append(entry)
     return result
 
 
