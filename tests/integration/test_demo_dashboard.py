@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -70,7 +71,8 @@ def test_demo_dashboard_shows_power_cycle_and_drift_episode(demo: Demo, tmp_path
     from playwright.sync_api import expect, sync_playwright
 
     device, entered, left = demo.report.power_cycle
-    assert entered == "battery 25% <= 25%" and left == "battery 35% >= 35% (charging)"
+    assert entered == "battery 25% <= 25%"
+    assert re.fullmatch(r"battery 3\d% >= 30% \(charging\)", left), left
     url = demo.report.dashboard.rstrip("/")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
