@@ -64,6 +64,15 @@ def infer_ok(api: ApiServer) -> bool:
     return status == 200
 
 
+def served_after_refusals(api: ApiServer) -> bool:
+    """One inference while slots may still be taken: the server answers 503 and closes without
+    reading the body, so the client's write can break; that is a refusal, not a failure."""
+    try:
+        return infer_ok(api)
+    except ConnectionError:
+        return False
+
+
 def closed_by_server(sock: socket.socket, within_s: float) -> bool:
     sock.settimeout(within_s)
     try:
@@ -105,7 +114,7 @@ def test_a_connection_flood_gets_503_with_retry_after_and_serving_goes_on(api):
     for sock in held:
         sock.close()
     deadline = time.monotonic() + 5
-    while not infer_ok(api):  # the held connections' threads end, their slots come back
+    while not served_after_refusals(api):  # the held connections' threads end, slots come back
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
