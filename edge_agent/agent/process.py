@@ -49,6 +49,7 @@ from edge_agent.serving.swap import SwapController
 from edge_agent.telemetry.power_policy import PowerDecision
 from edge_agent.telemetry.sensors import SensorReader
 from edge_agent.transport import topics
+from edge_agent.transport.budget import LinkBudget
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.states import DeviceState, SwapState
@@ -176,6 +177,7 @@ class Agent:
         self.host.telemetry = self.telemetry
         for entry in self.config.models:
             self.host.add(entry)
+        budget = LinkBudget(self.config.link.max_bytes_per_s, self.config.link.windows)
         if self.config.registry is not None and self.mqtt is not None:
             from edge_agent.agent.updates import AgentUpdates
             from edge_agent.trust.device.variants import platform_of
@@ -188,6 +190,7 @@ class Agent:
                 self._accept_release,
                 on_rollout_rollback=self.host.rollout_rollback,
                 platform=platform_of(self.device, self.runtime),
+                budget=budget,
             )
             self.host.updates = self.updates
             self.host.delivered = self.config.registry.models
@@ -200,6 +203,7 @@ class Agent:
             self.models,
             self.mqtt,
             self.sensors,
+            budget,
         )
         self.api.start(self.config.api.listen)
         if self.mqtt is not None:

@@ -34,6 +34,7 @@ SECTIONS: dict[str, tuple[Applied, str]] = {
     "pipelines": ("live", "changed pipelines restart, removed ones stop, new ones start"),
     "capture": ("restart", "the sample store and the capture hooks on the models"),
     "registry": ("restart", "the TUF client and its trust anchor"),
+    "link": ("restart", "the link budget shared by the download and upload threads"),
 }
 """Each top-level config section: applied live or at the next restart, and why."""
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from edge_agent.capture.store import SampleStore
     from edge_agent.capture.uploader import SampleUploader
     from edge_agent.telemetry.sensors import SensorReader
+    from edge_agent.transport.budget import LinkBudget
     from edge_agent.transport.client import MqttClient
 
 
@@ -52,6 +53,7 @@ def start_capture(
     models: Iterable[ServedModel],
     mqtt: MqttClient | None,
     sensors: SensorReader,
+    budget: LinkBudget | None = None,
 ) -> Sampling | None:
     """Start capture on ``models`` (and uploads when there is a broker); None when it is off.
 
@@ -79,6 +81,7 @@ def start_capture(
             device_id,
             settings.upload,
             power_supplies=lambda: sensors.read().power_supplies,
+            budget=budget,
         )
         sampling.uploader.start()
     return sampling

@@ -21,6 +21,7 @@ from edge_agent.delivery.store import InstalledModel, ModelStore, installed_blob
 from edge_agent.delivery.update import ModelSource, ShadowVerdict, UpdateManager
 from edge_agent.errors import WireError
 from edge_agent.transport import topics
+from edge_agent.transport.budget import LinkBudget
 from edge_agent.transport.client import Message, MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, clean_downloads, provision
 from edge_agent.trust.device.link import RegistryLink
@@ -43,15 +44,19 @@ class AgentUpdates:
         accept: Callable[[InstalledModel], ShadowVerdict],
         on_rollout_rollback: Callable[[str, str], None] | None = None,
         platform: Platform | None = None,
+        budget: LinkBudget | None = None,
     ) -> None:
-        """``platform`` picks the variant of a release this device runs best."""
+        """``platform`` picks the variant of a release this device runs best.
+
+        Downloads stay within ``budget``, the link budget shared with sample uploads.
+        """
         self.settings = settings
         self.client = client
         self.store = ModelStore(layout.models)
         self._metadata_dir = layout.trust_metadata
         self._download_dir = layout.trust_downloads
         provision(self._metadata_dir, settings.root)
-        self._link = RegistryLink(client, device_id)
+        self._link = RegistryLink(client, device_id, budget)
 
         roll_back = on_rollout_rollback or self.rollout_roll_back
 

@@ -11,31 +11,11 @@ from collections.abc import Sequence
 
 from edge_agent.config import UploadSettings
 from edge_agent.telemetry.sensors import PowerSupply
+from edge_agent.transport.budget import in_time_window, parse_time_window
+
+__all__ = ["in_time_window", "on_mains", "parse_time_window", "upload_blocked"]
 
 _MAINS_TYPES = ("mains", "usb", "usb_pd", "usb_c", "ups")
-
-
-def parse_time_window(text: str) -> tuple[int, int]:
-    """``"22:00-06:00"`` -> (start, end) in minutes after midnight; ValueError if malformed."""
-    try:
-        start_text, end_text = text.split("-")
-        sh, sm = (int(v) for v in start_text.split(":"))
-        eh, em = (int(v) for v in end_text.split(":"))
-    except ValueError:
-        raise ValueError(f"time window {text!r}: use HH:MM-HH:MM") from None
-    if not (0 <= sh < 24 and 0 <= eh < 24 and 0 <= sm < 60 and 0 <= em < 60):
-        raise ValueError(f"time window {text!r}: hours 00-23, minutes 00-59")
-    return sh * 60 + sm, eh * 60 + em
-
-
-def in_time_window(window: tuple[int, int], minute_of_day: int) -> bool:
-    """Whether ``minute_of_day`` is in [start, end) (may span midnight; start == end: all day)."""
-    start, end = window
-    if start == end:
-        return True
-    if start < end:
-        return start <= minute_of_day < end
-    return minute_of_day >= start or minute_of_day < end
 
 
 def on_mains(supplies: Sequence[PowerSupply]) -> bool:

@@ -1,18 +1,19 @@
 """Background upload of captured samples over MQTT: resumable, no duplicates, under conditions.
 
 The uploader thread waits until the client is connected and :func:`upload_blocked` allows
-(power, time window), then sends the oldest samples not yet uploaded, chunk by chunk
-(:mod:`edge_agent.capture.protocol`), QoS 1, paced by a token bucket under
-``max_bytes_per_s``. Up to ``inflight_chunks`` are published, then their PUBACKs awaited in
-order; the acknowledged byte offset is committed to the store, so after a broker outage, a
-restart or kill -9 the sample resumes where the broker last acknowledged it. A sample marked
-uploaded (every byte acknowledged) is never sent again; a chunk whose PUBACK was lost may be
-sent twice, which the receiver dedupes by (id, offset).
+(power, time window, the device's link windows), then sends the oldest samples not yet
+uploaded, chunk by chunk (:mod:`edge_agent.capture.protocol`), QoS 1, paced by a token bucket
+under ``max_bytes_per_s`` and by the link budget it shares with model downloads
+(:class:`~edge_agent.transport.budget.LinkBudget`, ``link:`` in the config). Up to
+``inflight_chunks`` are published, then their PUBACKs awaited in order; the acknowledged
+byte offset is committed to the store, so after a broker outage, a restart or kill -9 the
+sample resumes where the broker last acknowledged it. A sample marked uploaded (every byte
+acknowledged) is never sent again; a chunk whose PUBACK was lost may be sent twice, which the
+receiver dedupes by (id, offset).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from edge_agent.config import UploadSettings
 from edge_agent.errors import SampleStoreError
 from edge_agent.telemetry.sensors import PowerSupply, read_power_supply
 from edge_agent.transport import topics
+from edge_agent.transport.budget import LinkBudget, local_minute_of_day
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.chunks import SampleChunkHeader
@@ -45,12 +47,6 @@ def system_power_supplies(pattern: str = "/sys/class/power_supply/*") -> list[Po
     return supplies
 
 
-def local_minute_of_day() -> int:
-    """Minutes after local midnight, now."""
-    now = datetime.datetime.now()
-    return now.hour * 60 + now.minute
-
-
 class SampleUploader:
     """Uploads a store's samples to ``ea/v1/<device>/samples``."""
 
@@ -65,8 +61,14 @@ class SampleUploader:
         minute_of_day: Callable[[], int] = local_minute_of_day,
         poll_s: float = 1.0,
         ack_timeout_s: float = 10.0,
+        budget: LinkBudget | None = None,
     ) -> None:
-        """Nothing is sent before :meth:`start`."""
+        """Nothing is sent before :meth:`start`.
+
+        ``budget`` is the link budget shared with model downloads; its rate cap and windows
+        apply on top of ``settings``.
+        """
+        self.budget = budget
         self.store = store
         self.client = client
         self.topic = topics.device_topic(device_id, DeviceChannel.SAMPLES)
@@ -135,6 +137,8 @@ class SampleUploader:
                 )
             except Exception as exc:  # a sensor read must not kill the thread
                 blocked = f"conditions unreadable: {exc}"
+            if blocked is None and self.budget is not None:
+                blocked = self.budget.closed()
             if blocked is not None:
                 self._idle(blocked)
                 continue
@@ -197,6 +201,8 @@ class SampleUploader:
                     meta=meta if position == 0 else None,
                 )
                 delay = self._bucket.book(time.monotonic(), len(piece))
+                if self.budget is not None:
+                    delay = max(delay, self.budget.book(len(piece)))
                 if delay > 0 and self._stop.wait(delay):
                     break
                 message = self.client.publish(self.topic, encode_chunk(header, piece), qos=1)

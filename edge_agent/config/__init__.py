@@ -35,6 +35,7 @@ from edge_agent.config.devices import (
     resolve_device_config,
     shipped_device_configs,
 )
+from edge_agent.config.link_schema import LinkSettings
 from edge_agent.config.loader import load_model, read_yaml, validate
 from edge_agent.config.pipeline_schema import (
     JsonlSink,
@@ -109,6 +110,7 @@ __all__ = [
     "HwmonRail",
     "JsonlSink",
     "LatencySettings",
+    "LinkSettings",
     "LiteRTDelegate",
     "LiteRTDelegateName",
     "LiteRTSettings",

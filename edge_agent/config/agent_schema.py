@@ -21,6 +21,7 @@ from edge_agent.config.base import StrictModel
 from edge_agent.config.broker_schema import BrokerSettings
 from edge_agent.config.capture_schema import CaptureSettings
 from edge_agent.config.delivery_schema import ModelDeliverySettings
+from edge_agent.config.link_schema import LinkSettings
 from edge_agent.config.pipeline_schema import PipelineSettings
 from edge_agent.config.runtime_schema import RuntimeSettings
 from edge_agent.config.serving_schema import ServingSettings
@@ -121,6 +122,11 @@ class AgentConfig(StrictModel):
     registry: ModelDeliverySettings | None = Field(
         default=None,
         description="Follow the signed model registry for some models (needs `broker`).",
+    )
+    link: LinkSettings = Field(
+        default_factory=LinkSettings,
+        description="Budget of a metered link: a rate cap and time windows shared by model "
+        "downloads and sample uploads.",
     )
 
     @model_validator(mode="after")

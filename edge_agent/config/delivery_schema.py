@@ -20,24 +20,37 @@ class FetchSettings(StrictModel):
     """How a device fetches a file from the registry: chunks, a window of them, retries."""
 
     chunk_bytes: int = Field(
-        default=256 * 1024,
+        default=64 * 1024,
         ge=MIN_CHUNK_BYTES,
         le=MAX_CHUNK_BYTES,
         description="Bytes per chunk (one MQTT message); at most the registry's max chunk size "
-        "and below the broker's message size limit.",
+        "and below the broker's message size limit. A cut link loses the chunk it was "
+        "carrying, so smaller chunks waste less on a link that drops.",
     )
     window: int = Field(
-        default=16,
+        default=64,
         ge=1,
         le=256,
-        description="Chunks in flight; memory in use is about window x chunk_bytes.",
+        description="Most chunks in flight; memory in use is at most about window x "
+        "chunk_bytes. With `adaptive_window` the window follows the link below this cap.",
+    )
+    window_floor: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Fewest chunks the adaptive window keeps in flight (at most `window`).",
+    )
+    adaptive_window: bool = Field(
+        default=True,
+        description="Size the window to about twice the measured bandwidth x round trip "
+        "(between `window_floor` and `window`); off: always `window` chunks.",
     )
     chunks_per_request: int = Field(
         default=8,
         ge=1,
         le=256,
-        description="Chunks one range request asks for (at most half the window, so two "
-        "ranges overlap).",
+        description="Most chunks one range request asks for (at most half the window, so "
+        "two ranges overlap).",
     )
     chunk_timeout_s: float = Field(
         default=5.0,
@@ -73,7 +86,11 @@ class FetchSettings(StrictModel):
     @property
     def run(self) -> int:
         """Chunks per range request: at most half the window, so two ranges overlap."""
-        return max(1, min(self.chunks_per_request, self.window // 2))
+        return self.run_for(self.window)
+
+    def run_for(self, window: int) -> int:
+        """Chunks per range request with ``window`` chunks in flight (half of it at most)."""
+        return max(1, min(self.chunks_per_request, window // 2))
 
 
 class ModelDeliverySettings(FetchSettings):

@@ -64,7 +64,7 @@ class RegistrySettings:
 
     max_chunk_bytes: int = 256 * 1024  # largest chunk (frame) answered; under the broker limit
     max_range_bytes: int = 16 << 20  # longest range one request may ask for
-    rate_per_device: float = 4096.0  # sustained chunks per second per device (1 GiB/s at 256 KiB)
+    rate_per_device: float = 8192.0  # sustained chunks per second per device (512 MiB/s at 64 KiB)
     burst_per_device: int = 256  # chunks a device may ask for at once
     max_frames_per_request: int = 1024  # a dearer request is refused (no debt to run up)
     workers: int = 4  # threads reading chunks and publishing answers

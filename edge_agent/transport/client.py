@@ -5,7 +5,9 @@ Why a wrapper: paho's callbacks run on its network thread, where an exception fr
 session vanish on reconnect. Here handlers are isolated, subscriptions are restored on every
 reconnect, reconnection backs off on its own, ``subscribe`` returns once the broker has
 acknowledged the subscription (its SUBACK), so a message published after it is delivered, and
-connection failures become TransportError with a reason a person can act on. Topics come from
+connection failures become TransportError with a reason a person can act on, and a link that
+goes silent without closing (a blackhole: no FIN, no RST) is given up within 1.5 keepalive
+periods rather than paho's two (:class:`_SilenceWatch`). Topics come from
 ``edge_agent.transport.topics``; ``edge_agent.transport.memory`` is an in-memory stand-in with
 the same surface, for unit tests of MQTT logic.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -37,6 +40,68 @@ log = logging.getLogger(__name__)
 _REFUSED_IDENTITY = frozenset({134, 135})
 """CONNACK reasons (MQTT 5 numbering, which paho also uses for 3.1.1) that mean "who you are is
 not accepted": bad user name or password, not authorised. Retrying will not change them."""
+
+
+class _SilenceWatch:
+    """Gives up a connection whose keepalive ping goes unanswered for a quarter period.
+
+    paho sends PINGREQ once nothing arrived for ``keepalive`` seconds, and gives up only when
+    the PINGRESP has not come a whole ``keepalive`` later: a silent link is noticed after two
+    periods (paho/mqtt/client.py ``_check_keepalive`` and ``loop_misc``). Over a link that is
+    up, the PINGRESP takes a round trip, and anything else arriving shows the link is alive
+    too; so once a ping has been out for a quarter period with no byte received since, the
+    link is dead, and the socket is shut down from here (thread-safe: paho's network thread
+    then sees the connection end and reconnects as after any loss). The watch reads paho's
+    ``_ping_t`` and ``_last_bytes_received`` (private, hence the guards).
+    """
+
+    def __init__(self, paho: mqtt.Client, keepalive_s: int, where: str) -> None:
+        self._paho, self._keepalive_s, self._where = paho, keepalive_s, where
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.given_up = 0
+
+    def start(self) -> None:
+        if self._thread is None and self._keepalive_s > 0:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="mqtt-silence", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+
+    def _run(self) -> None:
+        grace = self._keepalive_s / 4
+        while not self._stop.wait(min(0.5, grace / 2)):
+            if self.silent_for(time.monotonic()) >= grace:
+                self._give_up()
+
+    def silent_for(self, now: float) -> float:
+        """Seconds a ping has been out with no byte received since (0.0 when none is out)."""
+        ping_t = getattr(self._paho, "_ping_t", 0.0) or 0.0
+        heard = getattr(self._paho, "_last_bytes_received", now) or now
+        if ping_t <= 0:
+            return 0.0
+        return max(0.0, now - max(ping_t, heard))
+
+    def _give_up(self) -> None:
+        sock = self._paho.socket()
+        if not isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
+            return
+        self.given_up += 1
+        log.warning(
+            "no answer from the broker at %s to a keepalive ping for %.1f s: the link is "
+            "silent; reconnecting",
+            self._where,
+            self._keepalive_s / 4,
+        )
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -281,6 +346,7 @@ class MqttClient:
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_message = self._on_message
         self._paho.on_subscribe = self._on_subscribe
+        self._silence = _SilenceWatch(self._paho, keepalive_s, self._where())
 
     @classmethod
     def from_settings(cls, settings: BrokerSettings, client_id: str, **options: Any) -> MqttClient:
@@ -328,11 +394,13 @@ class MqttClient:
             self._last_error = str(exc)
             self._connect_async()  # not up yet: the network thread retries until the timeout
         self._paho.loop_start()
+        self._silence.start()
         deadline = time.monotonic() + timeout_s
         while not self._connected.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
             if self._refused.is_set() or time.monotonic() >= deadline:
                 break
         if not self._connected.is_set():
+            self._silence.stop()
             self._paho.loop_stop()
             reason = self._last_error or "no answer"
             if self._refused.is_set():
@@ -350,6 +418,7 @@ class MqttClient:
         """Start connecting without waiting (the agent must start even when the broker is down)."""
         self._connect_async()
         self._paho.loop_start()
+        self._silence.start()
 
     def _connect_async(self) -> None:
         if not self._v5:
@@ -386,6 +455,7 @@ class MqttClient:
     def close(self) -> None:
         """Disconnect cleanly (no last will) and stop the network thread."""
         self._closing = True
+        self._silence.stop()
         self._paho.disconnect()
         self._paho.loop_stop()
         self._connected.clear()

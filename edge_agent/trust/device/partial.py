@@ -55,6 +55,8 @@ class DownloadResult:
     resumed: int  # chunks already on disk from an earlier run
     requests_sent: int
     cached: bool  # the finished file was already there
+    window: int = 0  # chunks in flight the adaptive window ended at (0: nothing fetched)
+    min_rtt_s: float | None = None  # the lowest request round trip measured, if any
 
 
 class FileHasher:
@@ -196,6 +198,8 @@ class ResumableDownload:
             resumed,
             transfer.requests_sent,
             cached=False,
+            window=transfer.window.window,
+            min_rtt_s=transfer.window.min_rtt,
         )
 
     def _open_reserved(self) -> int:

@@ -2,8 +2,11 @@
 
 A window of chunks stays in flight, asked for with a few range requests that the registry
 streams back one frame per chunk (one request per range, not per chunk: per-chunk round trips
-and Python work were what held delivery to a fraction of the transport's speed). Timeouts,
-retries with backoff, reconnects and rate-limit answers are handled here.
+and Python work were what held delivery to a fraction of the transport's speed). The window
+follows the link (``window.py``: about bandwidth x round trip, as measured here). Timeouts,
+retries with backoff, reconnects, rate-limit answers and the device's own link budget (rate
+cap, time windows: ``edge_agent.transport.budget``) are handled here. After a reconnect only
+the chunks still missing are asked for again; what landed is kept.
 
 Errors are ngclient's download errors (``DownloadError``; ``DownloadHTTPError`` with 404 only
 when the registry said "not found"), because ngclient does not wrap errors raised while chunks
@@ -27,6 +30,7 @@ from tuf.api.exceptions import DownloadError, DownloadHTTPError
 from edge_agent._retry import backoff_delay
 from edge_agent.config import FetchSettings
 from edge_agent.trust.device.link import RegistryLink
+from edge_agent.trust.device.window import WindowControl
 from edge_agent.trust.protocol import (
     BAD_REQUEST,
     BUSY,
@@ -56,13 +60,17 @@ class _Range:
     first: int
     missing: set[int]
     heard_at: float
+    sent_at: float
+    answered: bool = False
 
 
 class ChunkTransfer:
     """Fetches the chunks of one registry path with range requests; yields them as they land.
 
-    At most ``window`` chunks are requested and not yet received; each request asks for up
-    to ``settings.run`` consecutive chunks, which the registry streams back one frame each.
+    At most ``window.window`` chunks are requested and not yet received (adapted to the link
+    unless ``settings.adaptive_window`` is off); each request asks for up to half of that
+    (``settings.chunks_per_request`` at most) consecutive chunks, which the registry streams
+    back one frame each.
     A range that stays silent for ``chunk_timeout_s`` has its missing chunks re-asked (with
     backoff); a chunk that times out ``max_attempts`` times fails the transfer.
     """
@@ -88,6 +96,13 @@ class ChunkTransfer:
         self._total: int | None = None
         self._max_total: int | None = None
         self._skip: frozenset[int] = frozenset()
+        cap = settings.window
+        floor = min(settings.window_floor, cap) if settings.adaptive_window else cap
+        self.window = WindowControl(settings.chunk_bytes, floor, cap)
+        self.budget = link.budget
+        self._budget_not_before = 0.0
+        self.paused_s = 0.0
+        """Seconds the budget's time windows held this transfer (not counted by the deadline)."""
 
     def chunks(
         self, total: int | None, skip: Iterable[int] = (), max_total: int | None = None
@@ -104,6 +119,7 @@ class ChunkTransfer:
         self._total = total
         self._max_total = max_total
         first = range(self._count(total)) if total is not None else range(run)
+        self._first_run = run
         self._pending = deque(i for i in first if i not in self._skip)
         inbox: queue.Queue[ChunkResponse] = queue.Queue(maxsize=self.settings.window * 4)
         generation = self.link.generation
@@ -115,7 +131,9 @@ class ChunkTransfer:
                     generation = self.link.generation
                     for request_id in list(self._ranges):
                         self._requeue(request_id)
-                self._fill_window(inbox, now)
+                    self.window.idle(now)
+                if self._budget_allows(now):
+                    self._fill_window(inbox, now)
                 try:
                     response = inbox.get(timeout=self._wait_time(now))
                 except queue.Empty:
@@ -137,21 +155,41 @@ class ChunkTransfer:
     def _check_alive(self, now: float) -> None:
         if self.cancel.is_set():
             raise TransferCancelled(f"download of {self.path} cancelled")
-        if now > self._deadline:
+        if now > self._deadline + self.paused_s:
             raise DownloadError(
                 f"download of {self.path} took longer than {self.settings.deadline_s:.0f} s; "
                 "gave up (it resumes on the next try)"
             )
+
+    def _budget_allows(self, now: float) -> bool:
+        """Whether the link budget lets requests go now (outside its windows: paused).
+
+        While paused, the time does not count against ``deadline_s`` and the window's rate
+        measurement restarts afterwards (the pause is not the link's slowness).
+        """
+        closed = self.budget.closed() if self.budget is not None else None
+        if closed is None:
+            return now >= self._budget_not_before
+        if not self._ranges:
+            self.paused_s += 0.2  # about one loop turn (_wait_time caps a turn at 0.2 s)
+            self.window.idle(now)
+        return False
 
     def _fill_window(self, inbox: queue.Queue[ChunkResponse], now: float) -> None:
         """Send range requests while the window has room for a whole range (or the rest)."""
         if not self.link.client.connected:
             return  # requests sent now would sit in paho's queue; wait for the reconnect
         settings, pending = self.settings, self._pending
+        window = self.window.window
+        run = settings.run_for(window) if self._total is not None else self._first_run
+        if self.budget is not None and self.budget.max_bytes_per_s is not None:
+            # under a rate cap a range is at most the budget's burst, so the cap holds over
+            # a short transfer too (one big range would arrive at link speed, then wait)
+            run = min(run, max(1, int(self.budget.burst_bytes) // settings.chunk_bytes))
         waiting: deque[int] = deque()  # retries still backing off keep their place in front
         while pending:
-            room = settings.window - self._in_flight
-            if room < min(settings.run, len(pending)):
+            room = window - self._in_flight
+            if room < min(run, len(pending)):
                 break
             first = pending.popleft()
             if self._not_before.get(first, 0.0) > now:
@@ -160,12 +198,18 @@ class ChunkTransfer:
             count = 1
             while (
                 pending
-                and count < min(settings.run, room)
+                and count < min(run, room)
                 and pending[0] == first + count
                 and self._not_before.get(pending[0], 0.0) <= now
             ):
                 pending.popleft()
                 count += 1
+            if self.budget is not None:
+                wait = self.budget.take(count * settings.chunk_bytes)
+                if wait > 0:  # over the rate cap: ask when the bucket has refilled
+                    self._budget_not_before = now + wait
+                    pending.extendleft(reversed(range(first, first + count)))
+                    break
             request = ChunkRequest(
                 secrets.token_hex(8),
                 self.path,
@@ -174,7 +218,7 @@ class ChunkTransfer:
                 settings.chunk_bytes,
             )
             self.link.expect(request.id, inbox)
-            self._ranges[request.id] = _Range(first, set(range(first, first + count)), now)
+            self._ranges[request.id] = _Range(first, set(range(first, first + count)), now, now)
             self._in_flight += count
             self.link.send(request)
             self.requests_sent += 1
@@ -184,6 +228,8 @@ class ChunkTransfer:
         timeout = self.settings.chunk_timeout_s
         wakeups = [r.heard_at + timeout for r in self._ranges.values()]
         wakeups += [t for t in self._not_before.values() if t > now]
+        if self._budget_not_before > now:
+            wakeups.append(self._budget_not_before)
         soonest = min(wakeups, default=now + 0.2)
         return min(max(soonest - now, 0.005), 0.2)
 
@@ -214,6 +260,10 @@ class ChunkTransfer:
             self._learn_total(response.total)
         rng.missing.discard(index)
         rng.heard_at = time.monotonic()
+        if not rng.answered:  # the first frame of a range: a round trip (and a chunk's time)
+            rng.answered = True
+            self.window.round_trip(rng.heard_at, rng.sent_at)
+        self.window.landed(rng.heard_at, len(response.data))
         self._in_flight -= 1
         lost = sorted(i for i in rng.missing if i < index)
         if lost:  # a range streams in order, so what it skipped was lost on the way
