@@ -76,6 +76,8 @@ broker:
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
 	/usr/bin/python3 -c "$$RTSP_CHECK" >/dev/null 2>&1 || missing="$$missing $(RTSP_PACKAGES)"; \
+	{ command -v tc >/dev/null 2>&1 && command -v ip >/dev/null 2>&1; } || missing="$$missing iproute2"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing$$missing (apt-get)"; \

@@ -14,6 +14,7 @@ the same surface, for unit tests of MQTT logic.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -98,10 +99,8 @@ class _SilenceWatch:
             self._where,
             self._keepalive_s / 4,
         )
-        try:
+        with contextlib.suppress(OSError):  # already gone: paho notices by itself
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 @dataclass(frozen=True)
