@@ -180,7 +180,12 @@ def device_detail(store: Store, device_id: str, now: float, since: float) -> dic
 
 
 def rollouts(store: Store, now: float, window_s: float = 300.0) -> dict[str, Any]:
-    """Per model and version: devices per rollout state (latest event each), gate values."""
+    """Per model and version: devices per rollout state (latest event each), gate values.
+
+    A version its devices run in several variants (a release with one model file per kind of
+    hardware) also gets ``variants``: the same gate values for the devices of each, as the
+    rollout gates judge them.
+    """
     latest = store.rows(
         "SELECT e.device_id, e.model, e.version, e.state, e.reason, e.time, e.detail "
         "FROM events e JOIN (SELECT device_id, model, MAX(time) AS t FROM events "
@@ -196,14 +201,29 @@ def rollouts(store: Store, now: float, window_s: float = 300.0) -> dict[str, Any
         entry["devices"].append(row)
         states = entry["versions"].setdefault(row["version"] or "?", Counter())
         states[row["state"]] += 1
+    running: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for row in store.rows(
+        "SELECT device_id, model, version, variant FROM device_models WHERE variant IS NOT NULL"
+    ):
+        variants = running.setdefault((row["model"], row["version"]), {})
+        variants.setdefault(row["variant"], set()).add(row["device_id"])
     for name, entry in models.items():
-        entry["versions"] = {
-            version: {
+        versions = {}
+        for version, states in entry["versions"].items():
+            info: dict[str, Any] = {
                 "states": dict(states),
                 "gates": version_health(store, name, version, now, window_s).as_dict(),
             }
-            for version, states in entry["versions"].items()
-        }
+            variants = running.get((name, version), {})
+            if len(variants) > 1:
+                info["variants"] = {
+                    variant: version_health(
+                        store, name, version, now, window_s, devices=devices
+                    ).as_dict()
+                    for variant, devices in sorted(variants.items())
+                }
+            versions[version] = info
+        entry["versions"] = versions
     return {"time": now, "models": models}
 
 

@@ -14,7 +14,7 @@
       if (v === null || v === undefined || v === false) continue;
       if (k === "class") el.className = v; else el.setAttribute(k, String(v));
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined) continue;
       el.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
     }
@@ -185,6 +185,15 @@
     ];
   }
 
+  function gateCells(g) {
+    return [
+      h("td", {}, g.error_rate === null ? "–" : fmt(g.error_rate * 100) + " %"),
+      h("td", {}, fmt(g.latency_p95_ms)),
+      h("td", {}, g.shadow_agreement === null ? "–" : fmt(g.shadow_agreement * 100) + " %"),
+      h("td", {}, g.drift_alarm ? badge("alarm") : badge("ok")),
+      h("td", {}, g.online + " / " + g.devices)];
+  }
+
   async function rolloutPage() {
     const r = await api("/api/rollouts?window_s=600");
     const models = Object.entries(r.models);
@@ -193,14 +202,14 @@
       h("h2", {}, model),
       h("table", { class: "versions" },
         h("thead", {}, h("tr", {}, ["Version", "Devices per state", "Error rate", "p95 (ms)", "Agreement", "Drift alarm", "Online"].map(t => h("th", {}, t)))),
-        h("tbody", {}, Object.entries(m.versions).map(([v, info]) => h("tr", { "data-version": v },
-          h("td", {}, "v" + v),
-          h("td", {}, Object.entries(info.states).map(([s, c]) => h("span", {}, badge(s), " " + c + " "))),
-          h("td", {}, info.gates.error_rate === null ? "–" : fmt(info.gates.error_rate * 100) + " %"),
-          h("td", {}, fmt(info.gates.latency_p95_ms)),
-          h("td", {}, info.gates.shadow_agreement === null ? "–" : fmt(info.gates.shadow_agreement * 100) + " %"),
-          h("td", {}, info.gates.drift_alarm ? badge("alarm") : badge("ok")),
-          h("td", {}, info.gates.online + " / " + info.gates.devices))))),
+        h("tbody", {}, Object.entries(m.versions).map(([v, info]) => [
+          h("tr", { "data-version": v },
+            h("td", {}, "v" + v),
+            h("td", {}, Object.entries(info.states).map(([s, c]) => h("span", {}, badge(s), " " + c + " "))),
+            ...gateCells(info.gates)),
+          // a release of several variants: each judged on its own, as the rollout gates do
+          Object.entries(info.variants || {}).map(([name, g]) => h("tr", { "data-variant-of": v, "data-variant": name, class: "variant" },
+            h("td", { class: "muted" }, "↳ " + name), h("td", {}, ""), ...gateCells(g)))]))),
       h("table", { class: "rollout-devices" },
         h("thead", {}, h("tr", {}, ["Device", "Version", "State", "Reason", "Evidence", "When"].map(t => h("th", {}, t)))),
         h("tbody", {}, m.devices.map(d => h("tr", { "data-device": d.device_id },
