@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +48,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 256
+"""Transitions kept in ``UpdateManager.history`` (newest): an agent that checks every few
+minutes for years, failing each time against a broken registry, must not grow without bound.
+The full record is what it published on its rollout topic."""
 
 CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
 """Before this the device clock is certainly wrong (no RTC, no NTP yet): expiry cannot be
@@ -159,7 +165,7 @@ class UpdateManager:
         self.allow_downgrade = allow_downgrade
         self.clock = clock
         self.state = UpdateState.IDLE
-        self.history: list[Transition] = []
+        self.history: deque[Transition] = deque(maxlen=HISTORY_LIMIT)
         self._run_lock = threading.Lock()
         self._cancel = threading.Event()
         self._topic = topics.device_topic(device_id, DeviceChannel.ROLLOUT)

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 import zlib
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +72,7 @@ class RegistrySettings:
     frames_in_flight: int = 64  # frames per worker handed to paho and not yet on the socket
     stall_s: float = 10.0  # a range whose frames cannot leave for this long is given up
     notify_poll_s: float = 1.0  # how often to look for a new timestamp
+    tracked_devices: int = 10_000  # devices whose rate and served counts are remembered
 
     def __post_init__(self) -> None:
         if not 256 <= self.max_chunk_bytes <= MAX_CHUNK_BYTES:
@@ -82,32 +83,74 @@ class RegistrySettings:
             raise ValueError("rate_per_device > 0, burst_per_device >= 1 and workers >= 1")
         if self.max_frames_per_request < 1 or self.frames_in_flight < 1:
             raise ValueError("max_frames_per_request >= 1 and frames_in_flight >= 1")
+        if self.tracked_devices < 1:
+            raise ValueError("tracked_devices >= 1")
 
 
 class DeviceRateLimiter:
-    """One token bucket per device; idle devices are forgotten so memory stays bounded."""
+    """One token bucket per device, for the ``max_devices`` most recently seen devices.
+
+    Device ids come from topics, so anyone who can publish a request can invent them: the
+    buckets are kept in least-recently-used order and the oldest is forgotten once there are
+    more than ``max_devices``. A forgotten device starts again with a full bucket, which an
+    attacker inventing ids gets anyway; what the bound stops is the memory (and a scan of
+    every bucket per new id) growing with the number of ids ever seen.
+    """
 
     def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_devices: int = 10_000,
     ) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
-        self._buckets: dict[str, TokenBucket] = {}
+        self.max_devices = max_devices
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def check(self, device: str, cost: int = 1) -> float:
         """0.0 when ``device`` may be sent ``cost`` chunks now, else the seconds it should wait."""
         now = self.clock()
         bucket = self._buckets.get(device)
         if bucket is None:
-            if len(self._buckets) > 10_000:
-                self._forget_idle(now)
             bucket = self._buckets[device] = TokenBucket(self.rate, self.burst, now)
+            while len(self._buckets) > self.max_devices:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(device)
         return bucket.take(now, cost)
 
-    def _forget_idle(self, now: float) -> None:
-        full_after = self.burst / self.rate
-        for device, bucket in list(self._buckets.items()):
-            if now - bucket.updated > full_after and bucket.tokens >= 0:
-                del self._buckets[device]
+
+class ServedCounts:
+    """Chunks served by (device, path), for the ``limit`` most recently served pairs.
+
+    Only diagnostics and tests read these counts, so forgetting the least recently served
+    pair is harmless; keeping one per device ever served was not (a registry serving a fleet
+    that churns ids, or ids invented by a flood, grew it for as long as it ran). Not
+    thread-safe: the server holds its stats lock around every call.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def add(self, device: str, path: str, chunks: int = 1) -> None:
+        key = (device, path)
+        self._counts[key] = self._counts.pop(key, 0) + chunks
+        while len(self._counts) > self.limit:
+            self._counts.popitem(last=False)
+
+    def total(self, device: str, path_prefix: str = "") -> int:
+        """Chunks of files under ``path_prefix`` served to ``device`` (that are remembered)."""
+        return sum(
+            n for (d, p), n in self._counts.items() if d == device and p.startswith(path_prefix)
+        )
 
 
 def frames_in(request: ChunkRequest) -> int:
@@ -125,7 +168,9 @@ class RegistryServer:
         self.client = client
         self.settings = settings or RegistrySettings()
         self.limiter = DeviceRateLimiter(
-            self.settings.rate_per_device, self.settings.burst_per_device
+            self.settings.rate_per_device,
+            self.settings.burst_per_device,
+            max_devices=self.settings.tracked_devices,
         )
         self._queue: queue.Queue[tuple[str, ChunkRequest] | None] = queue.Queue(
             self.settings.queue_limit
@@ -133,8 +178,8 @@ class RegistryServer:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
-        self.requests: Counter[tuple[str, str]] = Counter()
-        """Chunks served (frames with file bytes), by (device, path)."""
+        self.requests = ServedCounts(4 * self.settings.tracked_devices)
+        """Chunks served (frames with file bytes), by (device, path); bounded."""
         self.refused: Counter[str] = Counter()
         """Requests not served, by reason (garbage, rate-limited, busy, not-found, bad)."""
         self.announced_version = 0
@@ -163,11 +208,7 @@ class RegistryServer:
     def requests_for(self, device: str, path_prefix: str = "") -> int:
         """How many chunks of files under ``path_prefix`` were served to ``device``."""
         with self._stats_lock:
-            return sum(
-                n
-                for (d, p), n in self.requests.items()
-                if d == device and p.startswith(path_prefix)
-            )
+            return self.requests.total(device, path_prefix)
 
     # -- paho thread ---------------------------------------------------------------------
 
@@ -258,7 +299,7 @@ class RegistryServer:
                 length = min(request.frame_bytes, end - offset)
                 info = self._publish_frame(device, self._frame(request, fd, offset, length, total))
                 with self._stats_lock:
-                    self.requests[(device, request.path)] += 1
+                    self.requests.add(device, request.path)
                 offset += length
                 if offset >= end or self._stop.is_set():
                     return

@@ -36,6 +36,7 @@ from tests.fakes.delivery_env import (
     watch_rollout,
 )
 from tests.fixtures.mosquitto import Broker
+from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.mqtt
 
@@ -427,3 +428,32 @@ def test_rejects_frame_amplification_requests(tmp_path: Path, mosquitto: Broker,
             answer = answers.get(timeout=10)
         assert answer.status == BAD_REQUEST and reason in answer.reason
         assert env.server.requests_for("greedy") == 0  # not one frame of file bytes
+
+
+def test_a_flood_of_invented_device_ids_keeps_the_registry_bounded(
+    tmp_path: Path, mosquitto: Broker
+):
+    """Regression (issue 12, item 7): the registry kept a served-chunk count for every
+    (device, path) it ever answered, and a rate bucket for every id not yet idle, so a client
+    inventing device ids grew both for as long as the registry ran. A real device still
+    updates during and after the flood."""
+    from edge_agent.fleet.registry import RegistrySettings
+
+    settings = RegistrySettings(notify_poll_s=0.2, tracked_devices=32)
+    with delivery_env(tmp_path, mosquitto.url, settings=settings) as env:
+        env.publish(DIGITS / "digits_fp32.tflite", version="1.0.0")
+        flood = 400
+        with MqttClient(env.broker_url, "flooder") as flooder:
+            flooder.connect()
+            for i in range(flood):
+                request = ChunkRequest(f"{i:016x}", "metadata/1.root.json", 0, 256, 256)
+                flooder.publish(topics.registry_request(f"ghost-{i}"), request.encode())
+            wait_for(
+                lambda: env.server.requests_for(f"ghost-{flood - 1}") == 1, 20, "the last ghost"
+            )
+        assert len(env.server.limiter) <= 32
+        assert len(env.server.requests) <= 4 * 32
+        device = env.device()
+        assert device.manager().update("digits").state is UpdateState.ACTIVE
+        assert env.server.requests_for(device.device_id, "targets/") > 0
+        assert len(env.server.limiter) <= 32

@@ -120,3 +120,18 @@ def test_roll_back_restores_previous_and_rejects_the_bad_version(tmp_path: Path)
     assert m.store.active("digits").version == 1  # type: ignore[union-attr]
     assert 2 in m.store.rejected("digits")
     m.store.close()
+
+
+def test_update_history_stays_bounded_when_every_check_fails_for_years(tmp_path: Path):
+    """Regression (issue 12, item 7): ``UpdateManager.history`` was a list that grew by every
+    transition for the life of the agent; a registry that failed each check grew it forever."""
+    from edge_agent.delivery.update import HISTORY_LIMIT
+
+    published: list = []
+    m = manager(tmp_path, published, fail_refresh="registry unreachable")
+    for _ in range(HISTORY_LIMIT + 40):
+        assert m.update("digits").state is UpdateState.FAILED
+    assert len(m.history) == HISTORY_LIMIT
+    assert m.history[-1].state is UpdateState.FAILED
+    assert len(published) >= HISTORY_LIMIT + 40  # every transition was still reported
+    m.store.close()
