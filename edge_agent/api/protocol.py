@@ -161,7 +161,7 @@ def _decode_tensor(item: Any, binary: memoryview, offset: int) -> tuple[str, np.
     if not isinstance(name, str) or not name:
         raise ProtocolError("an input has no 'name'")
     datatype = item.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list is unhashable
         raise ProtocolError(
             f"input '{name}': datatype {datatype!r} is not supported; use one of "
             f"{', '.join(DATATYPES)}"
