@@ -22,6 +22,7 @@ a failure on the device itself bans a release there, so a later rollout can retr
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -65,15 +66,29 @@ class RolloutDocument:
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("id", "group", "model", "salt", "state", "reason"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                problems.append(f"{name} {value!r:.40} is not a string")
+            elif "\x00" in value:
+                problems.append(f"{name} holds a NUL character")
+            elif not value.isascii() and not _utf8(value):  # the salt is hashed as UTF-8
+                problems.append(f"{name} holds a lone surrogate (not UTF-8)")
+        if problems:  # the checks below assume strings
+            raise UpdateError(f"invalid rollout document: {'; '.join(problems)}")
+        if not _finite(self.issued_at):
+            problems.append(f"issued_at {self.issued_at!r:.40} is not a finite number")
+        if not all(_finite(t) for t in self.opened):
+            problems.append("opened holds a time that is not a finite number")
         if self.schema != SCHEMA:
             problems.append(f"schema {self.schema!r} is not {SCHEMA} (upgrade edge-agent)")
         if not GROUP.matches(self.group):
             problems.append(GROUP.message(self.group, "group"))
         if not MODEL_NAME.matches(self.model):
             problems.append(MODEL_NAME.message(self.model, "model"))
-        if not isinstance(self.release, int) or self.release < 1:
+        if not _release_number(self.release):
             problems.append(f"release {self.release!r} is not a release number >= 1")
-        if self.previous is not None and (not isinstance(self.previous, int) or self.previous < 1):
+        if self.previous is not None and not _release_number(self.previous):
             problems.append(f"previous {self.previous!r} is not a release number >= 1")
         if self.previous is not None and self.previous == self.release:
             problems.append("previous and release are the same release")
@@ -126,5 +141,25 @@ class RolloutDocument:
             return cls(**{**raw, "waves": waves, "opened": opened})
         except UpdateError:
             raise
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: 10**400
             raise UpdateError(f"rollout document has wrong field types: {exc}") from None
+
+
+def _release_number(value: Any) -> bool:
+    """An int >= 1 (``True`` is an int to Python, not a release number)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _finite(value: Any) -> bool:
+    """A real, finite number (not a bool, not NaN or infinity)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
