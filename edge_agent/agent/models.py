@@ -158,6 +158,7 @@ class ModelHost:
         if verdict.ok:
             self._references.setdefault(name, {})[version] = reference
             self._follow_reference(name)
+            self._prune_references(name)
         return verdict.ok
 
     def swap_in_light(self, name: str, light: ModelEntry, why: str) -> Verdict:
@@ -216,6 +217,21 @@ class ModelHost:
         references = self._references.get(name, {})
         self.telemetry.set_reference(name, references.get(served.active.version))
 
+    def _prune_references(self, name: str) -> None:
+        """Keep the drift profiles of the versions that can serve: active, and rollback's.
+
+        Every activated version added one, for the agent's life.
+        """
+        served, controller = self.models.get(name), self.controllers.get(name)
+        references = self._references.get(name)
+        if served is None or references is None:
+            return
+        keep = {served.active.version}
+        if controller is not None and controller.previous is not None:
+            keep.add(controller.previous.version)
+        for version in [v for v in references if v not in keep]:
+            del references[version]
+
     def accept_release(self, installed: InstalledModel) -> ShadowVerdict:
         """The update manager's shadow check: the health-gated swap (or first serving).
 
@@ -270,6 +286,7 @@ class ModelHost:
             controller.served.swap(restored).drain_and_close()
             self.metrics.mark_active(controller.served)
             self._follow_reference(name)
+            self._prune_references(name)
 
     def apply_reload(self, plan: ReloadPlan) -> None:
         """Remove, add and swap the config's models; a model that fails to load is kept."""

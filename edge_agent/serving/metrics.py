@@ -6,6 +6,7 @@ request ids or inputs. The registry is per agent, so tests can run several in on
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -13,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from edge_agent.serving.served import InferenceResult, ServedModel
 
+VERSIONS_KEPT = 4
+"""Versions per model whose request counters are kept: a hot swap a week for years must not
+add a series each; the newest few cover the active, previous and in-flight versions."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -61,6 +65,8 @@ class ServingMetrics:
             registry=self.registry,
         )
         self._active_labels: dict[str, tuple[str, str, str]] = {}
+        self._versions: dict[str, list[str]] = {}
+        """Per model, the versions it has served, oldest first (at most VERSIONS_KEPT)."""
         self.degraded = Gauge(
             "edge_agent_degraded",
             "1 while a model runs below its preferred delegate.",
@@ -95,6 +101,14 @@ class ServingMetrics:
         previous = self._active_labels.get(served.name)
         if previous is not None and previous != labels:
             self.active.remove(*previous)  # one series per model: the one serving now
+        versions = self._versions.setdefault(served.name, [])
+        if version.version not in versions:
+            versions.append(version.version)
+        while len(versions) > VERSIONS_KEPT:  # a series per release ever served otherwise
+            old = versions.pop(0)
+            for outcome in ("ok", "error"):
+                with contextlib.suppress(KeyError):
+                    self.requests.remove(served.name, old, outcome)
         self._active_labels[served.name] = labels
         self.active.labels(*labels).set(1)
         self.degraded.labels(served.name).set(1 if degraded else 0)
