@@ -54,3 +54,22 @@ def test_hot_swaps_keep_drift_references_and_request_series_bounded():
     finally:
         for model in host.models:
             model.active.drain_and_close()
+
+
+def test_swap_events_kept_in_memory_are_bounded():
+    """Issue 12, item 7: the daemon's event list (what the demo and status read) is capped."""
+    from edge_agent.agent.models import MAX_EVENTS
+    from edge_agent.wire.states import SwapState
+
+    seen: list[object] = []
+    host = ModelHost(
+        RuntimeSettings(threads=1),
+        ServingSettings(),
+        on_served=lambda _s: None,
+        on_event=seen.append,
+    )
+    for i in range(MAX_EVENTS + 50):
+        host._swap_event({"model": "digits", "state": SwapState.SHADOW, "reason": str(i)})
+    assert len(host.events) == MAX_EVENTS
+    assert host.events[-1]["reason"] == str(MAX_EVENTS + 49)
+    assert len(seen) == MAX_EVENTS + 50  # every event was still reported
