@@ -69,7 +69,9 @@ def test_swap_events_kept_in_memory_are_bounded():
         on_event=seen.append,
     )
     for i in range(MAX_EVENTS + 50):
-        host._swap_event({"model": "digits", "state": SwapState.SHADOW, "reason": str(i)})
+        host._swap_event(
+            {"model": "digits", "version": "2", "state": SwapState.SHADOW, "reason": str(i)}
+        )
     assert len(host.events) == MAX_EVENTS
     assert host.events[-1]["reason"] == str(MAX_EVENTS + 49)
     assert len(seen) == MAX_EVENTS + 50  # every event was still reported
