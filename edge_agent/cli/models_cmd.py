@@ -15,11 +15,12 @@ from rich.table import Table
 from edge_agent.cli import _params
 from edge_agent.cli._broker import broker_options
 from edge_agent.cli._settings import field_range
-from edge_agent.config import BrokerSettings, FetchSettings, resolve_device_config
+from edge_agent.config import BrokerSettings, FetchSettings, LinkSettings, resolve_device_config
 from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import InstalledModel, ModelStore, installed_blobs
 from edge_agent.delivery.update import Transition, UpdateLimits, UpdateManager, UpdateState
 from edge_agent.errors import ConfigError
+from edge_agent.transport.budget import LinkBudget
 from edge_agent.transport.client import MqttClient
 from edge_agent.trust.device.client import DeviceUpdater, clean_downloads, provision
 from edge_agent.trust.device.link import RegistryLink
@@ -137,7 +138,15 @@ def rollback(layout: StoreLayout, name: str) -> None:
     type=field_range(FetchSettings, "window"),
     default=FetchSettings.field_default("window"),
     show_default=True,
-    help="Chunks in flight (memory used is about window x chunk bytes).",
+    help="Most chunks in flight (memory used is at most about window x chunk bytes); the "
+    "window adapts to the link below it.",
+)
+@click.option(
+    "--max-rate-kbps",
+    type=field_range(LinkSettings, "max_rate_kbps"),
+    default=None,
+    help="Cap the download at this many kilobits per second (the agent's link.max_rate_kbps; "
+    "default: no cap).",
 )
 @click.option(
     "--chunk-timeout",
@@ -168,6 +177,7 @@ def pull(
     names: tuple[str, ...],
     chunk_bytes: int,
     window: int,
+    max_rate_kbps: float | None,
     chunk_timeout: float,
     timeout: float,
     allow_downgrade: bool,
@@ -192,7 +202,8 @@ def pull(
         MqttClient.from_settings(broker, f"{device_id}-pull") as client,
     ):
         client.connect()
-        link = RegistryLink(client, device_id)
+        cap = LinkSettings(max_rate_kbps=max_rate_kbps).max_bytes_per_s
+        link = RegistryLink(client, device_id, LinkBudget(cap) if cap else None)
 
         def source(cancel: threading.Event) -> DeviceUpdater:
             return DeviceUpdater(

@@ -6,6 +6,7 @@ Real Mosquitto, real registry, real device transfer and real sample uploader, sh
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.trust.device.client import DeviceUpdater
 from edge_agent.trust.device.link import RegistryLink
-from tests.fakes.delivery_env import delivery_env
+from tests.fakes.delivery_env import delivery_env, pull_command
 from tests.fixtures.mosquitto import Broker
 from tests.fixtures.wait import wait_for
 from tests.integration.test_capture_upload import fill
@@ -113,3 +114,21 @@ def test_outside_the_link_windows_nothing_moves_and_inside_it_resumes(
                 uploader.stop()
         assert outcome and Path(str(outcome[0])).stat().st_size == release.length
         assert uploaded
+
+
+def test_models_pull_honours_max_rate_kbps(tmp_path: Path, mosquitto: Broker):
+    """The CLI's cap is the same budget: at 1600 kbps a 570 KB pull takes ~2.5 s longer."""
+    with delivery_env(tmp_path, mosquitto.url) as env:
+        release = env.publish(MODELS / "digits32" / "digits32_fp32.onnx")
+
+        def pull(device_id: str, *options: str) -> float:
+            command = pull_command(env, tmp_path / device_id, device_id, *options)
+            started = time.monotonic()
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            return time.monotonic() - started
+
+        free = pull("cli-free")  # process start-up, refresh and install: the same in both
+        capped = pull("cli-capped", "--max-rate-kbps", "1600")
+        paced_s = (release.length - LinkBudget(200_000.0).burst_bytes) / 200_000
+        assert capped - free >= 0.8 * paced_s, f"{capped:.1f} s vs {free:.1f} s uncapped"
