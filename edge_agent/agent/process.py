@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent import wire
 from edge_agent.agent import systemd
 from edge_agent.agent.lifecycle import Housekeeping, serve_until_stopped
-from edge_agent.agent.link import device_client, parse_command
+from edge_agent.agent.link import RefusalLog, device_client, parse_command
 from edge_agent.agent.metrics import AgentCollector
 from edge_agent.agent.models import ModelHost, SwapEvent, is_light
 from edge_agent.agent.pipelines import Pipelines, Progress
@@ -115,6 +115,7 @@ class Agent:
         self.sampling: Sampling | None = None
         self.updates: AgentUpdates | None = None
         self._housekeeping = Housekeeping(self._stop)
+        self._refusals = RefusalLog()  # a flood of bad commands must not flood the log
 
     # -- what the parts expose ---------------------------------------------------------------
 
@@ -446,7 +447,7 @@ class Agent:
         """Commands can ask for things; they can never install anything."""
         command = parse_command(message.payload)
         if isinstance(command, str):
-            log.warning("command ignored: %s", command)
+            self._refusals.refused(command)
         elif command.name == "status":
             self.publish_status()
         elif command.name == "reload":

@@ -60,3 +60,25 @@ def test_known_hostile_commands() -> None:
         json.dumps({"command": "x" * 100_000}).encode(),
     ):
         check(payload)
+
+
+def test_a_flood_of_bad_commands_writes_one_log_line_a_minute(caplog) -> None:
+    """Regression (issue 12, found by the soak): the agent logged a warning for every refused
+    command, so whoever may publish on its ``cmd`` topic could fill its log at the broker's
+    rate (600 lines in the 30-minute soak from one message every 6 s)."""
+    import logging
+
+    from edge_agent.agent.link import RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(every_s=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="edge_agent.agent.link"):
+        for i in range(10_000):  # 10,000 garbage commands in 100 s
+            now[0] = i / 100
+            reason = parse_command(b"\xff garbage")
+            assert isinstance(reason, str)
+            refusals.refused(reason)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("command ignored: not JSON")
+    assert "and 5999 more refused since the last line" in lines[1]  # held from 0.01 to 59.99 s
