@@ -299,9 +299,8 @@ class ModelHost:
                     continue
                 served = self.models.get(entry.name)
                 assert served is not None
-                if self.swap_in(
-                    entry.name, str(int(served.active.version) + 1), entry.path, None, entry.profile
-                ):
+                own = served.active.version.removesuffix(LIGHT)  # saving: "2+light" -> "2"
+                if self.swap_in(entry.name, str(int(own) + 1), entry.path, None, entry.profile):
                     self.entries[entry.name] = entry
             except (EdgeAgentError, ValueError) as exc:
                 log.error("reload: model %s kept as it was: %s", entry.name, exc)

@@ -221,3 +221,37 @@ def test_a_light_variant_that_fails_the_gates_is_refused_and_the_model_keeps_ser
     finally:
         agent.stop()
         watcher.client.close()
+
+
+def test_a_config_reload_while_saving_swaps_the_new_file_in_and_saving_goes_on(
+    mosquitto, models_dir, tmp_path
+):
+    """Regression: a reload that changed the model's file while the light variant served
+    computed the next version as int("1+light") and kept the old model with an error."""
+    from edge_agent.agent.process import Agent
+
+    light = models_dir / "digits32" / "digits32_int8.tflite"
+    config, battery = agent_config(tmp_path, mosquitto, models_dir, light)
+    config_path = tmp_path / "agent.yaml"
+    config_path.write_text(config.model_dump_json())  # JSON is YAML
+    agent = Agent(config, config_path=config_path)
+    agent.start()
+    try:
+        (pipeline,) = agent.pipelines
+        served = pipeline.served
+        assert wait_for(lambda: pipeline.processed > 200, 30)
+        (battery / "capacity").write_text("10\n")
+        assert wait_for(lambda: served.active.version == "1+light", 15), pipeline.stats()
+        fresh = tmp_path / "digits32_v2.tflite"
+        fresh.write_bytes((models_dir / "digits32" / "digits32_fp32.tflite").read_bytes())
+        document = json.loads(config_path.read_text())
+        document["models"][0]["path"] = str(fresh)
+        config_path.write_text(json.dumps(document))
+        agent.reload()
+        # the new file replaces the light variant as version 2; saving puts its light back on
+        assert wait_for(lambda: served.active.version == "2+light", 20), served.active.version
+        (battery / "capacity").write_text("40\n")
+        assert wait_for(lambda: served.active.version == "2", 15), served.active.version
+        assert served.active.path == fresh
+    finally:
+        agent.stop()
