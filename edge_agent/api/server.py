@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from edge_agent import __version__
+from edge_agent.api.budget import DecodeBudget
 from edge_agent.api.openapi import openapi_spec
 from edge_agent.api.protocol import (
     HEADER_LENGTH,
@@ -37,6 +38,7 @@ from edge_agent.serving.served import ModelRegistry, ServedModel
 
 log = logging.getLogger(__name__)
 
+_BUDGETED_JSON_BYTES = 64 << 10  # smaller all-JSON bodies decode without the shared budget
 _MODEL_PATH = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$"
 )
@@ -66,6 +68,7 @@ class ApiServer:
         self.max_body_bytes = max_body_bytes or self.settings.max_body_bytes
         self.max_json_body_bytes = min(self.settings.max_json_body_bytes, self.max_body_bytes)
         self.connections = threading.BoundedSemaphore(self.settings.max_connections)
+        self.json_decoding = DecodeBudget(self.max_json_body_bytes, self.settings.idle_timeout_s)
         self.refused_connections = 0
         self._server: socketserver.BaseServer | None = None
         self._thread: threading.Thread | None = None
@@ -194,7 +197,11 @@ class ApiServer:
         except ValueError:
             raise HttpError(400, f"{HEADER_LENGTH} must be an integer") from None
         try:
-            request = decode_request(body, length)
+            if length is None and len(body) > _BUDGETED_JSON_BYTES:
+                with self.json_decoding.hold(len(body)):
+                    request = decode_request(body, length)
+            else:
+                request = decode_request(body, length)
         except ProtocolError as exc:
             raise HttpError(400, str(exc)) from None
         try:

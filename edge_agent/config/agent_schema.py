@@ -74,8 +74,10 @@ class ApiSettings(StrictModel):
     max_json_body_bytes: int = Field(
         default=8 << 20,
         ge=1024,
-        description="Largest all-JSON request body (413 above it): decoding JSON numbers takes "
-        "about ten times the body in memory, so big tensors should use the binary extension.",
+        description="Largest all-JSON request body (413 above it). Decoding JSON numbers takes "
+        "up to sixteen times the body in memory; bodies decoded at once share this many bytes "
+        "between them (the rest wait, 503 after idle_timeout_s), so the decode peak stays "
+        "about sixteen times this value. Big tensors should use the binary extension.",
     )
 
 

@@ -12,6 +12,7 @@ within a deadline, and large bodies must decode within a memory bound.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -247,3 +248,35 @@ def test_a_binary_body_claiming_a_giant_tensor_is_refused_without_allocating(cla
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
+
+
+def test_concurrent_large_json_bodies_decode_within_one_shared_budget(api: ApiServer) -> None:
+    """Many big all-JSON bodies at once are decoded within ``max_json_body_bytes`` between
+    them (the rest wait), so the decode peak does not grow with the number of connections."""
+    count = 40_000  # about 200 KiB of JSON: over the budgeted size
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [count], "datatype": "FP32", "data": [0.5] * count}]}
+    ).encode()
+    seen: list[int] = []
+    hold = api.json_decoding.hold
+
+    def watched(size: int) -> Any:
+        seen.append(size)
+        return hold(size)
+
+    api.json_decoding.hold = watched  # type: ignore[method-assign]
+    capacity, api.json_decoding.capacity = api.json_decoding.capacity, len(body)  # one at a time
+    try:
+        statuses: list[int] = []
+        threads = [
+            threading.Thread(target=lambda: statuses.append(answer(api, body))) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        api.json_decoding.hold = hold  # type: ignore[method-assign]
+        api.json_decoding.capacity = capacity
+    assert seen == [len(body)] * 4 and api.json_decoding.in_use == 0
+    assert statuses == [400] * 4  # "x" is not the model's input: decoded, then refused
