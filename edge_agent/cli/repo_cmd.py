@@ -266,6 +266,7 @@ def status(repo: Path, keys_dir: Path | None, as_json: bool) -> None:
                             "target": m.target_path,
                             "length": m.length,
                             "sha256": m.sha256,
+                            "deltas": [d.as_custom() for d in m.deltas],
                         }
                         for m in report.models
                     ],
@@ -292,10 +293,13 @@ def status(repo: Path, keys_dir: Path | None, as_json: bool) -> None:
         )
     console.print(roles)
     models = Table(title="models")
-    for column in ("name", "release", "version", "bytes", "target"):
+    for column in ("name", "release", "version", "bytes", "target", "deltas"):
         models.add_column(column)
     for m in report.models:
-        models.add_row(m.name, str(m.release), m.manifest_version, str(m.length), m.target_path)
+        deltas = ", ".join(f"from {d.from_release}: {d.length} bytes" for d in m.deltas)
+        models.add_row(
+            m.name, str(m.release), m.manifest_version, str(m.length), m.target_path, deltas
+        )
     console.print(models)
 
 

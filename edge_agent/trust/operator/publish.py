@@ -320,6 +320,8 @@ def repo_status(repo: OperatorRepository) -> RepoStatus:
             )
         )
     models = releases_of(targets.targets)
-    model_paths = {m.target_path for m in models}
+    model_paths = {m.target_path for m in models} | {
+        d.target_path for m in models for d in m.deltas
+    }
     others = sorted(p for p in [*targets.targets, *rollouts.targets] if p not in model_paths)
     return RepoStatus(roles, models, others)

@@ -107,6 +107,15 @@ def test_repo_add_model_flags(repo: OperatorRepository, tmp_path: Path):
     assert result.exit_code == 0, result.output
     (variant,) = json.loads(result.output)["variants"]
     assert [d["from_release"] for d in variant["deltas"]] == [1]
+    status = runner.invoke(cli, ["repo", "status", str(repo.repo_dir), "--json"])
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.output)
+    newest = next(m for m in report["models"] if m["release"] == 2)
+    assert [d["from_release"] for d in newest["deltas"]] == [1]
+    # the delta is listed with its model, not as an unexplained "other" target
+    assert not [p for p in report["other_targets"] if p.endswith(".zst")]
+    table = runner.invoke(cli, ["repo", "status", str(repo.repo_dir)], terminal_width=200)
+    assert table.exit_code == 0 and "from 1:" in table.output, table.output
 
 
 def test_rebuild_from_an_altered_base_is_refused_and_leaves_nothing(tmp_path: Path):
