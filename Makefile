@@ -129,6 +129,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.api
 	$(BIN)/python -m benchmarks.telemetry
 	$(BIN)/python -m benchmarks.footprint
+	$(BIN)/python -m benchmarks.video
 	$(BIN)/python -m benchmarks.delta
 
 docs: venv

@@ -11,7 +11,9 @@ argmax (``HandModel``/``hand_loop`` there). Against it, per frame size:
   top-1 with labels), every frame, as fast as it goes. Target: fps >= the hand loop's.
 * ``decoded``: both on the same frames decoded up front (the pipeline through an in-memory
   source), which leaves the machinery: thread hand-off, preprocessing plan, ``ServedModel``,
-  postprocessing. Target: at most 3 % more time per frame than the hand loop.
+  postprocessing. Target: at most 3 % more time per frame than the hand loop. More rounds
+  (``--decoded-rounds``), and the fastest round of each is reported next to the median: on
+  a shared machine the fastest rounds are the ones the neighbours disturbed least.
 * ``paced``: the pipeline on the file read at its own 30 fps (``realtime: true``): latency
   when the pipeline keeps up, as on a camera.
 * ``rtsp``: a local GStreamer RTSP server streams the clip (30 fps, RTP over TCP); the hand
@@ -24,7 +26,8 @@ ahead. Rounds of hand and pipeline alternate, medians are compared; the machine'
 before and after is printed, since on a shared machine other work takes cores too.
 
 Usage: python -m benchmarks.video [--model digits32/digits32_fp32.tflite] [--seconds 4]
-       [--rounds 3] [--threads 1] [--sizes 720p,1080p] [--rtsp-sizes 720p,1080p]
+       [--rounds 3] [--decoded-rounds 10] [--threads 1] [--sizes 720p,1080p]
+       [--rtsp-sizes 720p,1080p]
 Prints one JSON document.
 """
 
@@ -147,6 +150,7 @@ def summary(elapsed_s: list[float], frames: int) -> dict[str, Any]:
     return {
         "fps": frames / median,
         "ms_per_frame": 1000.0 * median / frames,
+        "ms_per_frame_min": 1000.0 * min(elapsed_s) / frames,
         "ms_per_frame_rounds": [round(1000.0 * s / frames, 4) for s in elapsed_s],
     }
 
@@ -157,6 +161,7 @@ def measure_size(
     hand: HandModel,
     clip: CameraClip,
     rounds: int,
+    decoded_rounds: int,
     rtsp: bool,
 ) -> dict[str, Any]:
     """Every scenario on one clip."""
@@ -190,14 +195,20 @@ def measure_size(
         timed("pipe_file", run.until)
         pipe_file_lat += run.latencies
         pipe_file_stats = run.pipeline.stats()
+    for _ in range(decoded_rounds):
         timed("hand_dec", lambda: hand_loop(hand, decoded, keep_scores=False).elapsed_s)
         run = Run(Pipeline(file_settings, served, DecodedFrames(decoded)))
         timed("pipe_dec", run.until)
     hand_file, pipe_file = summary(wall["hand_file"], n), summary(wall["pipe_file"], n)
     hand_dec, pipe_dec = summary(wall["hand_dec"], n), summary(wall["pipe_dec"], n)
-    for part, key in ((hand_file, "hand_file"), (pipe_file, "pipe_file"), (hand_dec, "hand_dec")):
+    for part, key in (
+        (hand_file, "hand_file"),
+        (pipe_file, "pipe_file"),
+        (hand_dec, "hand_dec"),
+        (pipe_dec, "pipe_dec"),
+    ):
         part["cpu_ms_per_frame"] = 1000.0 * statistics.median(cpu[key]) / n
-    pipe_dec["cpu_ms_per_frame"] = 1000.0 * statistics.median(cpu["pipe_dec"]) / n
+        part["cpu_ms_per_frame_min"] = 1000.0 * min(cpu[key]) / n
     machinery_pct = 100.0 * (pipe_dec["ms_per_frame"] / hand_dec["ms_per_frame"] - 1.0)
     out: dict[str, Any] = {
         "frame_size": [clip.width, clip.height],
@@ -220,8 +231,12 @@ def measure_size(
             "hand_loop": hand_dec,
             "pipeline": pipe_dec,
             "machinery_overhead_pct": machinery_pct,
+            "machinery_overhead_pct_of_fastest_rounds": 100.0
+            * (pipe_dec["ms_per_frame_min"] / hand_dec["ms_per_frame_min"] - 1.0),
             "machinery_cpu_overhead_pct": 100.0
             * (pipe_dec["cpu_ms_per_frame"] / hand_dec["cpu_ms_per_frame"] - 1.0),
+            "machinery_cpu_overhead_pct_of_fastest_rounds": 100.0
+            * (pipe_dec["cpu_ms_per_frame_min"] / hand_dec["cpu_ms_per_frame_min"] - 1.0),
             "target_pct": TARGET_MACHINERY_PCT,
             "met": machinery_pct <= TARGET_MACHINERY_PCT,
         },
@@ -290,6 +305,7 @@ def main() -> None:
     parser.add_argument("--model", default="digits32/digits32_fp32.tflite")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--decoded-rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes", default="720p,1080p")
     parser.add_argument("--rtsp-sizes", default="720p,1080p", help="'' for none")
@@ -320,7 +336,7 @@ def main() -> None:
                 Path(tmp) / f"{size}.mp4", width=width, height=height, seconds=args.seconds
             )
             results[size] = measure_size(
-                size, registry, hand, clip, args.rounds, size in rtsp_sizes
+                size, registry, hand, clip, args.rounds, args.decoded_rounds, size in rtsp_sizes
             )
     backend.close()
     print(
@@ -332,6 +348,7 @@ def main() -> None:
                 "delegate": backend.delegate.name,
                 "threads": args.threads,
                 "rounds": args.rounds,
+                "decoded_rounds": args.decoded_rounds,
                 "clip_seconds": args.seconds,
                 "machine": {
                     "python": platform.python_version(),
