@@ -271,13 +271,15 @@ class CaptureSource:
                 self.counters.state = "reconnecting"
                 return "dropped"
             self.counters.frames_read += 1
-            frame = Frame(image, str(self._index), meta={"position": position})
-            self._index += 1
-            position += 1
             if self._pace:
+                # A file played like a camera: the frame is "captured" when its time comes,
+                # so its timestamp is taken after the wait, not when it was decoded ahead.
                 delay = pacer.wait_s(time.monotonic())
                 if delay > 0 and self._sleep(delay):
                     return "stop"
+            frame = Frame(image, str(self._index), meta={"position": position})
+            self._index += 1
+            position += 1
             if self._live:
                 if not self._limiter.allow(time.monotonic()):
                     self.counters.skipped += 1
