@@ -30,7 +30,7 @@ from edge_agent.errors import HttpError
 from edge_agent.serving import ModelRegistry, ServedModel
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.metrics import ServingMetrics
-from tests.unit.wire.strategies import encode, hostile_text, json_value
+from tests.unit.wire.strategies import encode, field_paths, hostile_text, json_value, replace_at
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
 INFER = "/v2/models/digits/infer"
@@ -95,28 +95,6 @@ def test_random_json_is_answered(api: ApiServer, value: Any) -> None:
     answer(api, encode(value))
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value[:3]):
-            out += _paths(item, (*prefix, index))
-    return out
-
-
-def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {**value, head: _replace(value[head], rest, new)}
-    copy = list(value)
-    copy[head] = _replace(copy[head], rest, new)
-    return copy
-
-
 HOSTILE_FIELD = st.one_of(
     json_value,
     hostile_text,
@@ -143,8 +121,8 @@ HOSTILE_FIELD = st.one_of(
 def test_a_real_request_with_one_hostile_field_is_answered(
     api: ApiServer, pick: int, new: Any
 ) -> None:
-    paths = _paths(GOOD)
-    answer(api, encode(_replace(GOOD, paths[pick % len(paths)], new)))
+    paths = field_paths(GOOD, width=3)
+    answer(api, encode(replace_at(GOOD, paths[pick % len(paths)], new)))
 
 
 @RELAXED
@@ -163,7 +141,11 @@ def test_a_real_binary_request_with_one_hostile_field_is_answered(
         ],
         "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
     }
-    mutated = encode(_replace(header, _paths(header)[pick % len(_paths(header))], new))
+    mutated = encode(
+        replace_at(
+            header, field_paths(header, width=3)[pick % len(field_paths(header, width=3))], new
+        )
+    )
     answer(api, mutated + bytes(size), {HEADER_LENGTH: str(len(mutated))})
 
 

@@ -30,7 +30,7 @@ from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.states import SwapState
 from edge_agent.wire.transitions import SwapEvent
 from tests.fakes import fleet_feed as feed
-from tests.unit.wire.strategies import encode, hostile_text, json_value
+from tests.unit.wire.strategies import encode, field_paths, hostile_text, json_value, replace_at
 
 NOW = 1_800_000_000.0
 MAX_BYTES = IngestSettings().max_payload_bytes
@@ -111,28 +111,6 @@ def test_a_real_message_under_a_hostile_topic_is_stored_or_quarantined(
     ingest_one(store, f"ea/v1/{device}/{CHANNEL[kind]}", REAL[kind])
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value[:4]):
-            out += _paths(item, (*prefix, index))
-    return out
-
-
-def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {**value, head: _replace(value[head], rest, new)}
-    copy = list(value)
-    copy[head] = _replace(copy[head], rest, new)
-    return copy
-
-
 @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(kind=st.sampled_from(sorted(REAL)), pick=st.integers(min_value=0), new=json_value)
 def test_a_real_message_with_one_hostile_field_is_stored_or_quarantined(
@@ -141,8 +119,8 @@ def test_a_real_message_with_one_hostile_field_is_stored_or_quarantined(
     real = REAL[kind]
     head, sep, tail = real.partition(b"\n") if kind == "samples" else (real, b"", b"")
     document = json.loads(head)
-    paths = _paths(document)
-    mutated = encode(_replace(document, paths[pick % len(paths)], new)) + sep + tail
+    paths = field_paths(document)
+    mutated = encode(replace_at(document, paths[pick % len(paths)], new)) + sep + tail
     ingest_one(store, f"ea/v1/cam-1/{CHANNEL[kind]}", mutated)
 
 

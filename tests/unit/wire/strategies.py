@@ -30,3 +30,28 @@ def encode(value: Any) -> bytes:
         return json.dumps(value).encode()
     except ValueError:  # an int too long for str()
         return b"{}"
+
+
+def field_paths(value: Any, width: int = 4, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a field of a real document (the first ``width`` items of each list), for
+    mutating one field at a time."""
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += field_paths(item, width, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:width]):
+            out += field_paths(item, width, (*prefix, index))
+    return out
+
+
+def replace_at(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    """A copy of ``value`` with the field at ``path`` replaced by ``new``."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: replace_at(value[head], rest, new)}
+    copy = list(value)
+    copy[head] = replace_at(copy[head], rest, new)
+    return copy

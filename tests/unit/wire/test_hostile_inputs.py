@@ -31,7 +31,7 @@ from edge_agent.wire import (
     decode_telemetry,
 )
 from tests.fakes import fleet_feed as feed
-from tests.unit.wire.strategies import encode, json_value
+from tests.unit.wire.strategies import encode, field_paths, json_value, replace_at
 
 NOW = 1_800_000_000.0
 
@@ -123,28 +123,6 @@ def test_random_json_is_refused_or_clean(kind: str, value: Any) -> None:
     decode_or_refuse(kind, data)
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value[:4]):
-            out += _paths(item, (*prefix, index))
-    return out
-
-
-def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {**value, head: _replace(value[head], rest, new)}
-    copy = list(value)
-    copy[head] = _replace(copy[head], rest, new)
-    return copy
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(sorted(REAL)), pick=st.integers(min_value=0), new=json_value)
 def test_a_real_document_with_one_hostile_field_is_refused_or_clean(
@@ -153,8 +131,8 @@ def test_a_real_document_with_one_hostile_field_is_refused_or_clean(
     real = REAL[kind]
     head, sep, tail = real.partition(b"\n") if kind == "sample" else (real, b"", b"")
     document = json.loads(head)
-    paths = _paths(document)
-    mutated = _replace(document, paths[pick % len(paths)], new)
+    paths = field_paths(document)
+    mutated = replace_at(document, paths[pick % len(paths)], new)
     decode_or_refuse(kind, encode(mutated) + sep + tail)
 
 
