@@ -56,6 +56,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 5 s (nothing when it is not running)."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 def mosquitto_binary() -> str | None:
     """Path of the mosquitto binary (Debian puts it in /usr/sbin, often not on PATH)."""
     found = shutil.which("mosquitto")
@@ -126,13 +138,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 class EmbeddedBroker:

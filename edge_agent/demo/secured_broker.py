@@ -31,7 +31,7 @@ from pathlib import Path
 
 from edge_agent._fs import write_atomically
 from edge_agent.config import BrokerSettings
-from edge_agent.demo.broker import free_port, mosquitto_binary, wait_for_port
+from edge_agent.demo.broker import free_port, mosquitto_binary, stop_process, wait_for_port
 from edge_agent.errors import ConfigError, TransportError
 from edge_agent.fleet.provision import PasswordFile, password_entry
 from edge_agent.fleet.tls import Authority, make_authority
@@ -218,13 +218,7 @@ class SecuredMosquitto:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def prepare_secured_mosquitto(
