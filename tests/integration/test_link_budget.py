@@ -132,3 +132,18 @@ def test_models_pull_honours_max_rate_kbps(tmp_path: Path, mosquitto: Broker):
         capped = pull("cli-capped", "--max-rate-kbps", "1600")
         paced_s = (release.length - LinkBudget(200_000.0).burst_bytes) / 200_000
         assert capped - free >= 0.8 * paced_s, f"{capped:.1f} s vs {free:.1f} s uncapped"
+
+
+def test_a_window_that_starts_below_one_range_still_fetches_metadata(
+    tmp_path: Path, mosquitto: Broker
+):
+    """Regression: metadata (size unknown) was asked for in ranges of ``chunks_per_request``;
+    a window starting smaller (1 MiB of 256 KiB chunks = 4 < 8) never had room, and the
+    refresh hung until its deadline."""
+    settings = FetchSettings(chunk_bytes=256 * 1024, window=16, chunks_per_request=8)
+    with delivery_env(tmp_path, mosquitto.url) as env:
+        release = env.publish(MODELS / "digits" / "digits_fp32.onnx")
+        device = env.device(settings=settings.model_copy(update={"deadline_s": 10}))
+        with device.updater() as updater:
+            path, _ = updater.download_latest("digits")
+        assert path.stat().st_size == release.length

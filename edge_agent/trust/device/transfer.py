@@ -119,7 +119,6 @@ class ChunkTransfer:
         self._total = total
         self._max_total = max_total
         first = range(self._count(total)) if total is not None else range(run)
-        self._first_run = run
         self._pending = deque(i for i in first if i not in self._skip)
         inbox: queue.Queue[ChunkResponse] = queue.Queue(maxsize=self.settings.window * 4)
         generation = self.link.generation
@@ -181,7 +180,7 @@ class ChunkTransfer:
             return  # requests sent now would sit in paho's queue; wait for the reconnect
         settings, pending = self.settings, self._pending
         window = self.window.window
-        run = settings.run_for(window) if self._total is not None else self._first_run
+        run = settings.run_for(window)  # never more than the window holds: it may be small
         if self.budget is not None and self.budget.max_bytes_per_s is not None:
             # under a rate cap a range is at most the budget's burst, so the cap holds over
             # a short transfer too (one big range would arrive at link speed, then wait)

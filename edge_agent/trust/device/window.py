@@ -56,7 +56,7 @@ class WindowControl:
     ) -> None:
         """``floor`` and ``cap`` bound the window in chunks; it starts at ``initial``.
 
-        ``initial`` defaults to 16 chunks (1 MiB of 64 KiB; within floor and cap): enough to
+        ``initial`` defaults to 1 MiB worth of chunks (within floor and cap): enough to
         measure a rate and to start a fast link near its speed, and a queue a slow link drains
         within the first range timeout (4 s at 2 Mbit/s, under ``chunk_timeout_s``).
         """
@@ -65,7 +65,9 @@ class WindowControl:
         self.chunk_bytes = chunk_bytes
         self.floor, self.cap, self.gain = floor, cap, gain
         self.allowance_s = allowance_s
-        self.window = min(cap, max(floor, initial if initial is not None else 16))
+        if initial is None:
+            initial = max(1, (1 << 20) // chunk_bytes)
+        self.window = min(cap, max(floor, initial))
         self._rtt_window_s = rtt_window_s
         self._rtts: deque[_Sample] = deque()
         self._rates: deque[float] = deque(maxlen=rate_intervals)

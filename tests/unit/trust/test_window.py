@@ -55,6 +55,7 @@ def test_the_window_settles_near_twice_bandwidth_times_round_trip(rate, rtt):
 def test_the_window_starts_small_and_grows_to_a_fast_long_link():
     control = WindowControl(CHUNK, floor=4, cap=256)
     assert control.window == 16  # 1 MiB: a slow link drains it within one range timeout
+    assert WindowControl(256 * 1024, floor=2, cap=16).window == 4  # 1 MiB of bigger chunks
     drive(control, rate=12.5e6, rtt=0.1, seconds=5)
     assert control.window > 16 * 2  # more than the old fixed 16 x 256 KiB could carry
 
