@@ -84,6 +84,13 @@ def monitor() -> None:
     help="Distinct model names one device may ever have stored.",
 )
 @click.option(
+    "--max-devices",
+    default=_SETTINGS.max_devices or 0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Device ids the database may hold (0: no limit); messages from more are quarantined.",
+)
+@click.option(
     "--max-alerts-per-device",
     default=_RULES.max_alerts_per_device,
     show_default=True,
@@ -104,6 +111,7 @@ def serve(
     overheat_c: float,
     device_rate: float,
     max_models_per_device: int,
+    max_devices: int,
     max_alerts_per_device: int,
 ) -> None:
     """Ingest the fleet's reports from BROKER into DB and serve the dashboard until Ctrl-C.
@@ -120,6 +128,7 @@ def serve(
         webhook_url=webhook,
         ingest=ingest,
         max_models_per_device=max_models_per_device,
+        max_devices=max_devices or None,
         rules=AlertRules(
             latency_slo_ms=latency_slo_ms,
             battery_low_pct=battery_low_pct,

@@ -301,6 +301,69 @@ def test_a_device_inventing_10000_model_names_gets_at_most_the_cap_of_models_and
         monitor.stop()
 
 
+def test_a_flood_of_invented_device_ids_keeps_devices_and_alerts_bounded(
+    mosquitto: Broker, device: MqttClient, database: Database
+) -> None:
+    """Regression (issue 12 soak): every invented device id whose status decoded got a device
+    row and, once silent, an offline alert (203 in 30 minutes), with no bound. Now the store
+    holds at most ``max_devices`` ids; messages from further ids are dead letters
+    (``device_limit``), one fleet-wide alert says so, and known devices keep being stored."""
+    config = settings("q-invented", device_rate_per_s=None)
+    config.max_devices = 20
+    later = {"now": 0.0}
+    monitor = Monitor(
+        database.url, mosquitto.url, config, clock=lambda: time.time() + later["now"]
+    ).start()
+    status_topic = topics.device_topic
+    try:
+        known = [f"known-{d}" for d in range(3)]
+        publish_all(
+            device, [(status_topic(d, DeviceChannel.STATUS), feed.status(d)) for d in known]
+        )
+        wait_for(lambda: monitor.stats()["received_total"] >= 3, 15)
+        assert monitor.wait_idle(15)
+        invented = [f"invented-{i:04d}" for i in range(300)]
+        flood = [(status_topic(d, DeviceChannel.STATUS), feed.status(d)) for d in invented]
+        flood += [(tele(d), feed.telemetry(d, 1)) for d in invented[:100]]
+        calm = [(tele(d), feed.telemetry(d, i)) for d in known for i in (1, 2)]
+        publish_all(device, flood[:200] + calm + flood[200:])
+        total = 3 + len(flood) + len(calm)
+        wait_for(lambda: monitor.stats()["received_total"] >= total, 30)
+        assert monitor.wait_idle(15)
+        assert count(monitor, "SELECT COUNT(*) AS n FROM devices") == 20
+        assert (
+            count(
+                monitor,
+                "SELECT COUNT(*) AS n FROM telemetry WHERE substr(device_id, 1, 6) = 'known-'",
+            )
+            == 6
+        )
+        stored = count(
+            monitor, "SELECT COUNT(*) AS n FROM devices WHERE substr(device_id, 1, 9) = 'invented-'"
+        )
+        assert stored == 17
+        stats = monitor.stats()
+        assert stats["quarantined"]["device_limit"] == len(flood) - stored - count(
+            monitor,
+            "SELECT COUNT(*) AS n FROM telemetry WHERE substr(device_id, 1, 9) = 'invented-'",
+        )
+        assert recent_dead_letters(monitor.store)["by_reason"]["device_limit"] > 0
+        # a known device is still ingested after the limit is reached
+        publish_all(device, [(tele("known-0"), feed.telemetry("known-0", 3))])
+        wait_for(lambda: monitor.stats()["received_total"] >= total + 1, 15)
+        assert monitor.wait_idle(15)
+        assert (
+            count(monitor, "SELECT COUNT(*) AS n FROM telemetry WHERE device_id = 'known-0'") == 3
+        )
+        later["now"] = 3600.0  # every device has gone silent an hour ago
+        changes = monitor.evaluate_alerts()
+        rules = sorted(c["rule"] for c in changes)
+        assert rules.count("device_offline") == 20
+        assert rules.count("device_limit") == 1 and len(rules) == 21
+    finally:
+        monitor.stop()
+
+
 def test_a_dead_letter_carrying_markup_is_shown_as_text_on_the_dashboard(
     mosquitto: Broker, device: MqttClient, tmp_path: Any
 ) -> None:

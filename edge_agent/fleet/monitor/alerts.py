@@ -1,9 +1,10 @@
 """Alert rules and their evaluation against the store.
 
 Rules: drift alarm, latency SLO breach, battery low, overheating, device offline, rollout
-failure. Rules are pure functions from stored data to *conditions*; the
-:class:`AlertEvaluator` fetches the data, turns conditions into firing / resolved alerts in the
-store and hands each change to the delivery sinks (:mod:`edge_agent.fleet.monitor.delivery`).
+failure, device limit reached (fleet-wide). Rules are pure functions from stored data to
+*conditions*; the :class:`AlertEvaluator` fetches the data, turns conditions into firing /
+resolved alerts in the store and hands each change to the delivery sinks
+(:mod:`edge_agent.fleet.monitor.delivery`).
 
 Several monitor instances may evaluate the same database: the alert row's unique key decides
 which instance opened (or resolved) it, and only that one delivers, so a webhook sees each
@@ -183,6 +184,27 @@ def rollout_conditions(
     return out
 
 
+def device_limit_conditions(devices: int, limit: int | None) -> list[Condition]:
+    """One fleet-wide alert while the store holds its ``max_devices``. Pure.
+
+    Messages from further device ids are quarantined (``device_limit`` dead letters) rather
+    than stored, so this is the one alert a flood of invented ids raises, not one per id.
+    """
+    if limit is None or devices < limit:
+        return []
+    return [
+        Condition(
+            "device_limit",
+            "device_limit",
+            None,
+            None,
+            "critical",
+            f"device limit reached: the monitor holds {devices} devices (max_devices {limit}); "
+            "messages from new device ids are quarantined, not stored",
+        )
+    ]
+
+
 _SEVERITY_ORDER = {"critical": 0, "warning": 1}
 
 
@@ -242,7 +264,9 @@ def collect_conditions(store: Store, rules: AlertRules, now: float) -> list[Cond
         "GROUP BY device_id, model) m ON e.device_id = m.device_id AND e.model = m.model "
         "AND e.time = m.t WHERE e.kind = 'rollout'"
     )
+    known = int(store.rows("SELECT COUNT(*) AS n FROM devices")[0]["n"])
     return [
+        *device_limit_conditions(known, store.max_devices),
         *drift_conditions(drift),
         *latency_conditions(latency, rules),
         *sensor_conditions(sensors, rules),

@@ -191,6 +191,7 @@ class Ingestor:
         )
         self._enqueued = 0
         self._processed = 0
+        self._limit_warned = -3600.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -391,7 +392,26 @@ class Ingestor:
                     self._letter(item, rows[0].device_id, "store_error", str(exc))
                     for (item, rows), exc in poison
                 ]
-                self.store.write_dead_letters(letters + refused, self.settings.dead_letters_kept)
+                unknown: set[str] = set()
+                for result in results:
+                    unknown |= result.refused_devices
+                limited = [
+                    (item, rows[0].device_id)
+                    for item, rows in groups
+                    if rows[0].device_id in unknown
+                ]
+                over = [
+                    self._letter(
+                        item,
+                        device,
+                        "device_limit",
+                        f"the monitor holds its limit of {self.store.max_devices} devices",
+                    )
+                    for item, device in limited
+                ]
+                self.store.write_dead_letters(
+                    letters + refused + over, self.settings.dead_letters_kept
+                )
                 break
             except StoreError as exc:
                 self.stats.write_errors += 1
@@ -402,10 +422,21 @@ class Ingestor:
                     return None
         for letter in letters:
             self.stats.quarantined[letter.reason] += 1
+        if limited:
+            self.stats.quarantined["device_limit"] += len(limited)
+            if time.monotonic() - self._limit_warned >= 60:  # a flood: one warning a minute
+                self._limit_warned = time.monotonic()
+                log.warning(
+                    "device limit (%s) reached: %d messages from %d new device ids quarantined",
+                    self.store.max_devices,
+                    len(limited),
+                    len(unknown),
+                )
         for (item, _rows), error in poison:
             self.stats.quarantined["store_error"] += 1
             log.warning("quarantined a message on %s the database refused: %s", item.topic, error)
         refused_ids = {id(item) for (item, _rows), _exc in poison}
+        refused_ids.update(id(item) for item, _device in limited)
         rows = [r for item, rs in groups if id(item) not in refused_ids for r in rs]
         return results, rows
 

@@ -26,6 +26,7 @@ from edge_agent.fleet.monitor.http import MonitorHttp
 from edge_agent.fleet.monitor.ingest import Ingestor, IngestSettings
 from edge_agent.fleet.monitor.metrics import MonitorCollector, make_registry, render
 from edge_agent.fleet.monitor.store import Store, open_store
+from edge_agent.fleet.monitor.store.base import MAX_DEVICES
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class MonitorSettings:
     max_device_series: int = 200
     max_models_per_device: int = 64
     """Distinct model names one device may ever have stored; rows naming more are dropped."""
+    max_devices: int | None = MAX_DEVICES
+    """Device ids the database may hold (None: no limit); messages from further ids become
+    ``device_limit`` dead letters and one ``device_limit`` alert fires."""
     sqlite_synchronous: str = "NORMAL"
 
 
@@ -84,6 +88,7 @@ class Monitor:
         s = self.settings
         self.store = open_store(self.db_url, sqlite_synchronous=s.sqlite_synchronous)
         self.store.max_models_per_device = s.max_models_per_device
+        self.store.max_devices = s.max_devices
         try:
             self.ingestor = Ingestor(self.broker_url, self.store, s.ingest)
             sinks: list[Notify] = list(self._extra_sinks)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.fleet.monitor.alerts import Condition, cap_conditions
+from edge_agent.fleet.monitor.alerts import Condition, cap_conditions, device_limit_conditions
 from edge_agent.fleet.monitor.metrics import OTHER, fold_versions
-from edge_agent.fleet.monitor.payloads import parse_message
+from edge_agent.fleet.monitor.payloads import Row, parse_message
 from edge_agent.fleet.monitor.quarantine import (
     DeviceRateLimiter,
     admit_models,
@@ -127,6 +127,39 @@ def test_store_caps_model_names_per_device_across_batches(tmp_path: Path) -> Non
         assert [r["model"] for r in store.rows("SELECT model FROM device_models")] == ["a"]
     finally:
         store.close()
+
+
+def test_store_admits_known_devices_and_at_most_max_devices_new_ones(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    store.max_devices = 4
+    try:
+
+        def rows(device: str, seq: int) -> list[Row]:
+            payload = feed.telemetry(device, seq)
+            return parse_message(f"ea/v1/{device}/telemetry", payload, NOW, 1 << 20).rows
+
+        assert not store.write_batch(rows("known", 1), NOW).refused_devices
+        batch = [r for i in range(10) for r in rows(f"new-{i}", 1)] + rows("known", 2)
+        result = store.write_batch(batch, NOW)
+        assert result.refused_devices == {f"new-{i}" for i in range(3, 10)}
+        devices = store.rows("SELECT device_id FROM devices ORDER BY device_id")
+        assert [r["device_id"] for r in devices] == ["known", "new-0", "new-1", "new-2"]
+        store._known_devices.clear()  # a restarted monitor asks the database again
+        again = store.write_batch(rows("new-1", 2) + rows("new-9", 2) + rows("known", 3), NOW)
+        assert again.refused_devices == {"new-9"}
+        assert len(store.rows("SELECT * FROM telemetry WHERE device_id = 'known'")) == 3
+        store.max_devices = None
+        assert not store.write_batch(rows("new-9", 3), NOW).refused_devices
+    finally:
+        store.close()
+
+
+def test_the_device_limit_is_one_fleet_wide_alert() -> None:
+    assert device_limit_conditions(3, 4) == []
+    assert device_limit_conditions(5, None) == []
+    (condition,) = device_limit_conditions(4, 4)
+    assert condition.key == "device_limit" and condition.device_id is None
+    assert "device limit reached" in condition.message
 
 
 def test_dead_letter_table_keeps_the_newest_rows(tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ MAX_MODELS_PER_DEVICE = 64
 """Distinct model names one device may ever have stored (as many as a status may list)."""
 DEAD_LETTERS_KEPT = 1000
 """Newest quarantined messages kept in ``dead_letters``."""
+MAX_DEVICES = 10_000
+"""Device ids the ``devices`` table may hold; records from further ids are refused, so a client
+inventing ids on an anonymous broker cannot grow the table or open an alert per id."""
 
 
 class StoreError(EdgeAgentError):
@@ -55,6 +58,8 @@ class WriteResult:
     by_table: dict[str, int] = field(default_factory=dict)
     capped: int = 0
     """Rows not stored because they name a model beyond the device's cap."""
+    refused_devices: set[str] = field(default_factory=set)
+    """Device ids not stored: new to the database while it holds ``max_devices`` already."""
 
 
 _INSERTS: dict[type, tuple[str, str, tuple[str, ...]]] = {
@@ -178,6 +183,10 @@ class Store(ABC):
         self.max_models_per_device = MAX_MODELS_PER_DEVICE
         self._model_names: dict[str, set[str]] = {}
         """device -> its admitted model names (the writer's cache of ``device_model_names``)."""
+        self.max_devices: int | None = MAX_DEVICES
+        """Most device ids stored (None: no limit); see :meth:`_admit_devices`."""
+        self._known_devices: set[str] = set()
+        """Device ids known to be in ``devices`` (the writer's cache; bounded by the table)."""
 
     # -- connections (backend-specific) ----------------------------------------------------
 
@@ -293,6 +302,7 @@ class Store(ABC):
             admitted: dict[str, set[str]] = {}
             try:
                 self._begin(conn)
+                rows = self._admit_devices(cur, rows, result)
                 rows = self._cap_models(cur, rows, admitted, result)
                 statuses: dict[str, StatusRow] = {}
                 grouped: dict[type, list[Row]] = {}
@@ -326,7 +336,42 @@ class Store(ABC):
                 cur.close()
             for device, names in admitted.items():
                 self._model_names[device] = names  # only once committed
+            if len(self._known_devices) > 2 * (self.max_devices or 100_000):
+                self._known_devices.clear()  # devices removed by an operator: start over
+            self._known_devices.update(r.device_id for r in rows)
         return result
+
+    def _admit_devices(self, cur: Any, rows: Sequence[Row], result: WriteResult) -> list[Row]:
+        """``rows`` without those of device ids new to a database at ``max_devices``.
+
+        Known ids (in ``devices``) are always admitted; new ids are admitted in sorted order
+        while the table holds fewer than ``max_devices``; the rest go to
+        ``result.refused_devices``. Checked inside the write transaction, so one instance never
+        overshoots; several instances sharing a database may overshoot by one batch each.
+        """
+        wanted = {row.device_id for row in rows} - self._known_devices
+        if self.max_devices is None or not wanted:
+            return list(rows)
+        unknown = sorted(wanted)
+        found: set[str] = set()
+        for start in range(0, len(unknown), 500):
+            part = unknown[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            cur.execute(
+                self.sql(f"SELECT device_id FROM devices WHERE device_id IN ({marks})"), part
+            )
+            found.update(str(r[0]) for r in cur.fetchall())
+        self._known_devices.update(found)
+        new = [d for d in unknown if d not in found]
+        if not new:
+            return list(rows)
+        cur.execute("SELECT COUNT(*) FROM devices")
+        room = max(self.max_devices - int(cur.fetchone()[0]), 0)
+        refused = set(new[room:])
+        if not refused:
+            return list(rows)
+        result.refused_devices |= refused
+        return [row for row in rows if row.device_id not in refused]
 
     def _cap_models(
         self,
