@@ -64,6 +64,14 @@ def registry() -> None:
     help="Chunks a device may ask for at once.",
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=_DEFAULTS.workers, show_default=True)
+@click.option(
+    "--tracked-devices",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.tracked_devices,
+    show_default=True,
+    help="Devices whose rate buckets and served counts are remembered (least recently used "
+    "out first); set it above the fleet's size.",
+)
 def serve(
     repo_dir: Path,
     broker: BrokerSettings,
@@ -73,6 +81,7 @@ def serve(
     rate: float,
     burst: int,
     workers: int,
+    tracked_devices: int,
 ) -> None:
     """Answer chunk requests from REPO until SIGINT/SIGTERM; announce new versions."""
     OperatorRepository(repo_dir)  # fails clearly when REPO is not a repository
@@ -87,6 +96,7 @@ def serve(
         rate_per_device=rate,
         burst_per_device=burst,
         workers=workers,
+        tracked_devices=tracked_devices,
     )
     stop = threading.Event()
 

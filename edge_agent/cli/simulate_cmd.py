@@ -21,6 +21,35 @@ from edge_agent.cli._broker import broker_options
 from edge_agent.config import BrokerSettings
 
 
+def credential_files(directory: Path, device_ids: list[str]) -> dict[str, Path]:
+    """Each device's password file in ``directory``; a usage error naming those missing.
+
+    Two layouts are read: ``DIR/DEVICE_ID.pw`` (what the demo and the secured-broker fixture
+    write, one file per broker user) and ``DIR/DEVICE_ID/broker-password`` (what
+    ``fleet provision --out DIR`` makes). A missing file is an error before anything connects:
+    a simulator that silently ran with fewer devices would skew whatever it measures.
+    """
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for device_id in device_ids:
+        for candidate in (directory / f"{device_id}.pw", directory / device_id / "broker-password"):
+            if candidate.is_file():
+                found[device_id] = candidate
+                break
+        else:
+            missing.append(device_id)
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise click.UsageError(
+            f"--device-credentials {directory}: no password file for {len(missing)} of "
+            f"{len(device_ids)} devices ({shown}); expected DEVICE_ID.pw or "
+            "DEVICE_ID/broker-password (as fleet provision makes) for every device id"
+        )
+    return found
+
+
 @click.command("simulate")
 @broker_options()
 @click.option(
@@ -119,6 +148,12 @@ from edge_agent.config import BrokerSettings
     type=click.FloatRange(0, 24, max_open=True),
     help="Hour of the simulated day at start [default: the real UTC time of day].",
 )
+@click.option(
+    "--device-credentials",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Each device logs in as itself (user = device id) with the password in "
+    "DIR/DEVICE_ID.pw or DIR/DEVICE_ID/broker-password; --broker-ca-file still applies.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
 def simulate(
@@ -144,6 +179,7 @@ def simulate(
     drift_fraction: float,
     time_scale: float,
     start_hour: float | None,
+    device_credentials: Path | None,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -152,7 +188,8 @@ def simulate(
     Each device publishes status (retained, with a last will when it has its own
     connection), telemetry and rollout transitions, and follows `rollouts/<group>.json`.
     Battery devices and drift episodes are judged by the agent's own power policy and drift
-    detector (see docs/rollouts.md).
+    detector (see docs/rollouts.md). With --device-credentials each device connects as its
+    own broker user, as on a secured site.
     """
     from edge_agent.fleet.simulator import FaultSettings, FleetSimulator, SimulatorSettings
     from edge_agent.fleet.simulator.drift import DriftEpisodes
@@ -182,6 +219,25 @@ def simulate(
         time_scale=time_scale,
         start_hour=start_hour,
     )
+    device_broker = None
+    if device_credentials is not None:
+        if broker.username or broker.password_file:
+            raise click.UsageError(
+                "--device-credentials logs each device in as itself: leave out "
+                "--broker-username and --broker-password-file"
+            )
+        if devices_per_connection > 1:
+            raise click.UsageError(
+                "--device-credentials needs one connection per device: "
+                "--devices-per-connection must be 1"
+            )
+        files = credential_files(device_credentials, settings.device_ids())
+
+        def device_broker(device_id: str) -> BrokerSettings:
+            return broker.model_copy(
+                update={"username": device_id, "password_file": files[device_id]}
+            )
+
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -190,7 +246,13 @@ def simulate(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with tempfile.TemporaryDirectory(prefix="edge-agent-sim-") as scratch:
-            simulator = FleetSimulator(broker, root_json, workdir or Path(scratch), settings)
+            simulator = FleetSimulator(
+                broker,
+                root_json,
+                workdir or Path(scratch),
+                settings,
+                device_broker=device_broker,
+            )
             with simulator:
                 if not as_json:
                     click.echo(

@@ -443,3 +443,48 @@ def test_every_component_works_with_its_own_user(site: SecuredBroker, tmp_path: 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def test_fleet_simulate_logs_each_device_in_as_itself(site: SecuredBroker, connect, tmp_path: Path):
+    """`fleet simulate --device-credentials DIR`: every simulated device connects with its own
+    user and password file (DIR/DEVICE_ID.pw) and publishes its status under the shipped ACL,
+    which lets a user write only its own device's topics."""
+    from edge_agent.trust.operator.repository import OperatorRepository
+
+    ids = [f"persim-{i:04d}" for i in range(3)]
+    for device in ids:
+        site.add_user(device)
+    site.reload()
+    OperatorRepository.init(tmp_path / "repo", tmp_path / "keys")
+    root_json = tmp_path / "repo" / "metadata" / "1.root.json"
+    # no registry runs here: clear a notification an earlier test's registry left retained (the
+    # devices would wait for a refresh nobody answers before they stop)
+    connect("registry").publish(topics.registry_notify(), b"", qos=1, retain=True).wait_for_publish(
+        5
+    )
+    statuses = _receiver(connect("monitor"), topics.all_devices(DeviceChannel.STATUS))
+    run = subprocess.run(
+        _edge_agent(
+            *("fleet", "simulate", "--root", str(root_json), "--devices", str(len(ids))),
+            *("--prefix", "persim", "--duration", "3", "--json"),
+            *("--broker", site.tls_url, "--broker-ca-file", str(site.authority.cert)),
+            *("--device-credentials", str(site.clients_dir)),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout)["connections"] == len(ids)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 10
+    while not set(ids) <= seen and time.monotonic() < deadline:
+        try:
+            message = statuses.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.add(json.loads(message.payload)["device_id"])
+    assert set(ids) <= seen  # each status got past the ACL, so each was sent by its own user
+    log = site.log()
+    for device in ids:
+        assert f"as {device} (" in log, device  # the connection is named after its user

@@ -83,7 +83,10 @@ def test_operator_command_defaults_are_their_settings_defaults():
     assert serve["device_rate"].default == IngestSettings().device_rate_per_s
     assert serve["max_models_per_device"].default == MonitorSettings().max_models_per_device
     assert serve["max_alerts_per_device"].default == rules.max_alerts_per_device
-    assert _options(registry.commands["serve"])["workers"].default == RegistrySettings().workers
+    assert serve["max_devices"].default == MonitorSettings().max_devices
+    registry_serve = _options(registry.commands["serve"])
+    assert registry_serve["workers"].default == RegistrySettings().workers
+    assert registry_serve["tracked_devices"].default == RegistrySettings().tracked_devices
 
 
 def test_convert_defaults_are_the_option_classes_defaults():
