@@ -88,10 +88,16 @@ def judge_shadow(evidence: Evidence, gates: SwapGateSettings) -> tuple[bool, str
             f"agreement with the active version {agreement:.2%} < {gates.min_agreement:.2%}",
         )
     candidate_p95, active_p95 = summary["candidate_p95_ms"], summary["active_p95_ms"]
+    timed = min(len(evidence.candidate_latencies_s or ()), len(evidence.active_latencies_s or ()))
+    if timed < gates.min_samples:  # a p95 of one or two frames is noise, not a verdict
+        return True, (
+            f"passed: agreement {agreement:.2%}, error rate {error_rate:.2%}; latency not "
+            f"judged: {timed} timed inferences of each version, {gates.min_samples} needed"
+        )
     if (
         candidate_p95 is not None
         and active_p95
-        and (candidate_p95 > gates.max_latency_ratio * active_p95)
+        and candidate_p95 > (gates.max_latency_ratio * active_p95)
     ):
         return False, (
             f"latency p95 {candidate_p95:.2f} ms > {gates.max_latency_ratio}x the "

@@ -1,9 +1,11 @@
 """Health-gated hot swap: shadow-check a candidate version, activate it, watch it, roll back.
 
 1. The candidate is loaded beside the active version (by the caller).
-2. Shadow check: the buffered recent requests are replayed on it, then live traffic is mirrored
-   to it for ``shadow_seconds`` on a background thread (bounded queue: under load mirror
-   requests are dropped, never the live ones). Agreement, errors and latency are compared.
+2. Shadow check: both versions are warmed up (untimed), then the buffered recent requests are
+   replayed on the candidate and on the active version in turn, each pair timed on the same
+   input in the same moment; then live traffic is mirrored to the candidate for
+   ``shadow_seconds`` on a background thread (bounded queue: under load mirror requests are
+   dropped, never the live ones). Agreement, errors and latency are compared.
 3. Pass: ``ServedModel.swap`` makes it active (requests in flight finish on the old version);
    the old version stays loaded as the rollback target. Fail: the candidate is closed.
 4. Watch: for ``watch_seconds`` the new version's errors and latency are judged; a breach swaps
@@ -28,6 +30,7 @@ import numpy as np
 
 from edge_agent.config import SwapGateSettings
 from edge_agent.errors import ModelError
+from edge_agent.runtime.timing import take_queue_wait
 from edge_agent.serving.gates import Evidence, judge_shadow, judge_watch, outputs_agree
 from edge_agent.serving.served import InferenceResult, LoadedVersion, ServedModel
 from edge_agent.wire.states import SwapState
@@ -35,6 +38,10 @@ from edge_agent.wire.states import SwapState
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+
+WARMUP_RUNS = 2
+"""Untimed inferences on each version before its shadow timing: a freshly loaded model's first
+runs allocate and compile, and timing them let a lighter candidate lose the latency gate."""
 
 
 @dataclass
@@ -73,6 +80,8 @@ class SwapController:
         self.last_verdict: Verdict | None = None
         self._watch: _Watch | None = None
         self._lock = threading.RLock()
+        self.lock = self._lock
+        """Held by a caller whose steps must not interleave with another swap (re-entrant)."""
         served.add_observer(self._observe)
         served.add_error_observer(self._observe_error)
 
@@ -106,8 +115,9 @@ class SwapController:
             started = f"shadow check started ({why})" if why else "shadow check started"
             self._emit(SwapState.SHADOW, candidate.version, started)
             evidence = Evidence(candidate_latencies_s=[], active_latencies_s=[])
+            live: list[float] = []
             self._replay_buffer(candidate, evidence)
-            self._mirror_live(candidate, evidence)
+            self._mirror_live(candidate, evidence, live)
             ok, reason = judge_shadow(evidence, self.gates)
             judged = evidence.compared + evidence.errors >= self.gates.min_samples
             verdict = Verdict(ok, reason, evidence.summary(), conclusive=judged)
@@ -121,7 +131,7 @@ class SwapController:
             if self.previous is not None:
                 self.previous.drain_and_close()
             self.previous = old
-            baseline = evidence.p95_ms(evidence.active_latencies_s)
+            baseline = evidence.p95_ms(live)  # the watch times live requests, queue included
             self._watch = _Watch(candidate.version, baseline, self.gates, self._rollback_from_watch)
             self._emit(SwapState.ACTIVE, candidate.version, reason, verdict.evidence)
             return verdict
@@ -159,6 +169,12 @@ class SwapController:
             self._emit(SwapState.ACTIVE, restored.version, reason, {"replaced": left.version})
             return restored
 
+    @property
+    def watching(self) -> str | None:
+        """The version whose watch window runs now, or None."""
+        watch = self._watch
+        return watch.version if watch is not None and not watch.expired() else None
+
     def refuse(self, version: str, reason: str) -> None:
         """Report a candidate refused before its shadow check (it did not even load)."""
         self._emit(SwapState.REJECTED, version, reason)
@@ -182,10 +198,31 @@ class SwapController:
     # -- internals ---------------------------------------------------------------------------
 
     def _replay_buffer(self, candidate: LoadedVersion, evidence: Evidence) -> None:
-        for inputs, active_outputs in list(self._recent):
-            self._compare(candidate, inputs, active_outputs, None, evidence)
+        """Replay the recent requests on the candidate and on the active version, in turn.
 
-    def _mirror_live(self, candidate: LoadedVersion, evidence: Evidence) -> None:
+        Each pair is timed on the same input within moments of each other, so the latency gate
+        compares like with like even when live traffic is thin (paced to 2 frames/s when the
+        power policy starts saving) or the machine is busy; the candidate is judged against
+        the active version's answers now, not the buffered ones of whichever version served
+        then.
+        """
+        recent = list(self._recent)
+        if not recent:
+            return
+        active = self.served.active
+        for version in (candidate, active):
+            for _ in range(WARMUP_RUNS):
+                with contextlib.suppress(Exception):  # a failing candidate fails when timed
+                    version.backend.run(recent[0][0])
+                take_queue_wait()
+        for inputs, buffered in recent:
+            try:
+                outputs, latency = _timed(active, inputs)
+            except Exception:  # the active version's trouble is no evidence on the candidate
+                outputs, latency = buffered, None
+            self._compare(candidate, inputs, outputs, latency, evidence)
+
+    def _mirror_live(self, candidate: LoadedVersion, evidence: Evidence, live: list[float]) -> None:
         if self.gates.shadow_seconds <= 0:
             return
         mirror: queue.Queue[tuple[Mapping[str, np.ndarray], InferenceResult]] = queue.Queue(64)
@@ -197,7 +234,9 @@ class SwapController:
                     inputs, result = mirror.get(timeout=min(remaining, 0.1))
                 except queue.Empty:
                     continue
-                self._compare(candidate, inputs, result.outputs, result.latency_s, evidence)
+                live.append(result.latency_s)
+                compute_s = max(0.0, result.latency_s - result.queue_s)
+                self._compare(candidate, inputs, result.outputs, compute_s, evidence)
         finally:
             self._mirror = None
 
@@ -209,15 +248,14 @@ class SwapController:
         active_latency: float | None,
         evidence: Evidence,
     ) -> None:
-        start = time.perf_counter()
         try:
-            outputs = candidate.backend.run(inputs)
+            outputs, latency = _timed(candidate, inputs)
         except Exception as exc:  # a failing candidate is evidence, not a crash
             evidence.errors += 1
             log.info("candidate %s failed a shadow inference: %s", candidate.version, exc)
             return
         assert evidence.candidate_latencies_s is not None
-        evidence.candidate_latencies_s.append(time.perf_counter() - start)
+        evidence.candidate_latencies_s.append(latency)
         if active_latency is not None and evidence.active_latencies_s is not None:
             evidence.active_latencies_s.append(active_latency)
         evidence.compared += 1
@@ -252,6 +290,16 @@ class SwapController:
             self._on_event(event)
         except Exception:
             log.exception("swap event listener failed")
+
+
+def _timed(
+    version: LoadedVersion, inputs: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], float]:
+    """Run one inference; its compute time, without waiting for a backend busy elsewhere."""
+    take_queue_wait()
+    start = time.perf_counter()
+    outputs = version.backend.run(inputs)
+    return outputs, max(0.0, time.perf_counter() - start - take_queue_wait())
 
 
 class _Watch:
