@@ -152,7 +152,10 @@ class ModelHost:
         """
         reference = _load_reference(profile)
         controller = self.controllers[name]
-        verdict = controller.try_candidate(self._load(name, version, path, manifest))
+        candidate = self._load(name, version, path, manifest)
+        with controller.lock:  # the power policy's swaps wait: the release is judged first
+            self._leave_light(name, f"v{version} arrives: judged against the model's own version")
+            verdict = controller.try_candidate(candidate)
         self.metrics.swaps.labels(name, "activate" if verdict.ok else "reject").inc()
         self.metrics.mark_active(controller.served)
         if verdict.ok:
@@ -169,7 +172,20 @@ class ModelHost:
         candidate that fails its gates: reported as a rejected swap, and ``name`` keeps serving.
         """
         controller = self.controllers[name]
-        version = f"{controller.served.active.version}{LIGHT}"
+        with controller.lock:  # a release swapped in meanwhile would leave a wrong label
+            return self._swap_in_light(controller, name, light, why)
+
+    def _swap_in_light(
+        self, controller: SwapController, name: str, light: ModelEntry, why: str
+    ) -> Verdict:
+        active = controller.served.active.version
+        if is_light(active):
+            return Verdict(True, f"v{active} serves already")
+        if controller.watching is not None:  # its rollback target must stay the old release
+            return Verdict(
+                False, f"v{controller.watching} is in its watch window", conclusive=False
+            )
+        version = f"{active}{LIGHT}"
         try:
             reference = _load_reference(light.profile)
             candidate = self._load(name, version, light.path, None)
@@ -203,6 +219,19 @@ class ModelHost:
         self.metrics.mark_active(controller.served)
         self._follow_reference(name)
         return restored.version
+
+    def _leave_light(self, name: str, why: str) -> None:
+        """Put ``name``'s own version back before a release or a reload is judged.
+
+        A release judged against the light variant would be compared with the wrong answers
+        and timings, and its rollback target would be the light variant: rolled back, the
+        device stayed on it, and when saving ended it had no own version to return to. The
+        power policy puts the light variant back on (over the new version, after its watch
+        window) while the device still saves.
+        """
+        controller = self.controllers[name]
+        if is_light(controller.served.active.version) and controller.previous is not None:
+            self.restore_from_light(name, why)
 
     def serve_installed(self, installed: InstalledModel) -> None:
         """Serve a model from the store (at start-up, or its first delivered version)."""
@@ -266,6 +295,8 @@ class ModelHost:
         rollout of the same release can bring it back (a watch-window rollback still rejects).
         """
         controller = self.controllers.get(name)
+        if controller is not None:  # the light variant's rollback target is the release
+            self._leave_light(name, f"rolling back: {reason}")
         if controller is not None and controller.previous is not None:
             self._withdrawn.add(name)  # its event rolls the store back, keeping the release
             try:

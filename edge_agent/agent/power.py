@@ -9,6 +9,11 @@ check against the version serving now, activation, watch window. A light variant
 it is tried again at the next saving episode, not at every policy check. When saving ends, the
 version that served before comes back (:meth:`ModelHost.restore_from_light`).
 
+A release (or a reload's new file) arriving while the light variant serves is judged against
+the model's own version: the host restores that first. The light variant goes back on over
+the new version once its watch window has passed (a swap during the watch would end it and
+make the light variant the release's rollback target).
+
 A shadow check takes ``serving.gates.shadow_seconds``, so swaps run on their own thread: the
 policy's check never waits for one, and a policy that changes its mind meanwhile is followed
 once the swap in progress ends. Every outcome is reported through ``report`` (the agent queues
@@ -120,7 +125,11 @@ class LightVariant:
             if light is not None and variant is not None:
                 if on_light or (name, variant) in self._refused:
                     continue
+                if controller.watching is not None:  # a release's watch: tried at a later check
+                    continue
                 verdict = self._host.swap_in_light(name, light, why or "power saving")
+                if not verdict.ok and controller.watching is not None:
+                    continue  # a release's watch began meanwhile: tried at a later check
                 if verdict.ok:
                     self._report(
                         name,
