@@ -98,7 +98,9 @@ def test_a_cold_candidate_at_pacing_start_is_judged_on_warm_paired_timings(model
     from edge_agent.serving import ServedModel
 
     served = ServedModel("digits", load_version("digits", "1", path, settings))
-    gates = SwapGateSettings(shadow_seconds=0.6, min_samples=20, max_latency_ratio=3.0)
+    # a cold p95 was 40 ms against 0.17 ms (240x); 0.03 ms inferences on two shared cores
+    # still see a preempted sample among the p95's top three, so the ratio leaves room for that
+    gates = SwapGateSettings(shadow_seconds=0.6, min_samples=20, max_latency_ratio=20.0)
     controller = SwapController(served, gates, buffer_every=1)
     x = np.load(models_dir / "digits" / "test_set.npz")["x"]
     name = served.active.backend.inputs[0].name
@@ -126,3 +128,56 @@ def test_a_cold_candidate_at_pacing_start_is_judged_on_warm_paired_timings(model
     finally:
         controller.close()
         served.active.drain_and_close()
+
+
+def test_a_rollout_rolled_back_while_the_light_variant_serves_returns_to_the_previous_release(
+    models_dir: Path, tmp_path: Path
+):
+    """Regression: over a release "2" that passed its watch, the light variant's rollback
+    target was "2" itself, so the group's rollout rollback put the withdrawn release back."""
+    from types import SimpleNamespace
+
+    digits = models_dir / "digits"
+    release = tmp_path / "digits_v2.tflite"
+    shutil.copy(digits / "digits_fp32.tflite", release)
+    store_rollbacks: list[tuple[str, bool]] = []
+
+    class Updates:  # the store's side: release 1 installed before 2
+        store = SimpleNamespace(
+            previous=lambda name: SimpleNamespace(
+                version=1, path=digits / "digits_fp32.tflite", manifest=None, profile=None
+            )
+        )
+
+        def roll_back(self, name: str, reason: str, reject: bool) -> None:
+            store_rollbacks.append((name, reject))
+
+    gates = SwapGateSettings(
+        shadow_seconds=0, min_samples=10, watch_seconds=0, max_latency_ratio=10.0
+    )
+    host = ModelHost(
+        RuntimeSettings(threads=1),
+        ServingSettings(gates=gates),
+        on_served=lambda _: None,
+        on_event=lambda _: None,
+    )
+    host.updates = Updates()  # type: ignore[assignment]
+    host.delivered = {"digits"}
+    host.add(ModelEntry(name="digits", path=digits / "digits_fp32.tflite"))
+    light = ModelEntry(name="digits-light", path=digits / "digits_int8.tflite")
+    served = host.models.get("digits")
+    assert served is not None
+    x = np.load(digits / "test_set.npz")["x"]
+    name = served.active.backend.inputs[0].name
+    try:
+        for i in range(200):
+            served.run({name: x[i % len(x)][np.newaxis]})
+        assert host.swap_in("digits", "2", release)
+        time.sleep(0.01)  # its (zero-second) watch window passes
+        assert host.swap_in_light("digits", light, "battery 10% <= 25%").ok
+        assert served.active.version == "2+light"
+        host.rollout_rollback("digits", "wave 2 failed its gates")
+        assert served.active.version == "1"
+        assert store_rollbacks == [("digits", False)]  # withdrawn, not rejected
+    finally:
+        host.close()
