@@ -39,7 +39,8 @@ class SwapGateSettings(StrictModel):
         default=2.0,
         gt=0,
         le=1000,
-        description="Candidate latency p95 may be at most this multiple of the active one's.",
+        description="Candidate latency p95 may be at most this multiple of the active one's "
+        "(both timed warm on the same replayed requests; judged on min_samples timings of each).",
     )
     watch_seconds: float = Field(
         default=60.0,
