@@ -1,7 +1,8 @@
 """The power policy's light variant, swapped in through the swap gates while saving.
 
 The policy (:func:`edge_agent.telemetry.power_policy.decide`) names ``light_variant``, a model
-under ``models:``, while the device saves power. For each model a running pipeline uses, that
+under ``models:`` (served under its own name too, or ``serve: false``: its file is loaded only
+when it is swapped in), while the device saves power. For each model a running pipeline uses, that
 file is loaded as a temporary version of the model (``3+light``) and put through the model's
 :class:`~edge_agent.serving.swap.SwapController`, exactly as a delivered release is: shadow
 check against the version serving now, activation, watch window. A light variant that fails
@@ -25,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from edge_agent.agent.models import ModelHost, is_light
+from edge_agent.config import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,19 @@ class LightVariant:
     """Keeps the pipelines' models on the light variant while the policy asks for it."""
 
     def __init__(
-        self, host: ModelHost, targets: Callable[[], Collection[str]], report: Report
+        self,
+        host: ModelHost,
+        targets: Callable[[], Collection[str]],
+        report: Report,
+        configured: Callable[[], Iterable[ModelEntry]] = tuple,
     ) -> None:
+        """Swap for ``targets()``' models; ``configured`` is the config's ``models:`` now.
+
+        A ``serve: false`` entry (a light variant loaded only when swapped in) is found there;
+        served models are the host's.
+        """
         self._host = host
+        self._configured = configured
         self._targets = targets
         self._report = report
         self._wanted: str | None = None
@@ -62,9 +74,11 @@ class LightVariant:
         Called at every policy check; ``reasons`` are kept from the call that changed the
         variant (they explain the swaps it causes).
         """
-        if variant is not None and self._host.entries.get(variant) is None:
+        if variant is not None and self._entry(variant) is None:
             if variant != self._warned:  # once, not at every policy check
-                log.warning("power policy: light variant %r is not served; keeping models", variant)
+                log.warning(
+                    "power policy: light variant %r is not under `models:`; keeping models", variant
+                )
             self._warned = variant
             variant = None
         with self._lock:
@@ -84,6 +98,13 @@ class LightVariant:
         self._report(
             model, "rolled_back", None, [f"light variant v{version} rolled back: {reason}"]
         )
+
+    def _entry(self, variant: str) -> ModelEntry | None:
+        """The light variant's model entry: served, or configured with ``serve: false``."""
+        served = self._host.entries.get(variant)
+        if served is not None:
+            return served
+        return next((m for m in self._configured() if m.name == variant and not m.serve), None)
 
     def close(self) -> None:
         """Stop the swap thread (a swap in progress finishes first)."""
@@ -116,7 +137,7 @@ class LightVariant:
             variant, why = self._wanted, self._why
             if variant is None:
                 self._refused.clear()  # the next saving episode tries again
-        light = self._host.entries.get(variant) if variant is not None else None
+        light = self._entry(variant) if variant is not None else None
         for name in sorted(self._targets()):
             controller = self._host.controllers.get(name)
             if controller is None or name == variant:

@@ -108,7 +108,9 @@ class Agent:
             register_progress=self.register_progress,
             forget_progress=self._forget_progress,
         )
-        self.light = LightVariant(self.host, self._pipelines.models, self._report_light)
+        self.light = LightVariant(
+            self.host, self._pipelines.models, self._report_light, lambda: self.config.models
+        )
         """The power policy's light variant, swapped in through the swap gates while saving."""
         self.restart_needed: list[str] = []
         """Config sections changed by a reload that take effect at the next restart."""
@@ -177,7 +179,8 @@ class Agent:
         )
         self.host.telemetry = self.telemetry
         for entry in self.config.models:
-            self.host.add(entry)
+            if entry.serve:  # `serve: false`: a light variant, loaded when swapped in
+                self.host.add(entry)
         budget = LinkBudget(self.config.link.max_bytes_per_s, self.config.link.windows)
         if self.config.registry is not None and self.mqtt is not None:
             from edge_agent.agent.updates import AgentUpdates

@@ -77,7 +77,7 @@ def plan_reload(
     ``needs_restart`` names every restart-only section in which ``fresh`` differs from
     ``current`` (the config the agent started with), sorted.
     """
-    wanted: Sequence[ModelEntry] = fresh.models
+    wanted: Sequence[ModelEntry] = [entry for entry in fresh.models if entry.serve]
     wanted_names = {entry.name for entry in wanted}
     stop, start = _pipeline_changes(current.pipelines, fresh.pipelines)
     plan = ReloadPlan(

@@ -41,6 +41,12 @@ class ModelEntry(StrictModel):
         description="Reference profile for drift detection (`edge-agent convert profile`; "
         "built from held-out data, not the training set). No drift detection without it.",
     )
+    serve: bool = Field(
+        default=True,
+        description="Serve it under its name (loaded at start-up). `false`: only a file the "
+        "power policy's `light_variant` names, loaded when it is swapped in, so it is not kept "
+        "in memory twice; no pipeline may use it.",
+    )
 
 
 class ApiSettings(StrictModel):
@@ -139,8 +145,15 @@ class AgentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _pipelines_name_known_models(self) -> AgentConfig:
-        known = {m.name for m in self.models} | set(self.registry.models if self.registry else [])
+        known = {m.name for m in self.models if m.serve}
+        known |= set(self.registry.models if self.registry else [])
+        unserved = {m.name for m in self.models if not m.serve}
         for pipeline in self.pipelines:
+            if pipeline.model in unserved:
+                raise ValueError(
+                    f"pipeline '{pipeline.name}' uses model '{pipeline.model}', which has "
+                    "`serve: false` (only a light variant may)"
+                )
             if pipeline.model not in known:
                 raise ValueError(
                     f"pipeline '{pipeline.name}' uses model '{pipeline.model}', which is neither "

@@ -184,7 +184,8 @@ class PowerPolicySettings(StrictModel):
     )
     light_variant: str | None = Field(
         default=None,
-        description="Name of a lighter model (from `models:`) whose file is swapped in for "
+        description="Name of a lighter model (from `models:`; `serve: false` there loads it "
+        "only when swapped in) whose file is swapped in for "
         "the pipelines' models while saving or throttling, through the same swap gates as a "
         "delivered release (refused if it fails them), and swapped back after (unset: keep "
         "the model).",

@@ -64,7 +64,9 @@ class Watcher:
         return [e for e in events if all(e.get(k) == v for k, v in fields.items())]
 
 
-def agent_config(tmp_path: Path, mosquitto, models_dir: Path, light: Path) -> tuple[Any, Path]:
+def agent_config(
+    tmp_path: Path, mosquitto, models_dir: Path, light: Path, serve_light: bool = True
+) -> tuple[Any, Path]:
     from edge_agent.config import AgentConfig
     from tests.fixtures.video import make_digits_video
 
@@ -85,7 +87,7 @@ def agent_config(tmp_path: Path, mosquitto, models_dir: Path, light: Path) -> tu
             "serving": {"gates": {"shadow_seconds": 0.5, "watch_seconds": 2}},
             "models": [
                 {"name": "digits32", "path": str(digits / "digits32_fp32.tflite")},
-                {"name": "digits32-light", "path": str(light)},
+                {"name": "digits32-light", "path": str(light), "serve": serve_light},
             ],
             "pipelines": [
                 {
@@ -119,11 +121,13 @@ def test_low_battery_paces_pipelines_and_swaps_in_the_light_variant_then_back(
     from edge_agent.agent.process import Agent
 
     light = models_dir / "digits32" / "digits32_int8.tflite"
-    config, battery = agent_config(tmp_path, mosquitto, models_dir, light)
+    # `serve: false`: the light file is loaded when swapped in, not kept loaded as a model too
+    config, battery = agent_config(tmp_path, mosquitto, models_dir, light, serve_light=False)
     watcher = Watcher(mosquitto.url, "cam-11")
     agent = Agent(config)
     agent.start()
     try:
+        assert agent.models.names() == ["digits32"]
         (pipeline,) = agent.pipelines
         served = pipeline.served
         assert wait_for(lambda: pipeline.processed > 200, 30)  # the swap gates' replay buffer

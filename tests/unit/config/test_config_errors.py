@@ -120,3 +120,22 @@ def test_agent_config_with_unknown_device_class_is_rejected(tmp_path):
     path = write(tmp_path, "device_id: cam-01\ndevice: rpi9\n", name="agent.yaml")
     with pytest.raises(ConfigError, match="unknown device config 'rpi9'"):
         check_config_file(path)
+
+
+def test_a_pipeline_cannot_use_a_model_that_is_not_served(tmp_path):
+    """`serve: false` marks a light variant loaded only when swapped in; no pipeline runs it."""
+    path = write(
+        tmp_path,
+        "device_id: cam-1\n"
+        "models:\n"
+        "  - {name: digits, path: digits.tflite}\n"
+        "  - {name: digits-light, path: light.tflite, serve: false}\n"
+        "pipelines:\n"
+        "  - name: door\n"
+        "    model: digits-light\n"
+        "    source: {type: video, path: door.avi}\n"
+        "    sinks: [{type: jsonl, path: out.jsonl}]\n",
+        "agent.yaml",
+    )
+    message = error_for(path, AgentConfig)
+    assert "uses model 'digits-light', which has `serve: false`" in message
