@@ -241,6 +241,11 @@ class ChunkTransfer:
         if response.status != OK:
             if response.offset != rng.first * chunk:
                 return None
+            if self._total is None and response.status == BAD_REQUEST and _past_end(response):
+                # a range asked for before the size was known starts past a short file's end,
+                # and its refusal overtook the first range's data: the size is learnt from it
+                self._learn_total(response.total)
+                return None
             if self._total is not None and response.total and response.total != self._total:
                 self._wrong_length(response.total)  # e.g. "offset beyond the end" of a short file
             self._refused(response)
@@ -376,3 +381,8 @@ def fetch_stream(
         while next_index in held:
             yield held.pop(next_index)
             next_index += 1
+
+
+def _past_end(response: ChunkResponse) -> bool:
+    """Whether a refusal says its range starts past the end of a file of ``total`` bytes."""
+    return response.offset > response.total

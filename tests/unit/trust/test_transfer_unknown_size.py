@@ -1,0 +1,86 @@
+"""A file of unknown size shorter than the first ranges asked for it.
+
+Regression: the adaptive window starts small, so the first ranges of a file whose size is not
+known yet (TUF metadata) go out as several requests. For a 558-byte timestamp.json the second
+starts 512 KiB in, and the registry refuses it ("offset beyond the end"); when that refusal
+arrived before the first range's data, the download failed and the demo's rollout lost a device.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+
+from edge_agent.config import FetchSettings
+from edge_agent.trust.device.transfer import ChunkTransfer
+from edge_agent.trust.protocol import BAD_REQUEST, OK, ChunkRequest, ChunkResponse
+
+DATA = b"t" * 558
+
+
+class _Client:
+    connected = True
+
+
+class ScriptedLink:
+    """Answers each range like the registry, the later ranges' answers first."""
+
+    def __init__(self) -> None:
+        self.client = _Client()
+        self.generation = 0
+        self.budget: Any = None
+        self.sent: list[ChunkRequest] = []
+        self._inboxes: dict[str, queue.Queue[ChunkResponse]] = {}
+
+    def expect(self, request_id: str, inbox: queue.Queue[ChunkResponse]) -> None:
+        self._inboxes[request_id] = inbox
+
+    def forget(self, request_id: str) -> None:
+        self._inboxes.pop(request_id, None)
+
+    def send(self, request: ChunkRequest) -> None:
+        self.sent.append(request)
+        if len(self.sent) < 2:
+            return  # hold the first range's data until a later range was asked for
+        for asked in reversed(self.sent):
+            self._answer(asked)
+        self.sent.clear()
+
+    def _answer(self, request: ChunkRequest) -> None:
+        inbox = self._inboxes.get(request.id)
+        if inbox is None:
+            return
+        if request.offset > len(DATA):
+            inbox.put(
+                ChunkResponse(
+                    request.id,
+                    request.path,
+                    request.offset,
+                    BAD_REQUEST,
+                    len(DATA),
+                    reason=f"offset beyond the end ({len(DATA)} B)",
+                )
+            )
+            return
+        end = min(request.offset + request.length, len(DATA))
+        inbox.put(
+            ChunkResponse(
+                request.id,
+                request.path,
+                request.offset,
+                OK,
+                len(DATA),
+                DATA[request.offset : end],
+            )
+        )
+
+
+def test_a_refusal_past_the_end_of_a_short_file_teaches_its_size_instead_of_failing() -> None:
+    settings = FetchSettings(chunk_timeout_s=1.0, deadline_s=10.0)
+    link = ScriptedLink()
+    transfer = ChunkTransfer(link, "metadata/timestamp.json", settings)  # type: ignore[arg-type]
+    assert transfer.window.window < 2 * settings.run  # the first ranges go out as several
+    chunks = list(transfer.chunks(None, max_total=1 << 20))
+    assert [(index, bytes(data), total) for index, data, total, _crc in chunks] == [
+        (0, DATA, len(DATA))
+    ]
