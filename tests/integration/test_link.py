@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.config import FetchSettings
 from tests.fixtures.link import PrivateNetRun, missing_tools
+from tests.fixtures.link_world import SCENARIO_SETTINGS
 
 pytestmark = pytest.mark.mqtt
 
@@ -60,9 +60,10 @@ def test_a_slow_link_with_long_round_trips_and_cuts_delivers_within_ten_percent(
     check_delivery(result)
     assert result["cuts"] == 2
     assert result["min_rtt_s"] >= 0.3, result  # the device measured the long round trip
-    # about 2 x 250 kB/s x (round trip + a chunk's time + 50 ms) + 2 chunks: 1-1.6 MB, not the
-    # cap's 4 MiB (16 s of queue at 2 Mbit/s)
-    in_flight = result["window"] * FetchSettings().chunk_bytes
+    # about 2 x 250 kB/s x (round trip + a chunk's time + 50 ms) + 2 chunks: well under the
+    # cap (16 chunks), which would queue seconds at 2 Mbit/s
+    assert result["window"] < SCENARIO_SETTINGS.window, result
+    in_flight = result["window"] * SCENARIO_SETTINGS.chunk_bytes
     assert 256 * 1024 <= in_flight <= 2 * 1024 * 1024, result
 
 
