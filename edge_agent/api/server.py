@@ -275,7 +275,15 @@ class _Headers(dict[str, str]):
 
 
 class _HeaderError(Exception):
-    """A header block over http.client's limits (answered with 431, as the stdlib did)."""
+    """A header block the server will not read.
+
+    Over http.client's limits (431, as the stdlib answered), or ambiguous about where the body
+    ends (400).
+    """
+
+    def __init__(self, message: str, status: HTTPStatus) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _read_headers(rfile: Any) -> _Headers:
@@ -286,12 +294,12 @@ def _read_headers(rfile: Any) -> _Headers:
     while True:
         line = rfile.readline(_MAX_HEADER_LINE + 1)
         if len(line) > _MAX_HEADER_LINE:
-            raise _HeaderError("Line too long")
+            raise _HeaderError("Line too long", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
         if line in (b"\r\n", b"\n", b""):
             return headers
         count += 1
         if count > _MAX_HEADERS:
-            raise _HeaderError("Too many headers")
+            raise _HeaderError("Too many headers", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
         text = line.decode("iso-8859-1").rstrip("\r\n")
         if text[:1] in (" ", "\t"):  # obsolete line folding continues the previous value
             if last:
@@ -304,6 +312,9 @@ def _read_headers(rfile: Any) -> _Headers:
         if not dict.__contains__(headers, key):
             headers[key] = value.strip()
             last = key
+        elif key == "content-length" and headers[key] != value.strip():
+            # two lengths, two readings of where the body ends (request smuggling): refused
+            raise _HeaderError("conflicting Content-Length headers", HTTPStatus.BAD_REQUEST)
         else:
             last = ""
 
@@ -408,7 +419,7 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
             try:
                 self.headers = _read_headers(self.rfile)  # type: ignore[assignment]
             except _HeaderError as exc:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, str(exc))
+                self.send_error(exc.status, str(exc))
                 return False
             connection = self.headers.get("Connection", "").lower()
             if connection == "close":
@@ -457,6 +468,13 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
 
         def _read_body(self) -> bytes:
             raw = self.headers.get("Content-Length")
+            coding = self.headers.get("Transfer-Encoding", "").lower()
+            if raw is not None and coding not in ("", "identity"):
+                # a proxy in front could read the body by the coding, we by the length
+                raise HttpError(
+                    400,
+                    "send Content-Length or Transfer-Encoding, not both (chunked is not supported)",
+                )
             if raw is None:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     raise HttpError(411, "chunked bodies are not supported; send Content-Length")

@@ -62,7 +62,8 @@ def test_a_folded_duplicate_and_odd_header_block_parses_like_the_email_parser(
     response = exchange(
         address,
         b"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n"
-        b"content-LENGTH: " + str(len(body)).encode() + b"\r\nContent-Length: 999\r\n"
+        b"content-LENGTH: " + str(len(body)).encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n"  # repeated, equal: one reading
         b"not a header line\r\nConnection: close\r\n\r\n" + body,
     )
     assert status_of(response) == 200
@@ -117,3 +118,22 @@ def test_connection_close_from_the_client_closes_after_the_answer(
     request = b"GET /v2/health/live HTTP/1.1\r\nConnection: close\r\n\r\n"
     response = exchange(address, request + request)
     assert response.count(b"HTTP/1.1 200 OK") == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Content-Length: 2\r\nContent-Length: 40\r\n",  # two lengths
+        b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",  # a length and a coding
+    ],
+)
+def test_a_body_whose_end_is_ambiguous_is_refused_with_400(
+    address: tuple[str, int], headers: bytes
+) -> None:
+    """Request smuggling: where a proxy and the server could read the body's end differently,
+    the request is refused instead of read by one of the two headers."""
+    raw = b"POST /v2/models/none/infer HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n{}"
+    assert status_of(exchange(address, raw)) == 400
+    same = b"Content-Length: 2\r\nContent-Length: 2\r\n"  # repeated but equal: one reading
+    raw = b"POST /v2/models/none/infer HTTP/1.1\r\nHost: x\r\n" + same + b"\r\n{}"
+    assert status_of(exchange(address, raw)) == 404
