@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from edge_agent.fleet.monitor import Monitor, queries
-from edge_agent.fleet.monitor.health import version_health
+from edge_agent.fleet.monitor.health import Health, version_health
 from edge_agent.fleet.monitor.store import Store
 from edge_agent.fleet.rollout.gates import HealthSource, WaveReading
 from edge_agent.wire.states import FAILED_STATES
@@ -107,19 +107,13 @@ class MonitorHealth(HealthSource):
             if previous is not None
             else None
         )
-        return WaveReading(
+        return _reading(
+            health,
+            baseline,
             cohort=len(members),
             on_release=on_release,
             online=online,
             failed=failed,
-            inferences=health.inferences,
-            errors=health.errors,
-            error_rate=health.error_rate,
-            latency_p95_ms=health.latency_p95_ms,
-            baseline_p95_ms=baseline,
-            shadow_agreement=health.shadow_agreement,
-            shadow_compared=health.shadow_compared,
-            drift_alarm_devices=tuple(health.drift_alarm_devices),
             variants=tuple(
                 (
                     variant,
@@ -156,16 +150,34 @@ class MonitorHealth(HealthSource):
             if previous is not None and baseline_devices
             else None
         )
-        return WaveReading(
-            cohort=len(devices),
-            on_release=len(devices),
-            online=health.online,
-            inferences=health.inferences,
-            errors=health.errors,
-            error_rate=health.error_rate,
-            latency_p95_ms=health.latency_p95_ms,
-            baseline_p95_ms=baseline,
-            shadow_agreement=health.shadow_agreement,
-            shadow_compared=health.shadow_compared,
-            drift_alarm_devices=tuple(health.drift_alarm_devices),
+        return _reading(
+            health, baseline, cohort=len(devices), on_release=len(devices), online=health.online
         )
+
+
+def _reading(
+    health: Health,
+    baseline_p95_ms: float | None,
+    *,
+    cohort: int,
+    on_release: int,
+    online: int,
+    failed: int = 0,
+    variants: tuple[tuple[str, WaveReading], ...] = (),
+) -> WaveReading:
+    """A wave's gate values: the monitor's health of the devices read, with their counts."""
+    return WaveReading(
+        cohort=cohort,
+        on_release=on_release,
+        online=online,
+        failed=failed,
+        inferences=health.inferences,
+        errors=health.errors,
+        error_rate=health.error_rate,
+        latency_p95_ms=health.latency_p95_ms,
+        baseline_p95_ms=baseline_p95_ms,
+        shadow_agreement=health.shadow_agreement,
+        shadow_compared=health.shadow_compared,
+        drift_alarm_devices=tuple(health.drift_alarm_devices),
+        variants=variants,
+    )
