@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,21 +34,26 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 SETTINGS = FetchSettings(chunk_bytes=16 * 1024, chunk_timeout_s=2.0, deadline_s=60)
 
 
+def budgeted_updater(device: Any, budget: LinkBudget) -> DeviceUpdater:
+    """A device's updater whose registry link shares ``budget``."""
+    link = RegistryLink(device.client, device.device_id, budget)
+    return DeviceUpdater(
+        device.metadata_dir,
+        device.client,
+        device.device_id,
+        device.download_dir,
+        SETTINGS,
+        link=link,
+    )
+
+
 def test_downloads_stay_under_the_rate_cap(tmp_path: Path, mosquitto: Broker):
     cap = 200_000.0  # bytes/s (1600 kbps)
     with delivery_env(tmp_path, mosquitto.url) as env:
         release = env.publish(MODELS / "digits32" / "digits32_fp32.onnx")  # 570 KB
         device = env.device(settings=SETTINGS)
         budget = LinkBudget(cap)
-        link = RegistryLink(device.client, device.device_id, budget)
-        with DeviceUpdater(
-            device.metadata_dir,
-            device.client,
-            device.device_id,
-            device.download_dir,
-            SETTINGS,
-            link=link,
-        ) as updater:
+        with budgeted_updater(device, budget) as updater:
             updater.refresh()
             latest = updater.latest("digits")
             time.sleep(budget.burst_bytes / cap)  # the refresh took from the bucket too
@@ -69,7 +75,6 @@ def test_outside_the_link_windows_nothing_moves_and_inside_it_resumes(
     with delivery_env(tmp_path, mosquitto.url) as env, SampleStore(tmp_path / "samples") as store:
         release = env.publish(MODELS / "digits32" / "digits32_int8.onnx")
         device = env.device(settings=SETTINGS)
-        link = RegistryLink(device.client, device.device_id, budget)
         fill(store, 2)
         uploaded: list[bytes] = []
         with MqttClient(mosquitto.url, "monitor") as monitor:
@@ -89,14 +94,7 @@ def test_outside_the_link_windows_nothing_moves_and_inside_it_resumes(
             outcome: list[object] = []
 
             def pull() -> None:
-                with DeviceUpdater(
-                    device.metadata_dir,
-                    device.client,
-                    device.device_id,
-                    device.download_dir,
-                    SETTINGS,
-                    link=link,
-                ) as updater:
+                with budgeted_updater(device, budget) as updater:
                     outcome.append(updater.download_latest("digits")[0])
 
             worker = threading.Thread(target=pull)
