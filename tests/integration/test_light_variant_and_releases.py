@@ -16,15 +16,7 @@ from edge_agent.agent.power import LightVariant
 from edge_agent.config import ModelEntry, RuntimeSettings, ServingSettings, SwapGateSettings
 from edge_agent.serving.loading import load_version
 from edge_agent.serving.swap import SwapController
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from tests.fixtures.wait import wait_for
 
 
 def test_a_release_while_saving_is_judged_against_the_own_version_and_rolls_back_there(

@@ -17,15 +17,7 @@ from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fakes.sysfs import FakeSysfs
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from tests.fixtures.wait import wait_for
 
 
 def processed_in(pipeline, seconds: float) -> int:

@@ -4,21 +4,12 @@ use: a real agent, a real broker, a battery and a mains supply in a sysfs tree m
 from __future__ import annotations
 
 import threading
-import time
 
 from edge_agent.transport import topics
 from edge_agent.transport.client import MqttClient
 from edge_agent.transport.topics import DeviceChannel
 from tests.fakes.sysfs import FakeSysfs
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from tests.fixtures.wait import wait_for
 
 
 def test_only_on_mains_waits_on_the_configured_battery_then_uploads_on_mains(
