@@ -1,0 +1,88 @@
+"""The whole agent daemon across a flapping, then silent, link to its broker.
+
+``test_link.py`` proves telemetry recovery with an outbox and its publisher alone; here the
+real process (``edge-agent run --config``) is what crosses the bad link, so the parts it wires
+together are on trial too: its MQTT client's reconnects and silence watch, the retained status
+it publishes on every reconnect (its periodic status is set to an hour, so only the reconnect
+can put it back), its durable outbox and publisher, and its HTTP API, which must not care.
+One scenario (``tests/fixtures/agent_link_world.py``) runs in a private network namespace:
+the link goes down three times for 1.5 s (every connection reset, new ones refused), then
+silent (no FIN, no RST) until the broker gives up on the device; a monitor on the broker's own
+listener watches the device's status and records.
+
+Needs root and iproute2 (``ip``, ``tc``): in CI a missing tool fails the test (a skip there is
+a failure, tests/fixtures/ci_skips.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fixtures.link import PrivateNetRun, missing_tools
+
+pytestmark = pytest.mark.mqtt
+
+
+@pytest.fixture(scope="module")
+def result() -> Iterator[dict[str, Any]]:
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"a shaped link needs {missing}")
+    run = PrivateNetRun("tests.fixtures.agent_link_world")
+    try:
+        yield run.result(timeout_s=150)
+    finally:
+        if run.process.poll() is None:  # a failed test left it running: let it clean up
+            run.process.terminate()
+            try:
+                run.process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                run.process.kill()
+                run.process.communicate()
+
+
+def test_the_agents_retained_status_follows_every_outage_and_comes_back_online(result):
+    """Each cut shows the last will at once; a blackhole shows it once the broker gives up.
+
+    After each outage the agent's own reconnect publishes ``online`` again (no periodic status
+    could have done it within the scenario's hour-long status period).
+    """
+    assert result["cuts"] == 3, result
+    for flap in result["flaps"]:
+        assert flap["offline_after_s"] is not None, f"no last will after a cut: {result}"
+        assert flap["online_after_up_s"] is not None, f"status not back after a cut: {result}"
+        assert flap["state_after"] == "online", result
+    hole = result["blackhole"]
+    keepalive = result["keepalive_s"]
+    assert hole["offline_after_s"] is not None, f"the broker never gave up on the device: {result}"
+    # Mosquitto gives up after 1.5 keepalive periods without a packet (checked each second)
+    assert 1.5 * keepalive - 0.5 <= hole["offline_after_s"] <= 3 * keepalive, result
+    assert hole["online_after_lifted_s"] is not None, f"status not back after silence: {result}"
+    assert hole["state_after"] == "online", result
+    assert result["silence_noticed_by_agent"], "the agent never noticed the silent link"
+    assert result["recovered_state"] == "online", result
+    assert result["agent_exit"] == 0, result
+
+
+def test_every_record_the_agent_queued_across_flaps_and_a_blackhole_reaches_the_monitor(result):
+    """Sequences 1..N that the agent's outbox handed out all arrive; the outbox ends empty."""
+    telemetry = result["telemetry"]
+    assert telemetry["lost"] == 0, telemetry
+    assert telemetry["queued"] == telemetry["received"] > 0, telemetry
+    assert telemetry["queued_during_outages"] >= 5, telemetry  # the outages were covered
+    assert telemetry["left_in_outbox"] == 0, telemetry
+    assert telemetry["dropped"] == 0, telemetry
+    assert telemetry["foreign_instances"] == [], telemetry
+    assert telemetry["undecodable"] == [], telemetry
+
+
+def test_the_agent_serves_inferences_while_its_broker_link_is_down(result):
+    """The link is not the serving path: no request failed or stalled during any outage."""
+    inferences = result["inferences"]
+    assert inferences["failed"] == 0, inferences
+    assert inferences["ok_during_outages"] >= 20, inferences
+    assert inferences["max_s"] < 5.0, inferences
