@@ -7,8 +7,9 @@ it publishes on every reconnect (its periodic status is set to an hour, so only 
 can put it back), its durable outbox and publisher, and its HTTP API, which must not care.
 One scenario (``tests/fixtures/agent_link_world.py``) runs in a private network namespace:
 the link goes down three times for 1.5 s (every connection reset, new ones refused), then
-silent (no FIN, no RST) until the broker gives up on the device; a monitor on the broker's own
-listener watches the device's status and records.
+silent (no FIN, no RST) until the broker gives up on the device, then silent again while the
+agent is killed (kill -9) with records sent into the silence and restarted; a monitor on the
+broker's own listener watches the device's status and records.
 
 Needs root and iproute2 (``ip``, ``tc``): in CI a missing tool fails the test (a skip there is
 a failure, tests/fixtures/ci_skips.py).
@@ -59,17 +60,28 @@ def test_the_agents_retained_status_follows_every_outage_and_comes_back_online(r
     hole = result["blackhole"]
     keepalive = result["keepalive_s"]
     assert hole["offline_after_s"] is not None, f"the broker never gave up on the device: {result}"
-    # Mosquitto gives up after 1.5 keepalive periods without a packet (checked each second)
-    assert 1.5 * keepalive - 0.5 <= hole["offline_after_s"] <= 3 * keepalive, result
+    # the broker's keepalive gave up (1.5 periods without a packet; 8-11 s measured), not a
+    # reset; how late it may be under load is bounded only by the scenario's wait (6 periods)
+    assert hole["offline_after_s"] >= 1.5 * keepalive - 0.5, result
     assert hole["online_after_lifted_s"] is not None, f"status not back after silence: {result}"
     assert hole["state_after"] == "online", result
     assert result["silence_noticed_by_agent"], "the agent never noticed the silent link"
+    assert result["crash_in_silence"]["state_after"] == "online", result
     assert result["recovered_state"] == "online", result
     assert result["agent_exit"] == 0, result
 
 
 def test_every_record_the_agent_queued_across_flaps_and_a_blackhole_reaches_the_monitor(result):
-    """Sequences 1..N that the agent's outbox handed out all arrive; the outbox ends empty."""
+    """Sequences 1..N that the agent's outbox handed out all arrive; the outbox ends empty.
+
+    Over a flap or a healed blackhole paho's session would resend what it held in memory
+    anyway; the records published into a silent link before a kill -9 are the ones that only
+    the outbox on disk keeps (acknowledging a record when it is published, not at its PUBACK,
+    loses exactly those: checked by hand).
+    """
+    crash = result["crash_in_silence"]
+    assert crash["sent_into_silence"] >= 3, crash
+    assert crash["lost_of_those"] == 0, crash
     telemetry = result["telemetry"]
     assert telemetry["lost"] == 0, telemetry
     assert telemetry["queued"] == telemetry["received"] > 0, telemetry
