@@ -50,7 +50,7 @@ from edge_agent.telemetry.power_policy import PowerDecision
 from edge_agent.telemetry.sensors import SensorReader
 from edge_agent.transport import topics
 from edge_agent.transport.budget import LinkBudget
-from edge_agent.transport.client import Message, MqttClient
+from edge_agent.transport.client import Message, MqttClient, wait_acknowledged
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.states import DeviceState, SwapState
 from edge_agent.wire.status import Status
@@ -443,8 +443,8 @@ class Agent:
             return
         topic = topics.device_topic(self.config.device_id, DeviceChannel.STATUS)
         info = self.mqtt.publish(topic, self.status(state).encode(), qos=1, retain=True)
-        if state is DeviceState.OFFLINE:
-            info.wait_for_publish(2)
+        if state is DeviceState.OFFLINE:  # at stop: a moment for it, else the last will says so
+            wait_acknowledged(info, 2)
 
     def _on_command(self, message: Message) -> None:
         """Commands can ask for things; they can never install anything."""

@@ -30,7 +30,7 @@ from edge_agent.errors import SampleStoreError
 from edge_agent.telemetry.sensors import PowerSupply, read_power_supply
 from edge_agent.transport import topics
 from edge_agent.transport.budget import LinkBudget, local_minute_of_day
-from edge_agent.transport.client import MqttClient
+from edge_agent.transport.client import MqttClient, wait_acknowledged
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.chunks import SampleChunkHeader
 
@@ -228,8 +228,4 @@ class SampleUploader:
         return True
 
     def _acknowledged(self, message: Any) -> bool:
-        try:
-            message.wait_for_publish(self._ack_timeout_s)
-        except (RuntimeError, ValueError):
-            return False  # not queued: the connection went away
-        return bool(message.is_published())
+        return wait_acknowledged(message, self._ack_timeout_s)  # False: the connection went

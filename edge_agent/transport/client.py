@@ -264,6 +264,23 @@ def describe_tls_failure(where: str, ca_file: Path | None, exc: ssl.SSLError) ->
     return f"TLS handshake with the broker at {where} failed: {exc}"
 
 
+def wait_acknowledged(info: mqtt.MQTTMessageInfo, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for a QoS 1 message's PUBACK; whether it came.
+
+    paho's ``wait_for_publish`` raises when the message was never handed to a socket: the
+    connection went between a caller's ``connected`` check and its ``publish`` (paho drops its
+    socket a moment before the loss callback clears ``connected``), or paho's queue was full.
+    For a caller that only gives the broker a moment, that is the same answer as a timeout;
+    raised, it aborted the agent's stop on a link that dropped just then (the rest of the
+    stop, closing the client and the models, never ran).
+    """
+    try:
+        info.wait_for_publish(timeout_s)
+    except (RuntimeError, ValueError):
+        return False
+    return bool(info.is_published())
+
+
 @dataclass(frozen=True)
 class LastWill:
     """What the broker publishes for us if we vanish (the retained 'offline' status)."""

@@ -17,6 +17,7 @@ a failure, tests/fixtures/ci_skips.py).
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.link import PrivateNetRun, missing_tools
+from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.mqtt
 
@@ -98,3 +100,44 @@ def test_the_agent_serves_inferences_while_its_broker_link_is_down(result):
     assert inferences["failed"] == 0, inferences
     assert inferences["ok_during_outages"] >= 20, inferences
     assert inferences["max_s"] < 5.0, inferences
+
+
+def test_a_stop_at_the_moment_the_link_drops_still_closes_the_client_and_the_models(
+    mosquitto, models_dir, tmp_path, caplog
+):
+    """Regression: the stop's last ``offline`` status went to paho just as the link dropped.
+
+    paho lets go of its socket a moment before its loss callback clears ``connected``; a
+    publish in between returns "no connection", and ``wait_for_publish`` on it raised
+    RuntimeError out of ``Agent.stop``: the client and the models were never closed and the
+    agent exited with a traceback. That moment is held open here: paho's network thread is
+    stopped and its socket closed under it, so the loss is not heard.
+    """
+    from edge_agent.agent.process import Agent
+    from edge_agent.config import AgentConfig
+
+    config = AgentConfig.model_validate(
+        {
+            "device_id": "drop-1",
+            "device": "x86-generic",
+            "store_dir": str(tmp_path / "state"),
+            "models": [{"name": "digits", "path": str(models_dir / "digits/digits_fp32.onnx")}],
+            "broker": {"url": mosquitto.url, "keepalive_s": 5},
+            "api": {"listen": "127.0.0.1:0"},
+        }
+    )
+    caplog.set_level(logging.INFO, logger="edge_agent.agent.process")
+    agent = Agent(config)
+    agent.start()
+    try:
+        assert agent.mqtt is not None
+        mqtt = agent.mqtt
+        wait_for(lambda: mqtt.connected, 20, "the agent's MQTT connection")
+        paho = mqtt._paho
+        paho.loop_stop()
+        paho._sock_close()
+        assert mqtt.connected  # the loss is not heard yet
+    finally:
+        agent.stop()  # raised RuntimeError("Message publish failed: ...") before the fix
+    assert not mqtt.connected
+    assert "agent drop-1 stopped" in caplog.text  # its last step: the models closed too
