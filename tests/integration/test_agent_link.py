@@ -62,9 +62,10 @@ def test_the_agents_retained_status_follows_every_outage_and_comes_back_online(r
     hole = result["blackhole"]
     keepalive = result["keepalive_s"]
     assert hole["offline_after_s"] is not None, f"the broker never gave up on the device: {result}"
-    # the broker's keepalive gave up (1.5 periods without a packet; 8-11 s measured), not a
-    # reset; how late it may be under load is bounded only by the scenario's wait (6 periods)
-    assert hole["offline_after_s"] >= 1.5 * keepalive - 0.5, result
+    # the broker's keepalive gave up (1.5 periods after the device's last packet, which may
+    # precede the silence by a report period; 7-11 s measured), not a reset (at once); how
+    # late it may be under load is bounded only by the scenario's wait (6 periods)
+    assert hole["offline_after_s"] >= keepalive, result
     assert hole["online_after_lifted_s"] is not None, f"status not back after silence: {result}"
     assert hole["state_after"] == "online", result
     assert result["silence_noticed_by_agent"], "the agent never noticed the silent link"
