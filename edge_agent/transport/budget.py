@@ -8,7 +8,8 @@ counted: they are small, and a device that cannot say it is alive is worse than 
 budget by a few hundred bytes.
 
 The decisions are pure (:func:`parse_time_window`, :func:`in_time_window`,
-:meth:`LinkBudget.closed`), with the time of day and the clock passed in or injected.
+:func:`minutes_until_open`, :meth:`LinkBudget.closed`), with the time of day and the clock
+passed in or injected.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from collections.abc import Callable, Sequence
 
 from edge_agent._retry import TokenBucket
 
-__all__ = ["LinkBudget", "in_time_window", "local_minute_of_day", "parse_time_window"]
+__all__ = [
+    "LinkBudget",
+    "in_time_window",
+    "local_minute_of_day",
+    "minutes_until_open",
+    "parse_time_window",
+]
 
 
 def parse_time_window(text: str) -> tuple[int, int]:
@@ -44,6 +51,17 @@ def in_time_window(window: tuple[int, int], minute_of_day: int) -> bool:
     if start < end:
         return start <= minute_of_day < end
     return minute_of_day >= start or minute_of_day < end
+
+
+def minutes_until_open(windows: Sequence[tuple[int, int]], minute_of_day: int) -> int:
+    """Whole minutes from ``minute_of_day`` until the nearest of ``windows`` opens.
+
+    0 inside a window, or when there are none (any time is allowed). A caller that waits for
+    the link adds its own seconds past the minute (``models pull`` sleeps until the opening).
+    """
+    if not windows or any(in_time_window(window, minute_of_day) for window in windows):
+        return 0
+    return min((start - minute_of_day) % (24 * 60) for start, _end in windows)
 
 
 def local_minute_of_day() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.config import AgentConfig, LinkSettings
-from edge_agent.transport.budget import LinkBudget
+from edge_agent.transport.budget import LinkBudget, minutes_until_open, parse_time_window
 
 
 class Clock:
@@ -28,6 +28,16 @@ def test_windows_open_and_close_the_link_and_may_span_midnight():
         assert (budget.closed() is None) is is_open, hhmm
     minute[0] = 6 * 60
     assert budget.closed() == "outside the link windows (23:00-02:00, 12:00-12:30)"
+
+
+def test_minutes_until_open_picks_the_nearest_start_across_midnight():
+    windows = [parse_time_window(w) for w in ["23:00-02:00", "12:00-12:30"]]
+    for hhmm, minutes in [
+        ("23:30", 0), ("01:59", 0), ("02:00", 600), ("11:59", 1), ("12:30", 630), ("22:59", 1),
+    ]:  # fmt: skip
+        hours, mins = map(int, hhmm.split(":"))
+        assert minutes_until_open(windows, hours * 60 + mins) == minutes, hhmm
+    assert minutes_until_open([], 600) == 0  # no windows: any time
 
 
 def test_no_windows_means_any_time_and_no_cap_means_no_wait():
