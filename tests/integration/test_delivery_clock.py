@@ -9,9 +9,7 @@ refusal must be published on the device's rollout topic.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import queue
 import subprocess
 import time
@@ -23,21 +21,13 @@ from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import ModelStore
 from edge_agent.transport.client import MqttClient
 from tests.fakes.delivery_env import delivery_env, pull_command, watch_rollout
+from tests.fixtures.faketime import LIBFAKETIME, faked_environment
 from tests.fixtures.mosquitto import Broker
 
 pytestmark = pytest.mark.mqtt
 
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 TEN_YEARS_S = 10 * 365 * 86400
-
-
-def _libfaketime() -> str | None:
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
-    found += sorted(glob.glob("/usr/lib/faketime/libfaketime.so.1"))
-    return found[0] if found else None
-
-
-LIBFAKETIME = _libfaketime()
 
 
 @pytest.mark.skipif(
@@ -65,12 +55,7 @@ def test_refuses_to_update_on_a_clock_it_cannot_trust(
         with MqttClient(mosquitto.url, "clock-watcher") as watcher:
             watcher.connect()
             events = watch_rollout(watcher, "dev-clock")
-            faked = {
-                **os.environ,
-                "LD_PRELOAD": str(LIBFAKETIME),
-                "FAKETIME": faketime,
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # timeouts and backoff stay real
-            }
+            faked = faked_environment(faketime)  # timeouts and backoff stay real
             now = time.time()
             second = subprocess.run(command, capture_output=True, text=True, timeout=60, env=faked)
             published = json.loads(events.get(timeout=10).payload)
