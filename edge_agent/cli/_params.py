@@ -15,12 +15,12 @@ from edge_agent import names
 from edge_agent.names import NameRule
 
 if TYPE_CHECKING:  # generic only from click 8.2 on; pyproject allows 8.1
-    _ParamType = click.ParamType[str]
+    StrParamType = click.ParamType[str]
 else:
-    _ParamType = click.ParamType
+    StrParamType = click.ParamType
 
 
-class NameParam(_ParamType):
+class NameParam(StrParamType):
     """A string that must follow one :class:`~edge_agent.names.NameRule`."""
 
     def __init__(self, rule: NameRule) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -14,7 +16,8 @@ from rich.table import Table
 
 from edge_agent.cli import _params
 from edge_agent.cli._broker import broker_options
-from edge_agent.cli._settings import field_range
+from edge_agent.cli._link_windows import EXIT_OUTSIDE_WINDOWS, pause_notices, wait_for_window
+from edge_agent.cli._settings import field_item, field_range
 from edge_agent.config import BrokerSettings, FetchSettings, LinkSettings, resolve_device_config
 from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import InstalledModel, ModelStore, installed_blobs
@@ -45,6 +48,21 @@ def _layout(store_dir: Path) -> StoreLayout:
         return StoreLayout(store_dir).check()
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--store-dir") from exc
+
+
+class _ChunkWindowOption(click.Option):
+    """``--window`` (chunks in flight), which points to ``--link-window`` when given hours."""
+
+    def type_cast_value(self, ctx: click.Context, value: Any) -> Any:
+        """The chunk count; a time window such as ``01:00-05:00`` is a usage error saying so."""
+        if isinstance(value, str) and ":" in value:
+            raise click.BadParameter(
+                f"{value!r} is a time window; --window is the number of chunks in flight, "
+                "the hours to download in are --link-window HH:MM-HH:MM",
+                ctx=ctx,
+                param=self,
+            )
+        return super().type_cast_value(ctx, value)
 
 
 @click.group()
@@ -135,11 +153,12 @@ def rollback(layout: StoreLayout, name: str) -> None:
 )
 @click.option(
     "--window",
+    cls=_ChunkWindowOption,
     type=field_range(FetchSettings, "window"),
     default=FetchSettings.field_default("window"),
     show_default=True,
     help="Most chunks in flight (memory used is at most about window x chunk bytes); the "
-    "window adapts to the link below it.",
+    "window adapts to the link below it. (The hours to download in: --link-window.)",
 )
 @click.option(
     "--max-rate-kbps",
@@ -147,6 +166,23 @@ def rollback(layout: StoreLayout, name: str) -> None:
     default=None,
     help="Cap the download at this many kilobits per second (the agent's link.max_rate_kbps; "
     "default: no cap).",
+)
+@click.option(
+    "--link-window",
+    "link_windows",
+    type=field_item(LinkSettings, "windows"),
+    multiple=True,
+    metavar="HH:MM-HH:MM",
+    help="Download only in this local time window (repeatable; may span midnight, e.g. "
+    "22:00-06:00; the agent's link.windows; default: any time). Outside every window the pull "
+    "waits until one opens (or, with --no-wait, exits 75); if a window closes mid-download, "
+    "the download pauses and resumes when the next one opens.",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help=f"Outside every --link-window, fetch nothing and exit with status {EXIT_OUTSIDE_WINDOWS} "
+    "at once instead of waiting (for a cron job that tries again later).",
 )
 @click.option(
     "--chunk-timeout",
@@ -178,6 +214,8 @@ def pull(
     chunk_bytes: int,
     window: int,
     max_rate_kbps: float | None,
+    link_windows: tuple[str, ...],
+    no_wait: bool,
     chunk_timeout: float,
     timeout: float,
     allow_downgrade: bool,
@@ -185,8 +223,9 @@ def pull(
 ) -> None:
     """Refresh signed metadata, download, verify, install and activate the newest models.
 
-    Exits 0 when every model is active and up to date, 1 with the reason otherwise. The
-    download resumes where an interrupted pull stopped.
+    Exits 0 when every model is active and up to date, 1 with the reason otherwise, 75 when
+    --no-wait finds every --link-window closed. The download resumes where an interrupted pull
+    stopped.
     """
     metadata_dir = layout.trust_metadata
     download_dir = layout.trust_downloads
@@ -196,14 +235,16 @@ def pull(
     settings = FetchSettings(
         chunk_bytes=chunk_bytes, window=window, chunk_timeout_s=chunk_timeout, deadline_s=timeout
     )
+    link_settings = LinkSettings(max_rate_kbps=max_rate_kbps, windows=list(link_windows))
+    budget = LinkBudget(link_settings.max_bytes_per_s, link_settings.windows)
+    wait_for_window(budget, no_wait=no_wait)
     results: list[Transition] = []
     with (
         ModelStore(layout.models) as store,
         MqttClient.from_settings(broker, f"{device_id}-pull") as client,
     ):
         client.connect()
-        cap = LinkSettings(max_rate_kbps=max_rate_kbps).max_bytes_per_s
-        link = RegistryLink(client, device_id, LinkBudget(cap) if cap else None)
+        link = RegistryLink(client, device_id, budget if budget.limited else None)
 
         def source(cancel: threading.Event) -> DeviceUpdater:
             return DeviceUpdater(
@@ -229,7 +270,7 @@ def pull(
             limits=UpdateLimits(download_s=timeout),
             allow_downgrade=allow_downgrade,
         )
-        with _progress(as_json) as bar:
+        with _progress(as_json) as bar, pause_notices(budget, _say(bar)):
             for name in names:
                 task = bar.add_task(name, total=None) if bar is not None else None
 
@@ -255,6 +296,13 @@ def pull(
         click.secho("the registry has no models", fg="yellow", err=True)
     if failed:
         raise SystemExit(1)
+
+
+def _say(bar: Progress | None) -> Callable[[str], None]:
+    """Print a line on stderr, above the progress bar while there is one."""
+    if bar is None:
+        return lambda text: click.echo(text, err=True)
+    return lambda text: bar.console.print(text, markup=False, highlight=False)
 
 
 class _NoProgress:
