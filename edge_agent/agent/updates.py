@@ -90,6 +90,7 @@ class AgentUpdates:
             device_id,
             shadow_check=accept,
             allow_downgrade=settings.allow_downgrade,
+            link_paused=budget.paused if budget is not None and budget.windows else None,
         )
         self._wake = threading.Event()
         self._stop = threading.Event()

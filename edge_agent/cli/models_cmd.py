@@ -196,7 +196,8 @@ def rollback(layout: StoreLayout, name: str) -> None:
     type=field_range(FetchSettings, "deadline_s"),
     default=FetchSettings.field_default("deadline_s"),
     show_default=True,
-    help="Longest the download of one model may take, seconds.",
+    help="Longest the download of one model may take, seconds (time paused outside every "
+    "--link-window does not count).",
 )
 @click.option(
     "--allow-downgrade",
@@ -269,6 +270,7 @@ def pull(
             device_id,
             limits=UpdateLimits(download_s=timeout),
             allow_downgrade=allow_downgrade,
+            link_paused=budget.paused if budget.windows else None,
         )
         with _progress(as_json) as bar, pause_notices(budget, _say(bar)):
             for name in names:

@@ -120,25 +120,55 @@ class ModelSource(Protocol):
         """Release what the source holds."""
 
 
-class _Deadline:
-    """Sets ``cancel`` when a state overstays its limit; remembers that it did."""
+_PAUSE_POLL_S = 0.5
+"""How often a limit that pauses asks whether the link is paused (the pause is counted to
+within this)."""
 
-    def __init__(self, cancel: threading.Event, seconds: float) -> None:
+
+class _Deadline:
+    """Sets ``cancel`` when a state overstays its limit; remembers that it did.
+
+    Time while ``paused()`` holds (the link budget outside its windows) does not count: the
+    transfer is waiting by design, not stuck, as its own ``deadline_s`` already allows.
+    """
+
+    def __init__(
+        self, cancel: threading.Event, seconds: float, paused: Callable[[], bool] | None = None
+    ) -> None:
         self.fired = False
         self._cancel = cancel
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self._seconds = seconds
+        self._paused = paused
+        self._done = threading.Event()
+        self._lock = threading.Lock()  # the limit fires only before the state has ended
+        self._thread = threading.Thread(target=self._run, name="update-limit", daemon=True)
 
-    def _fire(self) -> None:
-        self.fired = True
-        self._cancel.set()
+    def _run(self) -> None:
+        left = self._seconds
+        step = self._seconds if self._paused is None else _PAUSE_POLL_S
+        last, was_paused = time.monotonic(), self._is_paused()
+        while not self._done.wait(min(left, step)):
+            now, paused = time.monotonic(), self._is_paused()
+            if not (was_paused or paused):  # a step touching a pause is the transfer's
+                left -= now - last
+            last, was_paused = now, paused
+            if left <= 0:
+                with self._lock:
+                    if not self._done.is_set():
+                        self.fired = True
+                        self._cancel.set()
+                return
+
+    def _is_paused(self) -> bool:
+        return self._paused is not None and self._paused()
 
     def __enter__(self) -> _Deadline:
-        self._timer.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self._done.set()
 
 
 class UpdateManager:
@@ -155,7 +185,13 @@ class UpdateManager:
         limits: UpdateLimits | None = None,
         allow_downgrade: bool = False,
         clock: Callable[[], float] = time.time,
+        link_paused: Callable[[], bool] | None = None,
     ) -> None:
+        """``link_paused`` says whether the link budget holds transfers back now.
+
+        Outside the budget's windows the transfer waits by design; that time does not count
+        against the refresh and download limits (the transfer's ``deadline_s`` excludes it too).
+        """
         self.store = store
         self.source_factory = source_factory
         self.publish = publish
@@ -164,6 +200,7 @@ class UpdateManager:
         self.limits = limits or UpdateLimits()
         self.allow_downgrade = allow_downgrade
         self.clock = clock
+        self.link_paused = link_paused
         self.state = UpdateState.IDLE
         self.history: deque[Transition] = deque(maxlen=HISTORY_LIMIT)
         self._run_lock = threading.Lock()
@@ -219,7 +256,7 @@ class UpdateManager:
                     "fix the time (NTP / RTC) first"
                 )
             source = self.source_factory(self._cancel)
-            with self._limit(self.limits.refresh_s, "refreshing signed metadata"):
+            with self._limit(self.limits.refresh_s, "refreshing signed metadata", link=True):
                 source.refresh()
                 release = source.latest(name)
             version = release.release
@@ -247,7 +284,7 @@ class UpdateManager:
             def report(note: str) -> None:
                 self._emit(name, version, UpdateState.DOWNLOADING, note)
 
-            with self._limit(self.limits.download_s, "downloading"):
+            with self._limit(self.limits.download_s, "downloading", link=True):
                 path, trusted = source.download(release, progress, have=have, report=report)
                 parts = source.download_parts(trusted, progress)
             self._emit(
@@ -304,8 +341,9 @@ class UpdateManager:
         self._check_cancel("shadow check")
         return ShadowVerdict(False, f"took longer than {self.limits.shadow_s:g} s")
 
-    def _limit(self, seconds: float, what: str) -> _Limit:
-        return _Limit(self, seconds, what)
+    def _limit(self, seconds: float, what: str, *, link: bool = False) -> _Limit:
+        """The time limit of a state; one that uses the link (``link``) pauses with it."""
+        return _Limit(self, seconds, what, self.link_paused if link else None)
 
     def _check_cancel(self, what: str) -> None:
         if self._cancel.is_set():
@@ -332,9 +370,15 @@ class UpdateManager:
 class _Limit:
     """A state's time limit: cancels the source, and turns its error into a clear reason."""
 
-    def __init__(self, manager: UpdateManager, seconds: float, what: str) -> None:
+    def __init__(
+        self,
+        manager: UpdateManager,
+        seconds: float,
+        what: str,
+        paused: Callable[[], bool] | None = None,
+    ) -> None:
         self.manager, self.what, self.seconds = manager, what, seconds
-        self._deadline = _Deadline(manager._cancel, seconds)
+        self._deadline = _Deadline(manager._cancel, seconds, paused)
 
     def __enter__(self) -> None:
         self._deadline.__enter__()

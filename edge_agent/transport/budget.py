@@ -115,6 +115,10 @@ class LinkBudget:
             return None
         return f"outside the link windows ({self._window_text})"
 
+    def paused(self) -> bool:
+        """Whether the windows hold the link closed now (:meth:`closed` without the reason)."""
+        return self.closed() is not None
+
     def take(self, nbytes: int) -> float:
         """0.0 when ``nbytes`` may be fetched now (they are counted), else seconds to wait.
 

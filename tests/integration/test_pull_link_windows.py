@@ -3,7 +3,9 @@
 A real ``edge-agent models pull`` subprocess against a real registry on real Mosquitto. The time
 of day is either computed from the real clock (a window that cannot contain now) or faked in
 the pull's process only with libfaketime (a few seconds before a window opens), so the test
-sees the whole wait: announced, nothing fetched, then the download once the window opens.
+sees the whole wait: announced, nothing fetched, then the download once the window opens. A
+window closing mid-download is driven through the update state machine the pull runs, with the
+time of day injected, since a real window stays closed for at least a minute.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from edge_agent.cli._link_windows import EXIT_OUTSIDE_WINDOWS
+from edge_agent.config import FetchSettings
 from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import ModelStore
+from edge_agent.delivery.update import UpdateLimits, UpdateManager, UpdateState
+from edge_agent.transport.budget import LinkBudget
+from edge_agent.trust.device.client import DeviceUpdater
+from edge_agent.trust.device.link import RegistryLink
 from tests.fakes.delivery_env import delivery_env, pull_command
 from tests.fixtures.faketime import LIBFAKETIME, faked_environment
 from tests.fixtures.mosquitto import Broker
@@ -25,7 +34,8 @@ from tests.fixtures.wait import patience, wait_for
 
 pytestmark = pytest.mark.mqtt
 
-DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
+MODELS = Path(__file__).resolve().parents[2] / "models"
+DIGITS = MODELS / "digits"
 LEAD_S = 8
 """Faked seconds from the pull's start to the window's opening: more than the interpreter's
 start-up on a loaded machine (else the pull starts inside the window and never waits)."""
@@ -105,3 +115,59 @@ def test_outside_the_windows_the_pull_waits_fetching_nothing_then_downloads_insi
     with ModelStore(StoreLayout(store_dir).models, readonly=True) as store:
         active = store.active("digits")
         assert active is not None and active.sha256 == release.sha256
+
+
+def test_a_window_closing_mid_download_pauses_it_past_the_download_limit_then_it_resumes(
+    tmp_path: Path, mosquitto: Broker
+):
+    """Regression: the update's download limit ran on the wall clock, so a pull whose window
+    closed mid-download failed after ``--timeout`` although the transfer was only waiting."""
+    minute = [4 * 60 + 59]  # 04:59, inside 01:00-05:00
+    budget = LinkBudget(200_000.0, ["01:00-05:00"], minute_of_day=lambda: minute[0])
+    settings = FetchSettings(chunk_bytes=16 * 1024, chunk_timeout_s=2.0, deadline_s=60)
+    with delivery_env(tmp_path, mosquitto.url) as env:
+        release = env.publish(MODELS / "digits32" / "digits32_int8.onnx")  # 199 KB, 13 chunks
+        device = env.device("dev-pause", settings=settings)
+        link = RegistryLink(device.client, device.device_id, budget)
+        published: list[str] = []
+        manager = UpdateManager(
+            device.store,
+            lambda cancel: DeviceUpdater(
+                device.metadata_dir,
+                device.client,
+                device.device_id,
+                device.download_dir,
+                settings,
+                cancel=cancel,
+                link=link,
+            ),
+            lambda _topic, payload: published.append(json.loads(payload)["state"]),
+            device.device_id,
+            limits=UpdateLimits(refresh_s=10, download_s=1.0),
+            link_paused=budget.paused,
+        )
+
+        closed = threading.Event()
+
+        def landed(done: int, _total: int) -> None:
+            if done > 0 and not closed.is_set():
+                minute[0] = 5 * 60  # 05:00: the window closes after the first chunk
+                closed.set()
+
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(manager.update("digits", landed)))
+        worker.start()
+        try:
+            wait_for(closed.is_set, 10, "the first chunk")
+            time.sleep(0.5)  # what was asked for before the close lands
+            served = env.server.requests_for(device.device_id, "targets/")
+            time.sleep(1.5)  # closed for twice the download limit
+            assert env.server.requests_for(device.device_id, "targets/") == served
+            assert worker.is_alive() and published == ["downloading"]
+            minute[0] = 60  # 01:00 the next night
+        finally:
+            worker.join(30)
+        link.close()
+        assert result[0].state is UpdateState.ACTIVE, result[0].reason
+        assert served < -(-release.length // settings.chunk_bytes)  # really paused mid-way
+        assert device.store.active("digits").sha256 == release.sha256  # type: ignore[union-attr]

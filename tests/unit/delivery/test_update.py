@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge_agent.delivery.store import ModelStore
 from edge_agent.delivery.update import ShadowVerdict, UpdateLimits, UpdateManager, UpdateState
+from edge_agent.errors import UpdateError
 from tests.fakes.model_source import LocalModelSource
 from tests.fixtures.wait import wait_for
 
@@ -53,6 +54,48 @@ def test_download_over_its_time_limit_fails_and_the_next_update_succeeds(tmp_pat
     assert m.store.active("digits") is None
     m.source_factory = lambda cancel: LocalModelSource(cancel, FP32)
     assert m.update("digits").state is UpdateState.ACTIVE  # a failure never blocks the next
+    m.store.close()
+
+
+class HeldSource(LocalModelSource):
+    """Downloads once ``held`` is cleared (the link budget's window opening), unless cancelled."""
+
+    def __init__(self, cancel: threading.Event, held: threading.Event) -> None:
+        super().__init__(cancel, FP32)
+        self.held = held
+
+    def download(self, release, progress=None, **options):  # type: ignore[no-untyped-def]
+        while self.held.is_set():
+            if self.cancel.wait(0.02):
+                raise UpdateError("download interrupted")
+        return super().download(release, progress, **options)
+
+
+def test_time_paused_outside_the_link_windows_does_not_count_against_the_download_limit(
+    tmp_path: Path,
+):
+    """Regression: the download limit ran on the wall clock, so a link window closing
+    mid-download failed the update after ``download_s`` although the transfer was only
+    waiting for the next window (whose own deadline excludes that time)."""
+    published: list = []
+    held = threading.Event()
+    held.set()
+    m = UpdateManager(
+        ModelStore(tmp_path / "store"),
+        lambda cancel: HeldSource(cancel, held),
+        lambda topic, payload: published.append(json.loads(payload)),
+        "dev-1",
+        limits=UpdateLimits(download_s=0.3),
+        link_paused=held.is_set,
+    )
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(m.update("digits")))
+    worker.start()
+    time.sleep(1.0)  # paused for over three times the limit
+    assert worker.is_alive() and [p["state"] for p in published] == ["downloading"]
+    held.clear()  # the window opens
+    worker.join(5)
+    assert result[0].state is UpdateState.ACTIVE, result[0].reason
     m.store.close()
 
 
