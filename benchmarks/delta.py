@@ -8,7 +8,7 @@ Prints JSON with three parts, all from one run:
   ``repo add-model`` would publish it (at most ``DELTA_MAX_RATIO``), encode and rebuild time.
 - ``delivery``: the head fine-tune delivered over a real Mosquitto by the real registry to a
   device that holds release 1 and to one that does not: the file bytes each fetched (the
-  delta, or the model), the chunks the registry served and the update's wall time (on
+  delta, or the model), the bytes the registry served and the update's wall time (on
   loopback a 570 KB model takes well under a second either way: the bytes are the point).
 - ``memory``: a 64 MiB synthetic model (float16 weights, 3 regions of 256 KiB changed) rebuilt
   from its delta: the growth of this process's anonymous memory (heap; the three files are
@@ -103,9 +103,9 @@ def measure_delivery(work: Path) -> dict[str, Any]:
                 assert outcome.state is UpdateState.ACTIVE, outcome.reason
                 active = device.store.active("digits")
                 assert active is not None and active.sha256 == second.sha256
-                chunks = env.server.requests_for(device.device_id, "targets/models/digits/2/")
+                served = env.server.served_bytes(device.device_id, "targets/models/digits/2/")
                 out[label] = {
-                    "chunks_served": chunks,
+                    "bytes_served": served,
                     "file_bytes_fetched": second.deltas[0].length
                     if label == "with_release_1"
                     else second.length,

@@ -1,14 +1,15 @@
 """Model delivery over a shaped link against curl over the same link, and bytes on the wire.
 
 Prints JSON. Runs itself inside a private network namespace (``unshare -n``; root, iproute2,
-curl), where the device's port and a plain ``python -m http.server`` share one ``tc tbf``
-bucket on the loopback (tests/fixtures/link.py). For each rate: the download of a signed
-release (``DeviceUpdater.download``, what ``models pull`` and the agent run after the metadata
-refresh) against curl fetching the same bytes, interleaved ``--repeat`` times (median). Then,
-at ``--cut-rate``, the bytes that crossed the link per model byte with 0, 1 and 5 cuts (every
-connection through the proxy reset, spread evenly over the download). Bytes on the wire are
-IP packets both ways as the shaped class counted them (headers, acknowledgements and MQTT
-framing included); curl's own ratio is printed as the floor any protocol pays on this link.
+curl), where the device's port and a plain ``python -m http.server`` share the shaped link on
+the loopback (``tc tbf``, one bucket each way: tests/fixtures/link.py). For each rate: the
+download of a signed release (``DeviceUpdater.download``, what ``models pull`` and the agent
+run after the metadata refresh) against curl fetching the same bytes, interleaved
+``--repeat`` times (median). Then, at ``--cut-rate``, the bytes that crossed the link per
+model byte with 0, 1 and 5 cuts (every connection through the proxy reset, spread evenly over
+the download; the median of ``--repeat`` downloads). Bytes on the wire are IP packets both
+ways as the shaped link counted them (headers, acknowledgements and MQTT framing included);
+curl's own ratio is printed as the floor any protocol pays on this link.
 
     .venv/bin/python benchmarks/link.py [--rates-mbit 2 16 100] [--size-mb 5] [--small-mb 1]
 """
@@ -67,25 +68,37 @@ def rate_run(work: Path, rate_mbit: float, size: int, repeat: int) -> dict[str, 
 
 
 def cut_run(
-    work: Path, rate_mbit: float, size: int, cuts: int, settings: FetchSettings
+    work: Path, rate_mbit: float, size: int, cuts: int, settings: FetchSettings, repeat: int
 ) -> dict[str, Any]:
-    """Bytes on the wire per model byte when the link is reset ``cuts`` times mid-download."""
+    """Bytes on the wire per model byte when the link is reset ``cuts`` times mid-download.
+
+    The median of ``repeat`` downloads: where a cut lands (mid-frame, behind a dropped packet)
+    varies, and one run says little.
+    """
     world = LinkWorld(work, int(rate_mbit * 1000), proxy=True)
     try:
         data, _ = world.publish_model(size)
         marks = [(i + 1) / (cuts + 1) for i in range(cuts)]
-        pull = world.pull("big", settings, cut_at(marks, size) if cuts else None)
-        assert pull["data"] == data, "delivered bytes differ from the model"
+        runs = []
+        for _ in range(repeat):
+            pull = world.pull("big", settings, cut_at(marks, size) if cuts else None)
+            assert pull["data"] == data, "delivered bytes differ from the model"
+            runs.append(pull)
         assert world.proxy is not None
+        wire = [run["wire_bytes"] / size for run in runs]
         return {
-            "cuts": world.proxy.cuts,
+            "cuts": world.proxy.cuts // repeat,
             "rate_mbit": rate_mbit,
             "model_mb": round(size / 1e6, 2),
-            "seconds": round(pull["seconds"], 2),
-            "wire_per_model_byte": round(pull["wire_bytes"] / size, 4),
-            "payload_down_per_model_byte": round(pull["proxy_down_bytes"] / size, 4),
-            "served_chunks": pull["served_chunks"],
-            "model_chunks": -(-size // settings.chunk_bytes),
+            "seconds": round(statistics.median(run["seconds"] for run in runs), 2),
+            "wire_per_model_byte": round(statistics.median(wire), 4),
+            "wire_runs": [round(w, 4) for w in wire],
+            "payload_down_per_model_byte": round(
+                statistics.median(run["proxy_down_bytes"] for run in runs) / size, 4
+            ),
+            "served_per_model_byte": round(
+                statistics.median(run["served_bytes"] for run in runs) / size, 4
+            ),
         }
     finally:
         world.close()
@@ -112,7 +125,10 @@ def main() -> None:
             rates.append(rate_run(work / f"rate-{i}", rate, size, args.repeat))
         size = int(args.size_mb * 1e6)
         settings = FetchSettings(chunk_bytes=args.chunk_kib * 1024, max_attempts=20)
-        cuts = [cut_run(work / f"cut-{n}", args.cut_rate, size, n, settings) for n in args.cuts]
+        cuts = [
+            cut_run(work / f"cut-{n}", args.cut_rate, size, n, settings, args.repeat)
+            for n in args.cuts
+        ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(

@@ -23,10 +23,20 @@ class FetchSettings(StrictModel):
         default=256 * 1024,
         ge=MIN_CHUNK_BYTES,
         le=MAX_CHUNK_BYTES,
-        description="Bytes per chunk (one MQTT message); at most the registry's max chunk size "
-        "and below the broker's message size limit. A cut link loses the chunk it was "
-        "carrying: on a link that drops often, 65536 wastes a quarter as much per cut (and "
-        "costs speed on a fast link: more messages per byte).",
+        description="Bytes per chunk: the unit a download is checksummed, persisted and resumed "
+        "in, and the largest frame (MQTT message); at most the registry's max chunk size and "
+        "below the broker's message size limit. On a slow link a chunk travels in smaller "
+        "frames (`min_frame_bytes`), so a cut loses a frame, not the chunk.",
+    )
+    min_frame_bytes: int = Field(
+        default=16 * 1024,
+        ge=MIN_CHUNK_BYTES,
+        le=MAX_CHUNK_BYTES,
+        description="Smallest frame (MQTT message), and the unit the adaptive window counts in. "
+        "Frames are about 10 ms of the measured link rate (a whole chunk on a fast link), so "
+        "a cut link loses a frame, not a chunk, and the window can stay within a slow link's "
+        "buffer. Splitting is off when it is not smaller than `chunk_bytes` or does not "
+        "divide it (frames and window are then whole chunks).",
     )
     window: int = Field(
         default=16,
@@ -39,12 +49,14 @@ class FetchSettings(StrictModel):
         default=2,
         ge=1,
         le=256,
-        description="Fewest chunks the adaptive window keeps in flight (at most `window`).",
+        description="Fewest units (`min_frame_bytes` each; chunks when splitting is off) the "
+        "adaptive window keeps in flight.",
     )
     adaptive_window: bool = Field(
         default=True,
-        description="Size the window to about twice the measured bandwidth x round trip "
-        "(between `window_floor` and `window`); off: always `window` chunks.",
+        description="Size the window to the measured bandwidth x (twice the round trip + 25 "
+        "ms), plus two frames (between `window_floor` and `window`); off: always `window` "
+        "chunks.",
     )
     chunks_per_request: int = Field(
         default=8,

@@ -125,7 +125,7 @@ class DeviceRateLimiter:
 
 
 class ServedCounts:
-    """Chunks served by (device, path), for the ``limit`` most recently served pairs.
+    """File bytes served by (device, path), for the ``limit`` most recently served pairs.
 
     Only diagnostics and tests read these counts, so forgetting the least recently served
     pair is harmless; keeping one per device ever served was not (a registry serving a fleet
@@ -140,14 +140,14 @@ class ServedCounts:
     def __len__(self) -> int:
         return len(self._counts)
 
-    def add(self, device: str, path: str, chunks: int = 1) -> None:
+    def add(self, device: str, path: str, nbytes: int) -> None:
         key = (device, path)
-        self._counts[key] = self._counts.pop(key, 0) + chunks
+        self._counts[key] = self._counts.pop(key, 0) + nbytes
         while len(self._counts) > self.limit:
             self._counts.popitem(last=False)
 
     def total(self, device: str, path_prefix: str = "") -> int:
-        """Chunks of files under ``path_prefix`` served to ``device`` (that are remembered)."""
+        """Bytes of files under ``path_prefix`` served to ``device`` (that are remembered)."""
         return sum(
             n for (d, p), n in self._counts.items() if d == device and p.startswith(path_prefix)
         )
@@ -178,8 +178,8 @@ class RegistryServer:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._stats_lock = threading.Lock()
-        self.requests = ServedCounts(4 * self.settings.tracked_devices)
-        """Chunks served (frames with file bytes), by (device, path); bounded."""
+        self.served = ServedCounts(4 * self.settings.tracked_devices)
+        """File bytes served (in frames), by (device, path); bounded."""
         self.refused: Counter[str] = Counter()
         """Requests not served, by reason (garbage, rate-limited, busy, not-found, bad)."""
         self.announced_version = 0
@@ -205,10 +205,14 @@ class RegistryServer:
             thread.join(timeout=5)
         self._threads.clear()
 
-    def requests_for(self, device: str, path_prefix: str = "") -> int:
-        """How many chunks of files under ``path_prefix`` were served to ``device``."""
+    def served_bytes(self, device: str, path_prefix: str = "") -> int:
+        """How many bytes of files under ``path_prefix`` were served to ``device``.
+
+        Bytes, not frames: a device on a slow link asks for smaller frames (``FetchSettings.
+        min_frame_bytes``), so a count of frames says little about what it fetched.
+        """
         with self._stats_lock:
-            return self.requests.total(device, path_prefix)
+            return self.served.total(device, path_prefix)
 
     # -- paho thread ---------------------------------------------------------------------
 
@@ -299,7 +303,7 @@ class RegistryServer:
                 length = min(request.frame_bytes, end - offset)
                 info = self._publish_frame(device, self._frame(request, fd, offset, length, total))
                 with self._stats_lock:
-                    self.requests.add(device, request.path)
+                    self.served.add(device, request.path, length)
                 offset += length
                 if offset >= end or self._stop.is_set():
                     return

@@ -153,6 +153,15 @@ class DeliveryEnv:
         self.registry_client.close()
 
 
+def chunks_served(env: DeliveryEnv, device: str, chunk_bytes: int, prefix: str = "") -> int:
+    """File bytes the registry sent ``device`` under ``prefix``, in chunks (rounded up).
+
+    The registry counts bytes (frames vary in size with the link); these tests reason in the
+    device's chunks.
+    """
+    return -(-env.server.served_bytes(device, prefix) // chunk_bytes)
+
+
 def pull_command(env: DeliveryEnv, store_dir: Path, device_id: str, *options: str) -> list[str]:
     """``edge-agent models pull`` of every model into ``store_dir``, as a device would run it.
 

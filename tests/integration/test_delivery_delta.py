@@ -49,7 +49,7 @@ def reasons(events: queue.Queue[Message]) -> list[tuple[str, str]]:
 
 def bytes_served(env: DeliveryEnv, device: str, release: int) -> int:
     """Bytes of release ``release``'s files (model, delta) the registry sent ``device``."""
-    return env.server.requests_for(device, f"targets/models/digits/{release}/") * FAST.chunk_bytes
+    return env.server.served_bytes(device, f"targets/models/digits/{release}/")
 
 
 def test_device_holding_the_previous_release_rebuilds_the_fine_tune_from_a_delta(
@@ -131,7 +131,7 @@ def test_device_without_the_previous_release_downloads_the_whole_model(
         assert outcome.state is UpdateState.ACTIVE, outcome.reason
         active = device.store.active("digits")
         assert active is not None and active.version == 2 and active.sha256 == second.sha256
-        assert env.server.requests_for(device.device_id, "targets/models/digits/1/") == 0
+        assert env.server.served_bytes(device.device_id, "targets/models/digits/1/") == 0
         served = bytes_served(env, device.device_id, 2)
         assert second.length <= served < second.length + FAST.chunk_bytes  # the model only
         assert [s for s, _ in reasons(events)] == ["downloading", "verified", "staged", "active"]

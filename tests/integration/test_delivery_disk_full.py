@@ -27,7 +27,7 @@ import pytest
 from edge_agent.delivery.layout import StoreLayout
 from edge_agent.delivery.store import ModelStore
 from edge_agent.fleet.registry import RegistrySettings
-from tests.fakes.delivery_env import DeliveryEnv, delivery_env, pull_command
+from tests.fakes.delivery_env import DeliveryEnv, chunks_served, delivery_env, pull_command
 from tests.fixtures.mosquitto import Broker
 
 pytestmark = pytest.mark.mqtt
@@ -132,11 +132,11 @@ def test_disk_filling_up_mid_download_fails_cleanly_then_resumes(tmp_path: Path,
         assert 0 < on_disk < chunks  # it really failed mid-download, progress kept
 
         filler.unlink()  # room again: the next pull resumes, it does not start over
-        served_before = env.server.requests_for("dev-full", "targets/")
+        served_before = chunks_served(env, "dev-full", CHUNK, "targets/")
         again = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)[0]["state"] == "active"
-        fetched = env.server.requests_for("dev-full", "targets/") - served_before
+        fetched = chunks_served(env, "dev-full", CHUNK, "targets/") - served_before
         assert fetched <= chunks - on_disk + 8
         with ModelStore(StoreLayout(store_dir).models, readonly=True) as store:
             active = store.active("digits")
@@ -163,7 +163,7 @@ def test_model_larger_than_the_room_left_is_refused_before_downloading(
         else:  # the process may not write a file beyond 300 KB (ulimit -f counts KiB)
             command = ["bash", "-c", 'ulimit -f 293 && exec "$@"', "bash", *command]
             expected = ("File too large", "ulimit -f")
-        served_before = env.server.requests_for("dev-small", "targets/")
+        served_before = env.server.served_bytes("dev-small", "targets/")
 
         pull = subprocess.run(command, capture_output=True, text=True, timeout=60)
 
@@ -173,6 +173,6 @@ def test_model_larger_than_the_room_left_is_refused_before_downloading(
         reason = outcome["reason"]
         for part in (*expected, f"{release.length} bytes needed", "removed the partial download"):
             assert part in reason, reason
-        assert env.server.requests_for("dev-small", "targets/") == served_before  # no chunk
+        assert env.server.served_bytes("dev-small", "targets/") == served_before  # no chunk
         assert not list((StoreLayout(store_dir).trust_downloads).glob("*.part*"))
         assert_old_model_serves(store_dir)

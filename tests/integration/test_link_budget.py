@@ -103,7 +103,7 @@ def test_outside_the_link_windows_nothing_moves_and_inside_it_resumes(
             try:
                 wait_for(lambda: "link windows" in uploader.waiting_for, 5, "the upload to wait")
                 time.sleep(1.5)
-                assert env.server.requests_for(device.device_id) == 0, "fetched outside windows"
+                assert env.server.served_bytes(device.device_id) == 0, "fetched outside windows"
                 assert uploaded == [] and len(store.pending_upload()) == 2
                 minute[0] = 2 * 60  # 02:00: the window opens
                 worker.join(30)

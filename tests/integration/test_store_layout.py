@@ -28,7 +28,7 @@ def test_a_store_filled_by_models_pull_is_the_one_the_agent_serves_from(
         assert (layout.trust_metadata / "timestamp.json").is_file()
         assert layout.trust_downloads.is_dir()
         assert not (layout.models / "trust").exists()
-        served_by_pull = env.server.requests_for("dev-7", "targets/")
+        served_by_pull = env.server.served_bytes("dev-7", "targets/")
 
         config = AgentConfig.model_validate(
             {
@@ -48,4 +48,4 @@ def test_a_store_filled_by_models_pull_is_the_one_the_agent_serves_from(
             assert agent.updates is not None and agent.updates.store.root == layout.models
         finally:
             agent.stop()
-        assert env.server.requests_for("dev-7", "targets/") == served_by_pull
+        assert env.server.served_bytes("dev-7", "targets/") == served_by_pull

@@ -1,4 +1,4 @@
-"""How many chunks a transfer keeps in flight: about the link's bandwidth x its round trip.
+"""How much a transfer keeps in flight, and in what frames: both follow the measured link.
 
 A fixed window is wrong on both ends: 4 MiB in flight is many seconds of queue on a 2 Mbit/s
 link (ranges queued behind it stay silent past ``chunk_timeout_s`` and are asked for twice,
@@ -9,20 +9,29 @@ a long round trip. So the window follows what the device measures, the way BBR d
   round trip, the highest of the last few intervals (a max filter: a momentary dip from a
   slow disk or a scheduling hiccup does not shrink the window, a link that stays slower does
   once the filter forgets its faster past);
-- the **round trip**: from sending a range request to its first chunk landing, the lowest of
+- the **round trip**: from sending a range request to its first frame landing, the lowest of
   the last ``rtt_window_s`` seconds (a min filter: queueing only ever adds delay, so the
   lowest sample is the closest to the path's own);
 
-and the window is ``gain x rate x (round trip + allowance)`` plus a couple of chunks (one
-landing, one queued behind it), between a floor and a cap. The allowance (50 ms) covers what
-the lowest round trip leaves out: the registry and the device are Python processes on shared
-CPUs, and an answer held up by scheduling for a few milliseconds starves a window sized to the
-best case. On a 100 Mbit/s link a window of the bare product ran 1.2x slower than curl on a
-loaded machine; with the allowance it kept up (benchmarks/link.py). On a slow link the
-allowance adds little (12 KB at 2 Mbit/s). A window too small to fill the link measures a
-rate that is window-limited, and with a gain of 2 the next window is about twice as large, so
-the window doubles per round trip until the link, not the window, limits the rate (BBR's
-start-up, without a separate phase). Pure: time is passed in, nothing here reads a clock.
+and the window is ``rate x (2 x round trip + allowance)`` plus the frame landing, between a
+floor and a cap, counted in units (the smallest frame). The allowance (25 ms) covers what the
+lowest round trip leaves out: the registry and the device are Python processes on shared
+CPUs, and an answer held up by scheduling for a few milliseconds starves a window sized to
+the best case (on a 100 Mbit/s link a window of the bare product ran 1.2x slower than curl on
+a loaded machine). It is not larger because what is in flight beyond the path's own bandwidth
+x delay waits in the link's buffer: a modem's buffer of 50 ms overflows, the packets behind a
+drop wait out of order at the device, and a cut loses them all. With twice the product plus
+50 ms and two 256 KiB chunks, a 16 Mbit/s link dropped one packet in five and five cuts cost
+22% of the model on the wire; with this window and a second frame on top 10%, with one frame
+8-9% (of which curl pays 6-7 on a clean link: benchmarks/link.py). A window too small to fill
+the link measures a rate that is window-limited, and the next window is at least twice as
+large (twice the round trip), so the window doubles per round trip until the link, not the
+window, limits the rate (BBR's start-up, without a separate phase).
+
+The **frame** (one MQTT message) is the smallest unit doubled that carries ``FRAME_TIME_S`` of
+the measured rate: a cut loses the frame in flight, so on a slow link frames are small (at
+16 Mbit/s 32 KiB), and on a fast one a frame is a whole chunk (fewest messages, no copy).
+Pure: time is passed in, nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -30,7 +39,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["WindowControl"]
+__all__ = ["FRAME_TIME_S", "WindowControl"]
+
+FRAME_TIME_S = 0.01
+"""About how long one frame should occupy the link: what one cut may cost, in link time."""
 
 
 @dataclass
@@ -40,33 +52,38 @@ class _Sample:
 
 
 class WindowControl:
-    """The window (in chunks) for one transfer, from the rate and round trips it measured."""
+    """The window (in units) and frame size for one transfer, from what it measured."""
 
     def __init__(
         self,
-        chunk_bytes: int,
+        unit_bytes: int,
         floor: int,
         cap: int,
         *,
+        max_frame: int | None = None,
         initial: int | None = None,
-        gain: float = 2.0,
-        allowance_s: float = 0.05,
+        rtt_gain: float = 2.0,
+        allowance_s: float = 0.025,
         rate_intervals: int = 8,
         rtt_window_s: float = 10.0,
     ) -> None:
-        """``floor`` and ``cap`` bound the window in chunks; it starts at ``initial``.
+        """``floor`` and ``cap`` bound the window in units; it starts at ``initial``.
 
-        ``initial`` defaults to 1 MiB worth of chunks (within floor and cap): enough to
-        measure a rate and to start a fast link near its speed, and a queue a slow link drains
-        within the first range timeout (4 s at 2 Mbit/s, under ``chunk_timeout_s``).
+        ``max_frame`` (a multiple of ``unit_bytes``; default one unit) is the largest frame,
+        a chunk. ``initial`` defaults to 256 KiB worth of units (within floor and cap): enough
+        to measure a rate, and what a modem's buffer holds at 16 Mbit/s. 1 MiB overflowed it
+        at the start of every download (hundreds of dropped packets, and a cut then lost
+        what waited behind them); the window doubles per round trip, so a fast link is at
+        speed after a few milliseconds.
         """
         if not 1 <= floor <= cap:
             raise ValueError(f"window floor {floor} must be 1..cap ({cap})")
-        self.chunk_bytes = chunk_bytes
-        self.floor, self.cap, self.gain = floor, cap, gain
+        self.unit_bytes = unit_bytes
+        self.max_frame = max_frame or unit_bytes
+        self.floor, self.cap, self.rtt_gain = floor, cap, rtt_gain
         self.allowance_s = allowance_s
         if initial is None:
-            initial = max(1, (1 << 20) // chunk_bytes)
+            initial = max(1, (256 << 10) // unit_bytes)
         self.window = min(cap, max(floor, initial))
         self._rtt_window_s = rtt_window_s
         self._rtts: deque[_Sample] = deque()
@@ -84,6 +101,18 @@ class WindowControl:
         """The highest delivery rate of the last intervals (bytes/s); None before the first."""
         return max(self._rates, default=None)
 
+    def frame_bytes(self) -> int:
+        """Bytes per frame: the smallest unit doubled that carries ``FRAME_TIME_S`` of the rate.
+
+        At most ``max_frame`` and always dividing it; the smallest (a unit) before a rate is
+        measured, since the link may be slow.
+        """
+        target = (self.rate or 0.0) * FRAME_TIME_S
+        frame = self.unit_bytes
+        while frame < target and self.max_frame % (2 * frame) == 0:
+            frame *= 2
+        return frame
+
     def round_trip(self, now: float, sent_at: float) -> None:
         """A range request sent at ``sent_at`` got its first chunk at ``now``."""
         self._rtts.append(_Sample(now, max(now - sent_at, 1e-6)))
@@ -98,8 +127,9 @@ class WindowControl:
         self._interval_bytes += nbytes
         elapsed = now - self._interval_start
         rtt = self.min_rtt or 0.0
-        # an interval of at least a round trip and a few chunks, so one sample means something
-        if elapsed >= max(rtt, 1e-3) and self._interval_bytes >= 2 * self.chunk_bytes:
+        # an interval of at least a round trip and two of the largest frames, so one sample
+        # means something (a backlog the device reads in one go is not the link's rate)
+        if elapsed >= max(rtt, 1e-3) and self._interval_bytes >= 2 * self.max_frame:
             self._rates.append(self._interval_bytes / elapsed)
             self._interval_start, self._interval_bytes = now, 0
             self._update()
@@ -115,5 +145,5 @@ class WindowControl:
         rate, rtt = self.rate, self.min_rtt
         if rate is None or rtt is None:
             return
-        chunks = self.gain * rate * (rtt + self.allowance_s) / self.chunk_bytes + 2
-        self.window = min(self.cap, max(self.floor, round(chunks)))
+        in_flight = rate * (self.rtt_gain * rtt + self.allowance_s) + self.frame_bytes()
+        self.window = min(self.cap, max(self.floor, round(in_flight / self.unit_bytes)))

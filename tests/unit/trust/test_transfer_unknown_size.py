@@ -76,7 +76,8 @@ class ScriptedLink:
 
 
 def test_a_refusal_past_the_end_of_a_short_file_teaches_its_size_instead_of_failing() -> None:
-    settings = FetchSettings(chunk_timeout_s=1.0, deadline_s=10.0)
+    # whole-chunk units, as fetch_stream asks for a file of unknown size
+    settings = FetchSettings(chunk_timeout_s=1.0, deadline_s=10.0, min_frame_bytes=256 * 1024)
     link = ScriptedLink()
     transfer = ChunkTransfer(link, "metadata/timestamp.json", settings)  # type: ignore[arg-type]
     assert transfer.window.window < 2 * settings.run  # the first ranges go out as several

@@ -14,7 +14,14 @@ from edge_agent.trust.device.window import WindowControl
 CHUNK = 64 * 1024
 
 
-def drive(control: WindowControl, rate: float, rtt: float, seconds: float, start: float = 0.0):
+def drive(
+    control: WindowControl,
+    rate: float,
+    rtt: float,
+    seconds: float,
+    start: float = 0.0,
+    chunk: int = CHUNK,
+):
     """Feed ``control`` what a link of ``rate`` B/s and ``rtt`` s delivers; returns the end.
 
     Each turn asks for a window's worth (one range), which starts landing a round trip later
@@ -24,13 +31,13 @@ def drive(control: WindowControl, rate: float, rtt: float, seconds: float, start
     while now < start + seconds:
         sent = now
         window = control.window
-        per_chunk = CHUNK / rate
+        per_chunk = chunk / rate
         now = sent + rtt + per_chunk
         control.round_trip(now, sent)
-        control.landed(now, CHUNK)
+        control.landed(now, chunk)
         for _ in range(window - 1):
             now += per_chunk
-            control.landed(now, CHUNK)
+            control.landed(now, chunk)
     return now
 
 
@@ -54,8 +61,8 @@ def test_the_window_settles_near_twice_bandwidth_times_round_trip(rate, rtt):
 
 def test_the_window_starts_small_and_grows_to_a_fast_long_link():
     control = WindowControl(CHUNK, floor=4, cap=256)
-    assert control.window == 16  # 1 MiB: a slow link drains it within one range timeout
-    assert WindowControl(256 * 1024, floor=2, cap=16).window == 4  # 1 MiB of bigger chunks
+    assert control.window == 4  # 256 KiB: what a modem's buffer holds at 16 Mbit/s
+    assert WindowControl(16 * 1024, floor=2, cap=256).window == 16  # 256 KiB of small units
     drive(control, rate=12.5e6, rtt=0.1, seconds=5)
     assert control.window > 16 * 2  # more than the old fixed 16 x 256 KiB could carry
 
@@ -97,3 +104,30 @@ def test_a_fixed_window_never_moves():
 def test_a_floor_above_the_cap_is_refused():
     with pytest.raises(ValueError, match="floor"):
         WindowControl(CHUNK, floor=8, cap=4)
+
+
+def test_frames_are_about_ten_ms_of_the_link_and_tile_a_chunk():
+    unit, chunk = 16 * 1024, 256 * 1024
+    control = WindowControl(unit, floor=2, cap=256, max_frame=chunk)
+    assert control.frame_bytes() == unit  # nothing measured yet: the link may be slow
+    drive_frames(control, rate=2e6)  # 16 Mbit/s: 20 KB in 10 ms
+    assert control.frame_bytes() == 32 * 1024
+    fast = WindowControl(unit, floor=2, cap=256, max_frame=chunk)
+    drive_frames(fast, rate=1e9)
+    assert fast.frame_bytes() == chunk  # never more than a chunk
+    odd = WindowControl(unit, floor=2, cap=256, max_frame=3 * unit)
+    drive_frames(odd, rate=1e9)
+    assert odd.frame_bytes() == unit  # only sizes that divide the chunk: frames tile it
+
+
+def test_the_window_stays_within_a_slow_links_buffer():
+    """Regression: twice (round trip + 50 ms) plus two chunks overflowed a 16 Mbit/s modem's
+    50 ms buffer (100 KB); packets behind each drop waited out of order, and a cut lost them."""
+    unit, chunk = 16 * 1024, 256 * 1024
+    control = WindowControl(unit, floor=2, cap=256, max_frame=chunk)
+    drive(control, rate=2e6, rtt=0.005, seconds=10, chunk=unit)
+    assert control.window * unit <= 2e6 * 0.05 + 32 * 1024  # the buffer, and the frame landing
+
+
+def drive_frames(control: WindowControl, rate: float) -> None:
+    drive(control, rate, rtt=0.01, seconds=2, chunk=control.unit_bytes)
