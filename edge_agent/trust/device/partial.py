@@ -55,7 +55,7 @@ class DownloadResult:
     resumed: int  # chunks already on disk from an earlier run
     requests_sent: int
     cached: bool  # the finished file was already there
-    window: int = 0  # chunks in flight the adaptive window ended at (0: nothing fetched)
+    window_bytes: int = 0  # what the adaptive window ended at, in flight (0: nothing fetched)
     min_rtt_s: float | None = None  # the lowest request round trip measured, if any
 
 
@@ -198,7 +198,7 @@ class ResumableDownload:
             resumed,
             transfer.requests_sent,
             cached=False,
-            window=transfer.window.window,
+            window_bytes=transfer.window.window * transfer.unit,
             min_rtt_s=transfer.window.min_rtt,
         )
 

@@ -22,15 +22,15 @@ a loaded machine). It is not larger because what is in flight beyond the path's 
 x delay waits in the link's buffer: a modem's buffer of 50 ms overflows, the packets behind a
 drop wait out of order at the device, and a cut loses them all. With twice the product plus
 50 ms and two 256 KiB chunks, a 16 Mbit/s link dropped one packet in five and five cuts cost
-22% of the model on the wire; with this window and a second frame on top 10%, with one frame
-8-9% (of which curl pays 6-7 on a clean link: benchmarks/link.py). A window too small to fill
+22% of the model on the wire; with this window and a second frame on top 10-11%, with one frame
+9-10% (of which curl pays 6-7 on a clean link: benchmarks/link.py). A window too small to fill
 the link measures a rate that is window-limited, and the next window is at least twice as
 large (twice the round trip), so the window doubles per round trip until the link, not the
 window, limits the rate (BBR's start-up, without a separate phase).
 
 The **frame** (one MQTT message) is the smallest unit doubled that carries ``FRAME_TIME_S`` of
 the measured rate: a cut loses the frame in flight, so on a slow link frames are small (at
-16 Mbit/s 32 KiB), and on a fast one a frame is a whole chunk (fewest messages, no copy).
+16 Mbit/s 16 KiB), and on a fast one a frame is a whole chunk (fewest messages, no copy).
 Pure: time is passed in, nothing here reads a clock.
 """
 
@@ -39,10 +39,19 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["FRAME_TIME_S", "WindowControl"]
+__all__ = ["FIRST_FRAME_BYTES", "FRAME_TIME_S", "WindowControl"]
 
-FRAME_TIME_S = 0.01
-"""About how long one frame should occupy the link: what one cut may cost, in link time."""
+FRAME_TIME_S = 0.005
+"""About how long one frame should occupy the link: what one cut may cost, in link time.
+
+At 16 Mbit/s that is 16 KiB frames: five cuts of a 5 MB model cost 1.091-1.095x its size on
+the wire, against 1.09-1.12x with 10 ms (32 KiB); each frame's header is about 170 bytes."""
+
+FIRST_FRAME_BYTES = 64 * 1024
+"""The frame before a rate is measured (a quarter chunk): the smallest frames on a link that
+turns out fast cost a third of a 5 MB download's speed on loopback (each MQTT message costs
+the registry, the broker and the device about 170 us), and a cut in the first half second of
+a slow link loses at most this much."""
 
 
 @dataclass
@@ -70,11 +79,12 @@ class WindowControl:
         """``floor`` and ``cap`` bound the window in units; it starts at ``initial``.
 
         ``max_frame`` (a multiple of ``unit_bytes``; default one unit) is the largest frame,
-        a chunk. ``initial`` defaults to 256 KiB worth of units (within floor and cap): enough
-        to measure a rate, and what a modem's buffer holds at 16 Mbit/s. 1 MiB overflowed it
-        at the start of every download (hundreds of dropped packets, and a cut then lost
-        what waited behind them); the window doubles per round trip, so a fast link is at
-        speed after a few milliseconds.
+        a chunk. ``initial`` defaults to 512 KiB worth of units (within floor and cap): enough
+        to measure a rate and start a fast link. 1 MiB overflowed a 16 Mbit/s modem's buffer
+        at the start of every download (hundreds of dropped packets, and a cut then lost what
+        waited behind them: five cuts of a 5 MB model cost up to 1.19x); 256 KiB kept a
+        loopback link slow for a third of a 5 MB download. The window then follows the
+        first rate measured, after 8 units.
         """
         if not 1 <= floor <= cap:
             raise ValueError(f"window floor {floor} must be 1..cap ({cap})")
@@ -83,13 +93,14 @@ class WindowControl:
         self.floor, self.cap, self.rtt_gain = floor, cap, rtt_gain
         self.allowance_s = allowance_s
         if initial is None:
-            initial = max(1, (256 << 10) // unit_bytes)
+            initial = max(1, (512 << 10) // unit_bytes)
         self.window = min(cap, max(floor, initial))
         self._rtt_window_s = rtt_window_s
         self._rtts: deque[_Sample] = deque()
         self._rates: deque[float] = deque(maxlen=rate_intervals)
         self._interval_start: float | None = None
         self._interval_bytes = 0
+        self._first_rate: float | None = None
 
     @property
     def min_rtt(self) -> float | None:
@@ -98,16 +109,19 @@ class WindowControl:
 
     @property
     def rate(self) -> float | None:
-        """The highest delivery rate of the last intervals (bytes/s); None before the first."""
-        return max(self._rates, default=None)
+        """The highest delivery rate of the last intervals (bytes/s); None before the first.
+
+        Until the first full interval, the first short one's (see :meth:`landed`).
+        """
+        return max(self._rates, default=self._first_rate)
 
     def frame_bytes(self) -> int:
         """Bytes per frame: the smallest unit doubled that carries ``FRAME_TIME_S`` of the rate.
 
-        At most ``max_frame`` and always dividing it; the smallest (a unit) before a rate is
-        measured, since the link may be slow.
+        At most ``max_frame`` and always dividing it; ``FIRST_FRAME_BYTES`` before a rate is
+        measured.
         """
-        target = (self.rate or 0.0) * FRAME_TIME_S
+        target = self.rate * FRAME_TIME_S if self.rate else FIRST_FRAME_BYTES
         frame = self.unit_bytes
         while frame < target and self.max_frame % (2 * frame) == 0:
             frame *= 2
@@ -126,12 +140,20 @@ class WindowControl:
             return  # the first chunk only starts the clock: its bytes took an unknown time
         self._interval_bytes += nbytes
         elapsed = now - self._interval_start
-        rtt = self.min_rtt or 0.0
-        # an interval of at least a round trip and two of the largest frames, so one sample
-        # means something (a backlog the device reads in one go is not the link's rate)
-        if elapsed >= max(rtt, 1e-3) and self._interval_bytes >= 2 * self.max_frame:
+        if elapsed < max(self.min_rtt or 0.0, 1e-3):
+            return
+        if self._interval_bytes >= 2 * self.max_frame:
+            # an interval of at least a round trip and two of the largest frames, so a sample
+            # means something (a backlog the device reads in one go is not the link's rate,
+            # and the max filter would keep such an overestimate for eight intervals)
             self._rates.append(self._interval_bytes / elapsed)
             self._interval_start, self._interval_bytes = now, 0
+            self._update()
+        elif not self._rates and self._interval_bytes >= 8 * self.unit_bytes:
+            # a first, provisional rate from the first 8 units, used until the first full
+            # interval: waiting 512 KiB for it kept a loopback link on the starting window
+            # and the smallest frames for a third of a 5 MB download
+            self._first_rate = self._interval_bytes / elapsed
             self._update()
 
     def idle(self, now: float) -> None:

@@ -88,7 +88,7 @@ def test_an_unmeasured_link_gets_small_frames_assembled_into_whole_chunks():
     got = fetch(link, settings())
     assert sorted(got) == [0, 1, 2, 3]
     assert whole(got) == DATA
-    assert link.requests[0].chunk == UNIT  # before a rate is known the link may be slow
+    assert link.requests[0].chunk < CHUNK  # before a rate is known the link may be slow
     assert link.bytes_sent == len(DATA)
 
 
@@ -103,10 +103,10 @@ def test_a_cut_re_asks_from_the_first_missing_frame_not_the_chunk():
 
 
 def test_a_frame_lost_inside_a_range_is_asked_again():
-    link = FrameLink(lose={CHUNK + 2 * UNIT})
+    link = FrameLink(lose={CHUNK})  # a frame starts there whatever the frame size
     got = fetch(link, settings())
     assert whole(got) == DATA
-    assert any(r.offset == CHUNK + 2 * UNIT for r in link.requests[1:])
+    assert sum(r.offset <= CHUNK < r.offset + r.length for r in link.requests) == 2
 
 
 def test_splitting_is_off_when_the_smallest_frame_does_not_divide_a_chunk():

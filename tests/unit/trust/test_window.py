@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.trust.device.window import WindowControl
+from edge_agent.trust.device.window import FIRST_FRAME_BYTES, WindowControl
 
 CHUNK = 64 * 1024
 
@@ -61,8 +61,8 @@ def test_the_window_settles_near_twice_bandwidth_times_round_trip(rate, rtt):
 
 def test_the_window_starts_small_and_grows_to_a_fast_long_link():
     control = WindowControl(CHUNK, floor=4, cap=256)
-    assert control.window == 4  # 256 KiB: what a modem's buffer holds at 16 Mbit/s
-    assert WindowControl(16 * 1024, floor=2, cap=256).window == 16  # 256 KiB of small units
+    assert control.window == 8  # 512 KiB: a modem's buffer at 16 Mbit/s overflowed at 1 MiB
+    assert WindowControl(16 * 1024, floor=2, cap=256).window == 32  # 512 KiB of small units
     drive(control, rate=12.5e6, rtt=0.1, seconds=5)
     assert control.window > 16 * 2  # more than the old fixed 16 x 256 KiB could carry
 
@@ -106,12 +106,14 @@ def test_a_floor_above_the_cap_is_refused():
         WindowControl(CHUNK, floor=8, cap=4)
 
 
-def test_frames_are_about_ten_ms_of_the_link_and_tile_a_chunk():
+def test_frames_are_about_five_ms_of_the_link_and_tile_a_chunk():
     unit, chunk = 16 * 1024, 256 * 1024
     control = WindowControl(unit, floor=2, cap=256, max_frame=chunk)
-    assert control.frame_bytes() == unit  # nothing measured yet: the link may be slow
-    drive_frames(control, rate=2e6)  # 16 Mbit/s: 20 KB in 10 ms
-    assert control.frame_bytes() == 32 * 1024
+    assert control.frame_bytes() == FIRST_FRAME_BYTES  # nothing measured yet
+    drive_frames(control, rate=2e6)  # 16 Mbit/s: 10 KB in 5 ms
+    assert control.frame_bytes() == unit
+    drive_frames(control, rate=12.5e6)  # 100 Mbit/s: 62 KB in 5 ms
+    assert control.frame_bytes() == 64 * 1024
     fast = WindowControl(unit, floor=2, cap=256, max_frame=chunk)
     drive_frames(fast, rate=1e9)
     assert fast.frame_bytes() == chunk  # never more than a chunk
