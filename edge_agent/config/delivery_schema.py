@@ -33,7 +33,7 @@ class FetchSettings(StrictModel):
         ge=MIN_CHUNK_BYTES,
         le=MAX_CHUNK_BYTES,
         description="Smallest frame (MQTT message), and the unit the adaptive window counts in. "
-        "Frames are about 10 ms of the measured link rate (a whole chunk on a fast link), so "
+        "Frames are about 5 ms of the measured link rate (a whole chunk on a fast link), so "
         "a cut link loses a frame, not a chunk, and the window can stay within a slow link's "
         "buffer. Splitting is off when it is not smaller than `chunk_bytes` or does not "
         "divide it (frames and window are then whole chunks).",
@@ -55,7 +55,7 @@ class FetchSettings(StrictModel):
     adaptive_window: bool = Field(
         default=True,
         description="Size the window to the measured bandwidth x (twice the round trip + 25 "
-        "ms), plus two frames (between `window_floor` and `window`); off: always `window` "
+        "ms), plus one frame (between `window_floor` and `window`); off: always `window` "
         "chunks.",
     )
     chunks_per_request: int = Field(
