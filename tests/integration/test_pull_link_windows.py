@@ -64,7 +64,7 @@ def test_no_wait_outside_every_window_exits_75_and_fetches_nothing(
             f"window opens at {later[:5]} local time"
         ) in result.stderr
         assert result.stdout == ""
-        assert env.server.requests_for("dev-nowait") == 0, "fetched outside the windows"
+        assert env.server.served_bytes("dev-nowait") == 0, "fetched outside the windows"
     assert not StoreLayout(tmp_path / "device").models.exists()
 
 
@@ -104,14 +104,14 @@ def test_outside_the_windows_the_pull_waits_fetching_nothing_then_downloads_insi
                     "outside the link windows (12:00-13:00, 01:00-05:00); waiting until 01:00 "
                     "local time"
                 ) in stderr.read_text()
-                assert env.server.requests_for("dev-night") == 0, "fetched outside the windows"
+                assert env.server.served_bytes("dev-night") == 0, "fetched outside the windows"
                 out, _ = pull.communicate(timeout=lead + 60)
             finally:
                 pull.kill()
         assert pull.returncode == 0, stderr.read_text()
         assert "link window open; pulling" in stderr.read_text()
         assert json.loads(out)[0]["state"] == "active"
-        assert env.server.requests_for("dev-night") > 0
+        assert env.server.served_bytes("dev-night") > 0
     with ModelStore(StoreLayout(store_dir).models, readonly=True) as store:
         active = store.active("digits")
         assert active is not None and active.sha256 == release.sha256
@@ -160,9 +160,9 @@ def test_a_window_closing_mid_download_pauses_it_past_the_download_limit_then_it
         try:
             wait_for(closed.is_set, 10, "the first chunk")
             time.sleep(0.5)  # what was asked for before the close lands
-            served = env.server.requests_for(device.device_id, "targets/")
+            served = env.server.served_bytes(device.device_id, "targets/")
             time.sleep(1.5)  # closed for twice the download limit
-            assert env.server.requests_for(device.device_id, "targets/") == served
+            assert env.server.served_bytes(device.device_id, "targets/") == served
             assert worker.is_alive() and published == ["downloading"]
             minute[0] = 60  # 01:00 the next night
         finally:
