@@ -34,9 +34,9 @@ def test_rate_limiter_keeps_a_busy_device_in_debt_while_ghosts_come_and_go():
 def test_served_counts_keep_the_newest_pairs_only():
     counts = ServedCounts(limit=100)
     for i in range(10_000):
-        counts.add(f"ghost-{i}", "targets/models/digits/1/digits.onnx")
+        counts.add(f"ghost-{i}", "targets/models/digits/1/digits.onnx", 1)
     counts.add("dev-1", "targets/a", 3)
-    counts.add("dev-1", "metadata/1.root.json")
+    counts.add("dev-1", "metadata/1.root.json", 1)
     assert len(counts) == 100
     assert counts.total("dev-1") == 4 and counts.total("dev-1", "targets/") == 3
     assert counts.total("ghost-0") == 0  # forgotten, the oldest
