@@ -18,7 +18,6 @@ a failure, tests/fixtures/ci_skips.py).
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,13 +38,7 @@ def result() -> Iterator[dict[str, Any]]:
     try:
         yield run.result(timeout_s=150)
     finally:
-        if run.process.poll() is None:  # a failed test left it running: let it clean up
-            run.process.terminate()
-            try:
-                run.process.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
-                run.process.communicate()
+        run.stop()
 
 
 def test_the_agents_retained_status_follows_every_outage_and_comes_back_online(result):

@@ -17,7 +17,6 @@ a failure, tests/fixtures/ci_skips.py).
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,13 +38,7 @@ def runs() -> Iterator[dict[str, PrivateNetRun]]:
     started = {name: PrivateNetRun("tests.fixtures.link_world", name) for name in SCENARIOS}
     yield started
     for run in started.values():
-        if run.process.poll() is None:  # a failed test left it running: let it clean up
-            run.process.terminate()
-            try:
-                run.process.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
-                run.process.communicate()
+        run.stop()
 
 
 def check_delivery(result: dict[str, Any]) -> None:

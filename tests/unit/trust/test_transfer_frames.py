@@ -8,41 +8,28 @@ of what was asked is lost and the link reconnects (its generation moves on).
 from __future__ import annotations
 
 import os
-import queue
 import zlib
 from typing import Any
 
 from edge_agent.config import FetchSettings
 from edge_agent.trust.device.transfer import ChunkTransfer
 from edge_agent.trust.protocol import OK, ChunkRequest, ChunkResponse
+from tests.fakes.registry_link import FakeRegistryLink
 
 UNIT, CHUNK = 16 * 1024, 256 * 1024
 DATA = os.urandom(3 * CHUNK + 5000)  # a short last chunk
 
 
-class _Client:
-    connected = True
-
-
-class FrameLink:
+class FrameLink(FakeRegistryLink):
     """Answers every range at once, frame by frame; cuts after ``cut_after`` frames."""
 
     def __init__(self, cut_after: list[int] | None = None, lose: set[int] | None = None) -> None:
-        self.client = _Client()
-        self.generation = 0
-        self.budget: Any = None
+        super().__init__()
         self.requests: list[ChunkRequest] = []
         self.frames_sent = 0
         self.bytes_sent = 0
         self._cuts = sorted(cut_after or [])
         self._lose = lose or set()  # offsets whose frame is lost on the way (no cut)
-        self._inboxes: dict[str, queue.Queue[ChunkResponse]] = {}
-
-    def expect(self, request_id: str, inbox: queue.Queue[ChunkResponse]) -> None:
-        self._inboxes[request_id] = inbox
-
-    def forget(self, request_id: str) -> None:
-        self._inboxes.pop(request_id, None)
 
     def send(self, request: ChunkRequest) -> None:
         self.requests.append(request)
@@ -58,9 +45,7 @@ class FrameLink:
             if offset in self._lose:
                 self._lose.discard(offset)
                 continue
-            inbox = self._inboxes.get(request.id)
-            if inbox is not None:
-                inbox.put(ChunkResponse(request.id, request.path, offset, OK, len(DATA), data))
+            self.deliver(ChunkResponse(request.id, request.path, offset, OK, len(DATA), data))
 
 
 def settings(**changes: Any) -> FetchSettings:

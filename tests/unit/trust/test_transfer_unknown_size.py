@@ -8,71 +8,44 @@ arrived before the first range's data, the download failed and the demo's rollou
 
 from __future__ import annotations
 
-import queue
-from typing import Any
-
 from edge_agent.config import FetchSettings
 from edge_agent.trust.device.transfer import ChunkTransfer
 from edge_agent.trust.protocol import BAD_REQUEST, OK, ChunkRequest, ChunkResponse
+from tests.fakes.registry_link import FakeRegistryLink
 
 DATA = b"t" * 558
 
 
-class _Client:
-    connected = True
-
-
-class ScriptedLink:
+class ScriptedLink(FakeRegistryLink):
     """Answers each range like the registry, the later ranges' answers first."""
 
     def __init__(self) -> None:
-        self.client = _Client()
-        self.generation = 0
-        self.budget: Any = None
+        super().__init__()
         self.sent: list[ChunkRequest] = []
-        self._inboxes: dict[str, queue.Queue[ChunkResponse]] = {}
-
-    def expect(self, request_id: str, inbox: queue.Queue[ChunkResponse]) -> None:
-        self._inboxes[request_id] = inbox
-
-    def forget(self, request_id: str) -> None:
-        self._inboxes.pop(request_id, None)
 
     def send(self, request: ChunkRequest) -> None:
         self.sent.append(request)
         if len(self.sent) < 2:
             return  # hold the first range's data until a later range was asked for
         for asked in reversed(self.sent):
-            self._answer(asked)
+            self.deliver(_answer(asked))
         self.sent.clear()
 
-    def _answer(self, request: ChunkRequest) -> None:
-        inbox = self._inboxes.get(request.id)
-        if inbox is None:
-            return
-        if request.offset > len(DATA):
-            inbox.put(
-                ChunkResponse(
-                    request.id,
-                    request.path,
-                    request.offset,
-                    BAD_REQUEST,
-                    len(DATA),
-                    reason=f"offset beyond the end ({len(DATA)} B)",
-                )
-            )
-            return
-        end = min(request.offset + request.length, len(DATA))
-        inbox.put(
-            ChunkResponse(
-                request.id,
-                request.path,
-                request.offset,
-                OK,
-                len(DATA),
-                DATA[request.offset : end],
-            )
+
+def _answer(request: ChunkRequest) -> ChunkResponse:
+    if request.offset > len(DATA):
+        return ChunkResponse(
+            request.id,
+            request.path,
+            request.offset,
+            BAD_REQUEST,
+            len(DATA),
+            reason=f"offset beyond the end ({len(DATA)} B)",
         )
+    end = min(request.offset + request.length, len(DATA))
+    return ChunkResponse(
+        request.id, request.path, request.offset, OK, len(DATA), DATA[request.offset : end]
+    )
 
 
 def test_a_refusal_past_the_end_of_a_short_file_teaches_its_size_instead_of_failing() -> None:
