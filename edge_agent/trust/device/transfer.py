@@ -4,16 +4,16 @@ A window stays in flight, asked for with a few range requests that the registry 
 in frames (one request per range, not per chunk: per-chunk round trips and Python work were
 what held delivery to a fraction of the transport's speed). Window and frames follow the link
 (``window.py``). On a fast link a frame is a whole chunk, passed on uncopied. On a slow one the
-transfer counts in *units* of ``min_frame_bytes``: frames of about 10 ms of the link and a
+transfer counts in *units* of ``min_frame_bytes``: frames of about 5 ms of the link and a
 window of about bandwidth x round trip, both smaller than a chunk, and it assembles chunks from
 them. A cut link loses what it was carrying: the frame in flight (a partly received MQTT
-message is dropped) and whatever sat in the link's queue behind a lost packet; with 256 KiB
-frames and a window of chunks, five cuts of a 16 Mbit/s link cost 22% of a 5 MB model on
-the wire; with 32 KiB frames and a window the link's buffer holds, a few percent
-(benchmarks/link.py). Timeouts,
-retries with backoff, reconnects, rate-limit answers and the device's own link budget (rate
-cap, time windows: ``edge_agent.transport.budget``) are handled here. After a reconnect only
-the units still missing are asked for again; what landed is kept.
+message is dropped) and whatever sat in the link's queue behind a lost packet. With 256 KiB
+frames and a window of chunks, five cuts of a 16 Mbit/s link cost 22% of a 5 MB model on the
+wire; with 16 KiB frames and a window the link's buffer holds, 9% (of which curl pays 7 on a
+clean link: benchmarks/link.py). Timeouts, retries with backoff, reconnects, rate-limit
+answers and the device's own link budget (rate cap, time windows:
+``edge_agent.transport.budget``) are handled here. After a reconnect only the units still
+missing are asked for again; what landed is kept, and so is what arrived before the reconnect.
 
 Errors are ngclient's download errors (``DownloadError``; ``DownloadHTTPError`` with 404 only
 when the registry said "not found"), because ngclient does not wrap errors raised while chunks
