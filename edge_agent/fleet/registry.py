@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 
 from edge_agent._retry import TokenBucket
 from edge_agent.transport import topics
-from edge_agent.transport.client import Message, MqttClient
+from edge_agent.transport.client import Message, MqttClient, wait_acknowledged
 from edge_agent.trust.protocol import (
     BAD_REQUEST,
     BUSY,
@@ -350,11 +350,7 @@ class RegistryServer:
 
     def _left(self, info: mqtt.MQTTMessageInfo) -> bool:
         """Wait until a frame is written to the socket (paho's outgoing queue stays bounded)."""
-        try:
-            info.wait_for_publish(self.settings.stall_s)
-        except (RuntimeError, ValueError):  # not queued: the connection is gone
-            return False
-        return info.is_published()
+        return wait_acknowledged(info, self.settings.stall_s)  # False: the connection is gone
 
     def _publish_frame(self, device: str, frame: bytes | bytearray) -> mqtt.MQTTMessageInfo | None:
         """Every frame to a device leaves through here (tests inject misbehaviour here)."""

@@ -277,7 +277,9 @@ def describe_tls_failure(where: str, ca_file: Path | None, exc: ssl.SSLError) ->
 
 
 def wait_acknowledged(info: mqtt.MQTTMessageInfo, timeout_s: float) -> bool:
-    """Wait up to ``timeout_s`` for a QoS 1 message's PUBACK; whether it came.
+    """Wait up to ``timeout_s`` for paho to report a message published; whether it did.
+
+    Published is the broker's PUBACK at QoS 1, and written to the socket at QoS 0.
 
     paho's ``wait_for_publish`` raises when the message was never handed to a socket: the
     connection went between a caller's ``connected`` check and its ``publish`` (paho drops its

@@ -46,7 +46,7 @@ from edge_agent.fleet.simulator.faults import FaultSettings, install_fails
 from edge_agent.fleet.simulator.power import DAY_S, SupplySettings, new_supply, spread
 from edge_agent.fleet.simulator.trust import TrustCounters, TrustGroup, Verified
 from edge_agent.transport import topics
-from edge_agent.transport.client import LastWill, Message, MqttClient
+from edge_agent.transport.client import LastWill, Message, MqttClient, wait_acknowledged
 from edge_agent.transport.topics import DeviceChannel
 from edge_agent.wire.states import SwapState, UpdateState
 
@@ -220,8 +220,8 @@ class FleetSimulator:
             if client is not None and client.connected:
                 topic = topics.device_topic(device.device_id, DeviceChannel.STATUS)
                 infos.append(client.publish(topic, device.offline(), qos=1, retain=True))
-        for info in infos:
-            info.wait_for_publish(2)
+        for info in infos:  # a moment for each; a link gone meanwhile leaves it to the will
+            wait_acknowledged(info, 2)
         for group in self._groups:
             group.close()
         for client in self._connections:
