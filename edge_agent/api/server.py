@@ -476,7 +476,7 @@ def _make_handler(api: ApiServer, tcp: bool) -> type[BaseHTTPRequestHandler]:
                     "send Content-Length or Transfer-Encoding, not both (chunked is not supported)",
                 )
             if raw is None:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                if coding == "chunked":
                     raise HttpError(411, "chunked bodies are not supported; send Content-Length")
                 return b""
             try:
