@@ -260,8 +260,8 @@ class ChunkTransfer:
             if self._not_before.get(first, 0.0) > now:
                 waiting.append(first)
                 continue
-            count = 1
-            most = self._aligned_run(first, min(run, room))
+            count, suited = 1, self.window.frame_bytes()
+            most = self._aligned_run(first, min(run, room), suited)
             while (
                 pending
                 and count < most
@@ -276,7 +276,7 @@ class ChunkTransfer:
                     self._budget_not_before = now + wait
                     pending.extendleft(reversed(range(first, first + count)))
                     break
-            offset, frame = first * unit, self._frame_at(first * unit)
+            offset, frame = first * unit, _aligned_frame(first * unit, suited)
             request = ChunkRequest(secrets.token_hex(8), self.path, offset, count * unit, frame)
             self.link.expect(request.id, inbox)
             self._ranges[request.id] = _Range(
@@ -287,7 +287,7 @@ class ChunkTransfer:
             self.requests_sent += 1
         pending.extendleft(reversed(waiting))
 
-    def _aligned_run(self, first: int, most: int) -> int:
+    def _aligned_run(self, first: int, most: int, suited: int) -> int:
         """Units for a range from unit ``first``: at most ``most``, ending on a frame boundary.
 
         A range that ends mid-frame makes the next one start there, and a frame must start at
@@ -296,23 +296,11 @@ class ChunkTransfer:
         size the link suits ends, and one that starts off that grid (after a cut) runs only
         to it.
         """
-        frame = self.window.frame_bytes() // self.unit
+        frame = suited // self.unit
         to_grid = -first % frame
         if to_grid:
             return min(most, to_grid)
         return max(min(most, frame), most - most % frame)
-
-    def _frame_at(self, offset: int) -> int:
-        """Bytes per frame for a range from ``offset``: what the link suits, aligned to it.
-
-        Frame sizes are units doubled (up to a chunk, dividing it), and a frame starts at a
-        multiple of its size, so frames never straddle a chunk. Before the file's size is known
-        a unit is a chunk (see ``fetch_stream``).
-        """
-        frame = self.window.frame_bytes()
-        while offset % frame:
-            frame //= 2
-        return frame
 
     def _wait_time(self, now: float) -> float:
         timeout = self.settings.chunk_timeout_s
@@ -478,6 +466,18 @@ def fetch_stream(
         while next_index in held:
             yield held.pop(next_index)
             next_index += 1
+
+
+def _aligned_frame(offset: int, suited: int) -> int:
+    """Bytes per frame for a range from ``offset``: the ``suited`` size halved until aligned.
+
+    Frame sizes are units doubled (up to a chunk, dividing it), and a frame starts at a
+    multiple of its size, so frames never straddle a chunk.
+    """
+    frame = suited
+    while offset % frame:
+        frame //= 2
+    return frame
 
 
 def _past_end(response: ChunkResponse) -> bool:
